@@ -1,0 +1,1 @@
+//! Cross-backend equivalence tests live in tests/tests/.
