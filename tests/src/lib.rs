@@ -1,1 +1,226 @@
-//! Cross-backend equivalence tests live in tests/tests/.
+//! Shared pieces of the cross-backend equivalence suite (`tests/tests/equivalence.rs`): random
+//! inputs, the table of every loss configuration the SPEC allows, and comparison against the
+//! float64 reference with the SPEC's named tolerances.
+
+use margin_core::{
+    Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, LossOverrides, Metric, Mining,
+};
+use margin_cpu::ReferenceBackend;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// SPEC: loss within 1e-4 relative of the reference ...
+pub const LOSS_RTOL: f64 = 1e-4;
+/// ... or 1e-6 absolute near 0.
+pub const LOSS_ATOL: f64 = 1e-6;
+/// SPEC: `‖g − g_ref‖ / ‖g_ref‖` within 1e-3.
+pub const GRAD_RTOL: f64 = 1e-3;
+/// Gradients whose reference norm is below this are compared absolutely.
+pub const GRAD_ATOL: f64 = 1e-6;
+/// Pairwise matrices: per-entry tolerance relative to the largest magnitude in the matrix.
+pub const PAIRWISE_RTOL: f64 = 1e-5;
+
+/// Random normal values, reproducible from `seed`. Never zeros or constants.
+pub fn random_normal(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
+}
+
+/// How labels are laid out over a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labels {
+    /// `i % k`, relabelled with large and negative values to check labels are only compared.
+    Classes(usize),
+    /// Every sample in one class.
+    OneClass,
+    /// Every sample its own class.
+    AllDistinct,
+}
+
+impl Labels {
+    /// The labels of an `n`-sample batch, and the number of distinct values (for centers).
+    pub fn make(self, n: usize) -> (Vec<i64>, usize) {
+        match self {
+            Labels::Classes(k) => ((0..n).map(|i| (i % k) as i64).collect(), k.max(2)),
+            Labels::OneClass => (vec![0; n], 2),
+            Labels::AllDistinct => ((0..n as i64).collect(), n.max(2)),
+        }
+    }
+}
+
+/// Every loss configuration the SPEC allows: loss x distance x normalize x (mining, smooth).
+pub fn all_loss_configs() -> Vec<Loss> {
+    let mut out = Vec::new();
+    for kind in LossKind::ALL {
+        for distance in Distance::ALL {
+            for normalize in [true, false] {
+                if distance == Distance::Cosine && !normalize {
+                    continue;
+                }
+                let base = LossOverrides {
+                    distance: Some(distance),
+                    normalize: Some(normalize),
+                    ..Default::default()
+                };
+                let variants: Vec<LossOverrides> = if kind == LossKind::Triplet {
+                    [Mining::All, Mining::Hard, Mining::SemiHard]
+                        .into_iter()
+                        .flat_map(|m| {
+                            [false, true].map(|smooth| LossOverrides {
+                                mining: Some(m),
+                                smooth: Some(smooth),
+                                ..base
+                            })
+                        })
+                        .collect()
+                } else {
+                    vec![base]
+                };
+                for v in variants {
+                    if let Ok(loss) = v.apply(Loss::default_for(kind)) {
+                        out.push(loss);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Relative-norm difference `‖a − b‖ / ‖b‖` (absolute when `‖b‖` is tiny).
+pub fn rel_norm_diff(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (f64::from(x) - f64::from(y)).powi(2);
+        den += f64::from(y).powi(2);
+    }
+    if den.sqrt() < GRAD_ATOL {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Runs `loss` on `backend` and on the reference with the same random inputs; returns a message
+/// naming the case on any disagreement beyond the SPEC's tolerances.
+pub fn check_loss(
+    backend: &dyn HostBackend,
+    loss: &Loss,
+    n: usize,
+    d: usize,
+    labels: Labels,
+    seed: u64,
+) -> Result<(), String> {
+    let x = random_normal(n * d, seed);
+    let (y, k) = labels.make(n);
+    let centers = random_normal(k * d, seed ^ 0x5eed);
+    let c = loss
+        .needs_centers()
+        .then(|| Embeddings::named(&centers, k, d, "centers"))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let input = LossInput::new(Embeddings::new(&x, n, d).map_err(|e| e.to_string())?, &y, c)
+        .map_err(|e| e.to_string())?;
+    let case = format!("{loss:?} n={n} d={d} {labels:?} seed={seed}");
+    let want = ReferenceBackend
+        .host_loss(loss, &input)
+        .map_err(|e| format!("reference failed on {case}: {e}"))?;
+    let got = backend
+        .host_loss(loss, &input)
+        .map_err(|e| format!("{} failed on {case}: {e}", backend.backend_name()))?;
+    let (lg, lw) = (got.stats.loss, want.stats.loss);
+    if !((lg - lw).abs() <= LOSS_ATOL.max(LOSS_RTOL * lw.abs())) {
+        return Err(format!("loss {lg} vs reference {lw} on {case}"));
+    }
+    let gd = rel_norm_diff(&got.grad, &want.grad);
+    if !(gd <= GRAD_RTOL) {
+        return Err(format!(
+            "gradient differs by {gd:.3e} (relative norm) on {case}"
+        ));
+    }
+    if let (Some(g), Some(w)) = (&got.center_grad, &want.center_grad) {
+        let cd = rel_norm_diff(g, w);
+        if !(cd <= GRAD_RTOL) {
+            return Err(format!("center gradient differs by {cd:.3e} on {case}"));
+        }
+    } else if got.center_grad.is_some() != want.center_grad.is_some() {
+        return Err(format!("center gradient presence differs on {case}"));
+    }
+    Ok(())
+}
+
+/// Compares `backend`'s pairwise matrix (self, or against a second set when `nr` is given) with
+/// the reference's.
+pub fn check_pairwise(
+    backend: &dyn HostBackend,
+    metric: Metric,
+    nq: usize,
+    nr: Option<usize>,
+    d: usize,
+    seed: u64,
+) -> Result<(), String> {
+    let q = random_normal(nq * d, seed);
+    let r = nr.map(|nr| random_normal(nr * d, seed + 1));
+    let qe = Embeddings::new(&q, nq, d).map_err(|e| e.to_string())?;
+    let re = match (&r, nr) {
+        (Some(r), Some(nr)) => Some(Embeddings::new(r, nr, d).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let case = format!("{metric:?} nq={nq} nr={nr:?} d={d}");
+    let want = ReferenceBackend
+        .host_pairwise(metric, qe, re)
+        .map_err(|e| format!("reference failed on {case}: {e}"))?;
+    let got = backend
+        .host_pairwise(metric, qe, re)
+        .map_err(|e| format!("{} failed on {case}: {e}", backend.backend_name()))?;
+    if got.len() != want.len() {
+        return Err(format!("{} values vs {} on {case}", got.len(), want.len()));
+    }
+    let scale = want.iter().fold(1f64, |m, &v| m.max(f64::from(v).abs()));
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let diff = (f64::from(g) - f64::from(w)).abs();
+        // sqrt near 0 amplifies rounding: compare euclidean entries in squared form as well.
+        let ok = diff <= PAIRWISE_RTOL * scale
+            || (metric.distance == Distance::Euclidean
+                && (f64::from(g).powi(2) - f64::from(w).powi(2)).abs()
+                    <= PAIRWISE_RTOL * scale * scale);
+        if !ok {
+            return Err(format!("entry {i}: {g} vs reference {w} on {case}"));
+        }
+    }
+    Ok(())
+}
+
+/// The backend under test, or why the suite skips: `Err` when it is unavailable and `require`
+/// (an environment variable such as `MARGIN_REQUIRE_WGPU`) is not set to `1`. When it is set, an
+/// unavailable backend fails the test: CI must not pass by skipping.
+pub fn backend_or_skip(
+    made: margin_core::Result<Box<dyn HostBackend>>,
+    require: &str,
+) -> Option<Box<dyn HostBackend>> {
+    match made {
+        Ok(b) => {
+            eprintln!("testing backend: {}", b.backend_name());
+            Some(b)
+        }
+        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
+            panic!("{require}=1 but the backend is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e} (set {require}=1 to make this a failure)");
+            None
+        }
+    }
+}
+
+/// Runs every check and reports all failures at once.
+pub fn assert_all(results: impl IntoIterator<Item = Result<(), String>>) {
+    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

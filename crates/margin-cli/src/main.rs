@@ -1,1 +1,88 @@
-fn main() {}
+//! The `margin` command-line tool. Every failure ends with one line on stderr and exit code 2 for
+//! bad input (1 for a failure while running); nothing panics and no output file is left behind.
+
+mod args;
+mod backends;
+mod cmd_bench;
+mod cmd_devices;
+mod cmd_loss;
+mod demo;
+mod error;
+mod flags;
+mod npy_io;
+
+use args::{Cli, Command};
+use clap::Parser;
+use clap::error::ErrorKind;
+use error::CliError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // clap's message spans several lines (usage, hints); the contract is one line.
+            let text = e.render().to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            eprintln!("{}", message.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.to_string().replace('\n', " "));
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Loss(cmd) => println!("{}", cmd_loss::run(&cmd)?),
+        Command::Bench(cmd) => println!("{}", cmd_bench::run(&cmd)?),
+        Command::Devices(cmd) => cmd_devices::run(&cmd),
+        Command::Demo(cmd) => {
+            let summary = demo::run(&cmd)?;
+            if cmd.json {
+                println!("{summary}");
+            } else {
+                print_demo(&summary);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_demo(s: &serde_json::Value) {
+    println!(
+        "trained a 64 -> 16 projection of the digits data with the {} loss on {}",
+        s["loss_name"].as_str().unwrap_or("?"),
+        s["backend"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{} steps of {} samples in {:.1} s, final loss {:.4}",
+        s["steps"],
+        s["batch"],
+        s["train_seconds"].as_f64().unwrap_or(0.0),
+        s["final_loss"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "Recall@1 on {} held-out samples: {:.4} before, {:.4} after",
+        s["test_samples"],
+        s["recall_at_1_before"].as_f64().unwrap_or(0.0),
+        s["recall_at_1_after"].as_f64().unwrap_or(0.0)
+    );
+}

@@ -1,0 +1,159 @@
+//! The command-line grammar (clap derive). Names and flags follow the SPEC's contract.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// margin: exact, fast metric-learning losses and distances on CPU and GPU.
+#[derive(Debug, Parser)]
+#[command(name = "margin", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Computes a loss and its gradient on .npy inputs; prints one JSON object.
+    Loss(LossCmd),
+    /// Lists every backend: available, or why not.
+    Devices(DevicesCmd),
+    /// Trains a linear projection of the digits data and reports Recall@1 before and after.
+    Demo(DemoCmd),
+    /// Times a loss (forward plus backward) or the pairwise matrix on random inputs; prints JSON.
+    Bench(BenchCmd),
+}
+
+/// Which backend runs the computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// CUDA if a GPU is there, else a hardware wgpu adapter, else the fast CPU backend.
+    Auto,
+    /// The fast multi-threaded CPU backend.
+    Cpu,
+    /// The float64 reference (slow; the oracle).
+    Reference,
+    /// WGSL compute shaders on wgpu (Vulkan, Metal, DX12).
+    Wgpu,
+    /// CUDA through cudarc and NVRTC.
+    Cuda,
+}
+
+/// The loss parameters shared by `loss` and `bench`. Unset flags keep the SPEC's defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LossFlags {
+    /// euclidean | squared-euclidean | cosine | dot
+    #[arg(long)]
+    pub distance: Option<String>,
+    /// L2-normalize rows first.
+    #[arg(long, overrides_with = "no_normalize")]
+    pub normalize: bool,
+    /// Do not normalize rows.
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Margin (triplet, triplet-center, quadruplet α1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub margin: Option<f64>,
+    /// Second margin (quadruplet α2).
+    #[arg(long, allow_negative_numbers = true)]
+    pub margin2: Option<f64>,
+    /// Positive margin (contrastive, lifted-structure).
+    #[arg(long, allow_negative_numbers = true)]
+    pub pos_margin: Option<f64>,
+    /// Negative margin (contrastive, lifted-structure).
+    #[arg(long, allow_negative_numbers = true)]
+    pub neg_margin: Option<f64>,
+    /// Softplus instead of relu (triplet).
+    #[arg(long)]
+    pub smooth: bool,
+    /// all | hard | semihard (triplet).
+    #[arg(long)]
+    pub mining: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LossCmd {
+    /// contrastive | triplet | triplet-center | n-pair | quadruplet | lifted-structure
+    pub loss: String,
+    /// N x D embeddings (.npy, float32 or float64).
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// N labels (.npy, any integer dtype).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// K x D centers (.npy), triplet-center only.
+    #[arg(long)]
+    pub centers: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: LossFlags,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Where to write dL/dX (float32 .npy).
+    #[arg(long)]
+    pub grad_out: Option<PathBuf>,
+    /// Where to write dL/dC (float32 .npy), triplet-center only.
+    #[arg(long)]
+    pub center_grad_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesCmd {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoCmd {
+    /// The loss to train with.
+    #[arg(long, default_value = "triplet")]
+    pub loss: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Training steps.
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Output dimension of the projection.
+    #[arg(long, default_value_t = 16)]
+    pub dim: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Random seed (initial projection and batches).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory holding images.npy and labels.npy (default: the copy embedded in the binary).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Print one JSON object (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCmd {
+    /// A loss name, or `pairwise` for the distance matrix alone.
+    pub what: String,
+    #[arg(long)]
+    pub n: usize,
+    #[arg(long)]
+    pub d: usize,
+    /// Number of classes for the random labels (default min(N, 256)).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    #[command(flatten)]
+    pub flags: LossFlags,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed runs.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Random seed of the inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

@@ -1,0 +1,101 @@
+//! `margin bench`: in-process timing of a loss (forward plus backward, host path) or of the
+//! pairwise matrix on random normal inputs. Prints one JSON object.
+
+use crate::args::BenchCmd;
+use crate::backends;
+use crate::error::CliError;
+use crate::flags::build_loss;
+use margin_core::{Embeddings, Loss, LossInput, Metric};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde_json::json;
+use std::time::Instant;
+
+/// Random normal values, reproducible from `seed`.
+pub fn random_normal(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
+}
+
+/// Runs the benchmark.
+pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
+    if cmd.n == 0 || cmd.d == 0 {
+        return Err(CliError::input("--n and --d must be at least 1"));
+    }
+    if cmd.reps == 0 {
+        return Err(CliError::input("--reps must be at least 1"));
+    }
+    let classes = cmd.classes.unwrap_or(cmd.n.min(256));
+    if classes == 0 {
+        return Err(CliError::input("--classes must be at least 1"));
+    }
+    let pairwise = cmd.what == "pairwise";
+    let loss = if pairwise {
+        None
+    } else {
+        Some(build_loss(&cmd.what, &cmd.flags)?)
+    };
+    let metric = match (&loss, &cmd.flags.distance) {
+        (Some(l), _) => l.metric(),
+        (None, d) => Metric::new(
+            d.as_deref().unwrap_or("euclidean").parse()?,
+            cmd.flags.normalize,
+        ),
+    };
+    let x = random_normal(cmd.n * cmd.d, cmd.seed);
+    let labels: Vec<i64> = (0..cmd.n).map(|i| (i % classes) as i64).collect();
+    let centers = random_normal(classes.max(2) * cmd.d, cmd.seed + 1);
+    let backend = backends::select(cmd.backend)?;
+    let embeddings = Embeddings::new(&x, cmd.n, cmd.d)?;
+    let center_view = Embeddings::named(&centers, classes.max(2), cmd.d, "centers")?;
+    let input = LossInput::new(
+        embeddings,
+        &labels,
+        loss.filter(Loss::needs_centers).map(|_| center_view),
+    )?;
+    let run_once = || -> Result<f64, CliError> {
+        let start = Instant::now();
+        let value = match &loss {
+            Some(l) => backend.host_loss(l, &input)?.stats.loss,
+            None => f64::from(backend.host_pairwise(metric, embeddings, None)?[0]),
+        };
+        backend.host_synchronize()?;
+        std::hint::black_box(value);
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    for _ in 0..cmd.warmup {
+        run_once()?;
+    }
+    let mut times = (0..cmd.reps)
+        .map(|_| run_once())
+        .collect::<Result<Vec<_>, _>>()?;
+    times.sort_by(f64::total_cmp);
+    let median = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+    Ok(json!({
+        "what": cmd.what,
+        "backend": backend.backend_name(),
+        "n": cmd.n,
+        "d": cmd.d,
+        "classes": classes,
+        "distance": metric.distance.name(),
+        "normalize": metric.normalizes(),
+        "reps": cmd.reps,
+        "median_ms": median,
+        "min_ms": times[0],
+        "max_ms": times[times.len() - 1],
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), or null elsewhere.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

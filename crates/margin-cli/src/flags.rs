@@ -1,0 +1,30 @@
+//! Turning command-line loss flags into a validated [`margin_core::Loss`].
+
+use crate::args::LossFlags;
+use crate::error::CliError;
+use margin_core::{Loss, LossKind, LossOverrides};
+
+/// The loss named `name` with the SPEC's defaults, overridden by `flags`.
+pub fn build_loss(name: &str, flags: &LossFlags) -> Result<Loss, CliError> {
+    let kind: LossKind = name.parse()?;
+    let overrides = LossOverrides {
+        distance: flags.distance.as_deref().map(str::parse).transpose()?,
+        normalize: match (flags.normalize, flags.no_normalize) {
+            (true, true) => {
+                return Err(CliError::input(
+                    "--normalize and --no-normalize cannot both be given",
+                ));
+            }
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        },
+        margin: flags.margin,
+        margin2: flags.margin2,
+        pos_margin: flags.pos_margin,
+        neg_margin: flags.neg_margin,
+        smooth: flags.smooth.then_some(true),
+        mining: flags.mining.as_deref().map(str::parse).transpose()?,
+    };
+    Ok(overrides.apply(Loss::default_for(kind))?)
+}
