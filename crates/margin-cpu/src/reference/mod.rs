@@ -1,6 +1,37 @@
-//! The float64 reference. (Being written: see the foundation issue.)
+//! The float64 reference: the SPEC's formulas evaluated literally, the oracle every other backend
+//! is tested against.
+//!
+//! Everything is f64 from the inputs, in plain loops, one file per concern:
+//!
+//! 1. `normalize.rs`: `x̂ = x / max(‖x‖, 1e-12)` when the metric normalizes (cosine always does).
+//! 2. `distance.rs`: the matrix `D` (N x N, or N x K against centers) in the SPEC's expanded form.
+//! 3. One file per loss (`contrastive.rs`, `triplet.rs`, `triplet_center.rs`, `n_pair.rs`,
+//!    `quadruplet.rs`, `lifted_structure.rs`): the loss, its active counts and `W = ∂L/∂D`, by
+//!    visiting every pair, triplet or quadruplet the definition names (none is ever stored).
+//! 4. `distance.rs` again: the chain rule from `W` to the (normalized) rows.
+//! 5. `normalize.rs` again: from the normalized rows to the raw rows.
+//!
+//! Input checks are in `validate.rs`, the [`Backend`](margin_core::Backend) face in `backend.rs`.
+//!
+//! Cost: O(N²) memory; O(N³) time for triplet and lifted-structure, O(N⁴) for quadruplet. Meant
+//! for N up to a few hundred (quadruplet: a few dozen).
 
-use margin_core::{Backend, DeviceLossInput, Loss, LossStats, MarginError, Metric, Result};
+mod backend;
+mod contrastive;
+mod distance;
+mod lifted_structure;
+mod math;
+mod n_pair;
+mod normalize;
+mod quadruplet;
+mod triplet;
+mod triplet_center;
+mod validate;
+
+pub use backend::ReferenceBackend;
+
+use margin_core::{Loss, LossStats, Metric, Result};
+use normalize::Normalized;
 
 /// A loss evaluated in f64, with f64 gradients.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,69 +44,83 @@ pub struct RefOutput {
     pub center_grad: Option<Vec<f64>>,
 }
 
-/// Evaluates `loss` in f64 on f64 inputs. `centers` is `(data, K)`.
+/// What each loss file computes from a distance matrix: the loss with its active counts, and
+/// `W = ∂L/∂D` with the shape of the matrix.
+pub(crate) struct Weights {
+    pub stats: LossStats,
+    pub w: Vec<f64>,
+}
+
+/// Evaluates `loss` in f64 on the `n x d` row-major embeddings `x`. `centers` is `(data, K)`,
+/// required for triplet-center and rejected otherwise.
+///
+/// Errors ([`margin_core::MarginError::InvalidInput`] / `InvalidConfig`): empty or mis-sized
+/// embeddings, a non-finite value, a label count other than `n`, a non-finite margin, and for
+/// triplet-center missing centers, `K < 2`, centers of the wrong size or a label outside `0..K`.
+/// A batch with nothing to reduce is not an error: loss 0, zero gradient, nothing active.
 pub fn evaluate(
-    _loss: &Loss,
-    _x: &[f64],
-    _n: usize,
-    _d: usize,
-    _labels: &[i64],
-    _centers: Option<(&[f64], usize)>,
+    loss: &Loss,
+    x: &[f64],
+    n: usize,
+    d: usize,
+    labels: &[i64],
+    centers: Option<(&[f64], usize)>,
 ) -> Result<RefOutput> {
-    Err(MarginError::unavailable("reference not written yet"))
+    validate::loss_input(loss, x, n, d, labels, centers)?;
+    let metric = loss.metric();
+    let xs = Normalized::new(x, n, d, metric.normalizes());
+
+    if let (Loss::TripletCenter(cfg), Some((c, k))) = (loss, centers) {
+        let cs = Normalized::new(c, k, d, metric.normalizes());
+        let dist = distance::matrix(metric.distance, &xs, &cs);
+        let weights = triplet_center::weights(cfg, &dist, n, k, labels);
+        let (mut grad, mut center_grad) =
+            distance::backward(metric.distance, &xs, &cs, &dist, &weights.w);
+        xs.backward(&mut grad);
+        cs.backward(&mut center_grad);
+        return Ok(RefOutput {
+            stats: weights.stats,
+            grad,
+            center_grad: Some(center_grad),
+        });
+    }
+
+    let dist = distance::matrix(metric.distance, &xs, &xs);
+    let weights = match loss {
+        Loss::Contrastive(cfg) => contrastive::weights(cfg, &dist, n, labels),
+        Loss::Triplet(cfg) => triplet::weights(cfg, &dist, n, labels),
+        Loss::NPair(cfg) => n_pair::weights(cfg, &dist, n, labels),
+        Loss::Quadruplet(cfg) => quadruplet::weights(cfg, &dist, n, labels),
+        Loss::LiftedStructure(cfg) => lifted_structure::weights(cfg, &dist, n, labels),
+        // Validation guarantees centers for triplet-center, handled above.
+        Loss::TripletCenter(_) => {
+            return Err(margin_core::MarginError::input(
+                "triplet-center needs centers (K x D); none were given",
+            ));
+        }
+    };
+    // D[i, j] depends on row i as its first argument and on row j as its second.
+    let (mut grad, grad_second) = distance::backward(metric.distance, &xs, &xs, &dist, &weights.w);
+    grad.iter_mut().zip(&grad_second).for_each(|(g, s)| *g += s);
+    xs.backward(&mut grad);
+    Ok(RefOutput {
+        stats: weights.stats,
+        grad,
+        center_grad: None,
+    })
 }
 
-/// The `nq x nr` matrix of `metric` between query rows and reference rows, in f64.
-pub fn pairwise(
-    _metric: Metric,
-    _q: &[f64],
-    _nq: usize,
-    _r: &[f64],
-    _nr: usize,
-    _d: usize,
-) -> Vec<f64> {
-    Vec::new()
-}
-
-/// The reference as a [`Backend`]: f32 in, f64 inside, f32 out.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReferenceBackend;
-
-impl Backend for ReferenceBackend {
-    type Buffer = Vec<f32>;
-    fn name(&self) -> String {
-        "reference".into()
+/// The `nq x nr` matrix of `metric` between the query rows `q` and the reference rows `r` (both
+/// of width `d`), in f64, normalizing first when the metric does.
+///
+/// Returns an empty vector when the shapes do not fit the slices (`d = 0`, or a slice shorter
+/// than `rows x d`); callers that need an error validate first (the [`ReferenceBackend`] does).
+pub fn pairwise(metric: Metric, q: &[f64], nq: usize, r: &[f64], nr: usize, d: usize) -> Vec<f64> {
+    let fits = |len: usize, rows: usize| rows.checked_mul(d).is_some_and(|need| len >= need);
+    if d == 0 || !fits(q.len(), nq) || !fits(r.len(), nr) {
+        return Vec::new();
     }
-    fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
-        Ok(data.to_vec())
-    }
-    fn alloc_zeros(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
-    }
-    fn download(&self, buffer: &Vec<f32>) -> Result<Vec<f32>> {
-        Ok(buffer.clone())
-    }
-    fn buffer_len(&self, buffer: &Vec<f32>) -> usize {
-        buffer.len()
-    }
-    fn loss_on_device(
-        &self,
-        _loss: &Loss,
-        _input: DeviceLossInput<'_, Vec<f32>>,
-        _grad: &mut Vec<f32>,
-        _center_grad: Option<&mut Vec<f32>>,
-    ) -> Result<LossStats> {
-        Err(MarginError::unavailable("reference not written yet"))
-    }
-    fn pairwise_on_device(
-        &self,
-        _metric: Metric,
-        _query: &Vec<f32>,
-        _nq: usize,
-        _reference: Option<(&Vec<f32>, usize)>,
-        _d: usize,
-        _out: &mut Vec<f32>,
-    ) -> Result<()> {
-        Err(MarginError::unavailable("reference not written yet"))
-    }
+    let qs = Normalized::new(q, nq, d, metric.normalizes());
+    let rs = Normalized::new(r, nr, d, metric.normalizes());
+    distance::matrix(metric.distance, &qs, &rs)
 }
