@@ -45,7 +45,7 @@ pub struct LossFlags {
     #[arg(long)]
     pub distance: Option<String>,
     /// L2-normalize rows first.
-    #[arg(long, overrides_with = "no_normalize")]
+    #[arg(long, conflicts_with = "no_normalize")]
     pub normalize: bool,
     /// Do not normalize rows.
     #[arg(long)]

@@ -1,0 +1,80 @@
+//! Helpers for the command-line tests: .npy files in a scratch directory and running the binary.
+
+#![allow(dead_code)]
+
+use npyz::WriterBuilder;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh scratch directory under the target directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Writes an array of any npyz-serializable element type with the given shape.
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, data: &[T], shape: &[u64]) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create npy"));
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(file)
+        .begin_nd()
+        .expect("npy header");
+    w.extend(data.iter().copied()).expect("npy data");
+    w.finish().expect("npy finish");
+}
+
+/// Reads an f32 .npy file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).expect("read npy");
+    npyz::NpyFile::new(&bytes[..])
+        .expect("npy")
+        .into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Runs `margin` with `args`.
+pub fn margin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_margin"))
+        .args(args)
+        .output()
+        .expect("run margin")
+}
+
+/// `‖a − b‖ / ‖b‖` (absolute when `‖b‖` is tiny).
+pub fn rel_norm_diff(a: &[f32], b: &[f64]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (f64::from(x) - y).powi(2);
+        den += y * y;
+    }
+    if den.sqrt() < 1e-6 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// A raw .npy file (version 1.0) with any descr, order and shape, for malformed-input tests.
+pub fn raw_npy(descr: &str, fortran: bool, shape: &[u64], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let fortran = if fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
