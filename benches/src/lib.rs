@@ -1,1 +1,77 @@
-//! Criterion benches live in benches/benches/.
+//! Shared pieces of the margin benchmarks: the backends to measure, random inputs, and one
+//! timed loss or pairwise call written against `&dyn HostBackend`, so that GPU backends join
+//! the list in [`backends`] without touching the bench bodies.
+//!
+//! * `benches/cpu.rs`: criterion benches (`cargo bench -p margin-benches`).
+//! * `src/bin/measure.rs`: a one-shot timing of the performance targets
+//!   (`cargo run --release -p margin-benches --bin measure`).
+
+use margin_core::{Embeddings, HostBackend, Loss, LossInput, Metric, Result};
+use margin_cpu::CpuBackend;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+use std::time::{Duration, Instant};
+
+/// THE LIST OF BACKENDS TO BENCHMARK. Add GPU backends here (boxed), e.g. wgpu / CUDA when
+/// available; every bench and the `measure` binary iterate over it.
+pub fn backends() -> Vec<Box<dyn HostBackend>> {
+    vec![Box::new(CpuBackend::new())]
+}
+
+/// Random normal embeddings, labels `i % classes` and `K = classes` centers.
+pub struct Batch {
+    pub x: Vec<f32>,
+    pub labels: Vec<i64>,
+    pub centers: Vec<f32>,
+    pub n: usize,
+    pub d: usize,
+    pub classes: usize,
+}
+
+impl Batch {
+    /// A batch of `n x d` with `classes` labels (at least 2 centers).
+    pub fn new(n: usize, d: usize, classes: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let nd = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
+        let k = classes.max(2);
+        Self {
+            x: (0..n * d).map(|_| nd.sample(&mut rng)).collect(),
+            labels: (0..n).map(|i| (i % classes.max(1)) as i64).collect(),
+            centers: (0..k * d).map(|_| nd.sample(&mut rng)).collect(),
+            n,
+            d,
+            classes: k,
+        }
+    }
+
+    /// The loss input (with centers when `loss` needs them).
+    pub fn input(&self, loss: &Loss) -> Result<LossInput<'_>> {
+        let centers = loss
+            .needs_centers()
+            .then_some((&self.centers[..], self.classes, self.d));
+        LossInput::from_slices(&self.x, self.n, self.d, &self.labels, centers)
+    }
+}
+
+/// One forward+backward call, synchronized, timed.
+pub fn time_loss(b: &dyn HostBackend, loss: &Loss, batch: &Batch) -> Result<Duration> {
+    let input = batch.input(loss)?;
+    let t = Instant::now();
+    let out = b.host_loss(loss, &input)?;
+    b.host_synchronize()?;
+    let el = t.elapsed();
+    std::hint::black_box(out);
+    Ok(el)
+}
+
+/// One `n x n` pairwise matrix call, synchronized, timed.
+pub fn time_pairwise(b: &dyn HostBackend, metric: Metric, batch: &Batch) -> Result<Duration> {
+    let q = Embeddings::new(&batch.x, batch.n, batch.d)?;
+    let t = Instant::now();
+    let out = b.host_pairwise(metric, q, None)?;
+    b.host_synchronize()?;
+    let el = t.elapsed();
+    std::hint::black_box(out);
+    Ok(el)
+}

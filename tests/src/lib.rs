@@ -18,6 +18,12 @@ pub const LOSS_ATOL: f64 = 1e-6;
 pub const GRAD_RTOL: f64 = 1e-3;
 /// Gradients whose reference norm is below this are compared absolutely.
 pub const GRAD_ATOL: f64 = 1e-6;
+/// Active counts may differ by at most this fraction (boundary flips in f32) ...
+pub const FLIP_MAX_FRACTION: f64 = 1e-3;
+/// ... and then the loss is compared within this relative bound ...
+pub const FLIP_LOSS_RTOL: f64 = 1e-2;
+/// ... and the gradient within this one.
+pub const FLIP_GRAD_RTOL: f64 = 5e-2;
 /// Pairwise matrices: per-entry tolerance relative to the largest magnitude in the matrix.
 pub const PAIRWISE_RTOL: f64 = 1e-5;
 
@@ -130,18 +136,31 @@ pub fn check_loss(
         .host_loss(loss, &input)
         .map_err(|e| format!("{} failed on {case}: {e}", backend.backend_name()))?;
     let (lg, lw) = (got.stats.loss, want.stats.loss);
-    if !((lg - lw).abs() <= LOSS_ATOL.max(LOSS_RTOL * lw.abs())) {
+    let (ag, aw) = (got.stats.active, want.stats.active);
+    // A term that sits on a selection boundary (semihard's `gap > 0`, hard mining's arg-max) can
+    // land on the other side in f32: then, and only then, the counts differ by a few and the
+    // bounds widen to FLIP_*; anything more than FLIP_MAX_FRACTION of the terms is a bug.
+    let flipped = ag != aw;
+    if flipped && (ag.abs_diff(aw) as f64) > FLIP_MAX_FRACTION * (aw.max(1) as f64) {
+        return Err(format!("active terms {ag} vs reference {aw} on {case}"));
+    }
+    let (loss_rtol, grad_rtol) = if flipped {
+        (FLIP_LOSS_RTOL, FLIP_GRAD_RTOL)
+    } else {
+        (LOSS_RTOL, GRAD_RTOL)
+    };
+    if lg.is_nan() || (lg - lw).abs() > LOSS_ATOL.max(loss_rtol * lw.abs()) {
         return Err(format!("loss {lg} vs reference {lw} on {case}"));
     }
     let gd = rel_norm_diff(&got.grad, &want.grad);
-    if !(gd <= GRAD_RTOL) {
+    if gd.is_nan() || gd > grad_rtol {
         return Err(format!(
             "gradient differs by {gd:.3e} (relative norm) on {case}"
         ));
     }
     if let (Some(g), Some(w)) = (&got.center_grad, &want.center_grad) {
         let cd = rel_norm_diff(g, w);
-        if !(cd <= GRAD_RTOL) {
+        if cd.is_nan() || cd > GRAD_RTOL {
             return Err(format!("center gradient differs by {cd:.3e} on {case}"));
         }
     } else if got.center_grad.is_some() != want.center_grad.is_some() {
@@ -212,6 +231,19 @@ pub fn backend_or_skip(
             None
         }
     }
+}
+
+/// The wgpu backend for tests: `MARGIN_WGPU_ADAPTER` names an adapter; otherwise the best
+/// hardware adapter, else any software adapter (lavapipe), which tests may use.
+pub fn wgpu_for_tests() -> margin_core::Result<Box<dyn HostBackend>> {
+    use margin_wgpu::WgpuBackend;
+    let made = match std::env::var("MARGIN_WGPU_ADAPTER") {
+        Ok(name) => WgpuBackend::with_adapter(&name),
+        Err(_) => {
+            WgpuBackend::new().or_else(|e| WgpuBackend::with_adapter("llvmpipe").map_err(|_| e))
+        }
+    };
+    made.map(|b| Box::new(b) as Box<dyn HostBackend>)
 }
 
 /// Runs every check and reports all failures at once.

@@ -9,7 +9,7 @@ fn metrics() -> Vec<Metric> {
     Distance::ALL
         .into_iter()
         .flat_map(|d| [Metric::new(d, true), Metric::new(d, false)])
-        .filter(|m| !(m.distance == Distance::Cosine && !m.normalize))
+        .filter(|m| m.distance != Distance::Cosine || m.normalize)
         .collect()
 }
 
@@ -173,4 +173,10 @@ equivalence_suite!(
     cpu,
     "MARGIN_REQUIRE_CPU",
     Ok(Box::new(margin_cpu::CpuBackend::new()))
+);
+equivalence_suite!(wgpu, "MARGIN_REQUIRE_WGPU", margin_tests::wgpu_for_tests());
+equivalence_suite!(
+    cuda,
+    "MARGIN_REQUIRE_CUDA",
+    margin_cuda::CudaBackend::new(0).map(|b| Box::new(b) as Box<dyn HostBackend>)
 );

@@ -21,6 +21,8 @@ pub enum Command {
     Demo(DemoCmd),
     /// Times a loss (forward plus backward) or the pairwise matrix on random inputs; prints JSON.
     Bench(BenchCmd),
+    /// Retrieval metrics (PML's AccuracyCalculator) of query embeddings against a reference set.
+    Eval(EvalCmd),
 }
 
 /// Which backend runs the computation.
@@ -156,4 +158,31 @@ pub struct BenchCmd {
     /// Random seed of the inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalCmd {
+    /// Nq x D query embeddings (.npy, float32 or float64).
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Nq query labels (.npy, any integer dtype).
+    #[arg(long)]
+    pub query_labels: PathBuf,
+    /// M x D reference embeddings (.npy); default: the queries themselves, each excluding itself.
+    #[arg(long, requires = "reference_labels")]
+    pub reference: Option<PathBuf>,
+    /// M reference labels (.npy, any integer dtype).
+    #[arg(long, requires = "reference")]
+    pub reference_labels: Option<PathBuf>,
+    /// euclidean | squared-euclidean | cosine | dot (default euclidean).
+    #[arg(long)]
+    pub distance: Option<String>,
+    /// L2-normalize rows first (cosine always does).
+    #[arg(long, conflicts_with = "no_normalize")]
+    pub normalize: bool,
+    /// Do not normalize rows (the default).
+    #[arg(long)]
+    pub no_normalize: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
 }

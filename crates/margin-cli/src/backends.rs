@@ -30,29 +30,27 @@ pub fn select(choice: BackendChoice) -> Result<Box<dyn HostBackend>, CliError> {
     }
 }
 
-/// `--backend wgpu`: the best hardware adapter, else a software one (asked for by name).
+/// `--backend wgpu`: the adapter named by `MARGIN_WGPU_ADAPTER`, else the best hardware adapter,
+/// else lavapipe (a software adapter is used only when wgpu is asked for explicitly).
 fn wgpu_backend() -> margin_core::Result<Box<dyn HostBackend>> {
     wgpu_hardware_backend().or_else(|hw_err| {
-        let _ = software_adapter_hint();
-        Err::<Box<dyn HostBackend>, _>(hw_err)
+        match margin_wgpu::WgpuBackend::with_adapter("llvmpipe") {
+            Ok(b) => Ok(Box::new(b) as Box<dyn HostBackend>),
+            Err(_) => Err(hw_err),
+        }
     })
 }
 
-/// The substring that picks a software adapter: `MARGIN_WGPU_ADAPTER`, else lavapipe's name.
-fn software_adapter_hint() -> String {
-    std::env::var("MARGIN_WGPU_ADAPTER").unwrap_or_else(|_| "llvmpipe".to_string())
-}
-
+/// `MARGIN_WGPU_ADAPTER` when set (any adapter, by name), else the best hardware adapter.
 fn wgpu_hardware_backend() -> margin_core::Result<Box<dyn HostBackend>> {
-    Err(margin_core::MarginError::unavailable(
-        "wgpu: not integrated yet",
-    ))
+    if let Ok(name) = std::env::var("MARGIN_WGPU_ADAPTER") {
+        return margin_wgpu::WgpuBackend::with_adapter(&name).map(|b| Box::new(b) as _);
+    }
+    margin_wgpu::WgpuBackend::new().map(|b| Box::new(b) as _)
 }
 
 fn cuda_backend() -> margin_core::Result<Box<dyn HostBackend>> {
-    Err(margin_core::MarginError::unavailable(
-        "cuda: not integrated yet",
-    ))
+    margin_cuda::CudaBackend::new(0).map(|b| Box::new(b) as _)
 }
 
 /// Every backend, available or not, with the reason.
@@ -72,7 +70,7 @@ pub fn report() -> Vec<DeviceReport> {
             detail: "float64 reference (slow, the oracle)".into(),
         },
     ];
-    let adapters: Vec<String> = Vec::new();
+    let adapters = margin_wgpu::list_adapters();
     if adapters.is_empty() {
         out.push(DeviceReport {
             backend: "wgpu",
@@ -87,21 +85,17 @@ pub fn report() -> Vec<DeviceReport> {
             detail: a.to_string(),
         });
     }
-    out.push(
-        match Err::<String, _>(margin_core::MarginError::unavailable(
-            "cuda: not integrated yet",
-        )) {
-            Ok(detail) => DeviceReport {
-                backend: "cuda",
-                available: true,
-                detail,
-            },
-            Err(e) => DeviceReport {
-                backend: "cuda",
-                available: false,
-                detail: e.to_string(),
-            },
+    out.push(match margin_cuda::availability() {
+        Ok(detail) => DeviceReport {
+            backend: "cuda",
+            available: true,
+            detail,
         },
-    );
+        Err(e) => DeviceReport {
+            backend: "cuda",
+            available: false,
+            detail: e.to_string(),
+        },
+    });
     out
 }

@@ -5,6 +5,7 @@ mod args;
 mod backends;
 mod cmd_bench;
 mod cmd_devices;
+mod cmd_eval;
 mod cmd_loss;
 mod demo;
 mod error;
@@ -54,6 +55,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Loss(cmd) => println!("{}", cmd_loss::run(&cmd)?),
         Command::Bench(cmd) => println!("{}", cmd_bench::run(&cmd)?),
         Command::Devices(cmd) => cmd_devices::run(&cmd),
+        Command::Eval(cmd) => println!("{}", cmd_eval::run(&cmd)?),
         Command::Demo(cmd) => {
             let summary = demo::run(&cmd)?;
             if cmd.json {

@@ -119,16 +119,16 @@ fn run_case(case: &Value, backend: &str, dir: &std::path::Path) -> Result<(), St
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{name}: bad JSON: {e}"))?;
     let got = json["loss"].as_f64().ok_or(format!("{name}: no loss"))?;
     let want = case["value"].as_f64().expect("value");
-    if !((got - want).abs() <= LOSS_ATOL.max(LOSS_RTOL * want.abs())) {
+    if (got - want).abs() > LOSS_ATOL.max(LOSS_RTOL * want.abs()) || got.is_nan() {
         return Err(format!("{name} on {backend}: loss {got} vs {want}"));
     }
     let g = rel_norm_diff(&read_f32(&gp), &floats(&case["grad"]));
-    if !(g <= GRAD_RTOL) {
+    if g.is_nan() || g > GRAD_RTOL {
         return Err(format!("{name} on {backend}: gradient off by {g:.2e}"));
     }
     if case["k"].is_u64() {
         let cg = rel_norm_diff(&read_f32(&cgp), &floats(&case["center_grad"]));
-        if !(cg <= GRAD_RTOL) {
+        if cg.is_nan() || cg > GRAD_RTOL {
             return Err(format!(
                 "{name} on {backend}: center gradient off by {cg:.2e}"
             ));

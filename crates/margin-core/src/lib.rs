@@ -6,12 +6,14 @@
 //! * [`LossOutput`] / [`LossStats`]: the scalar loss, gradients and how many terms were active.
 //! * [`Backend`]: the trait every backend implements, with a device-buffer path and a host path.
 //! * [`MarginError`]: one error type, grouped by kind.
+//! * [`evaluate_retrieval`]: exact k-NN retrieval metrics (PML's `AccuracyCalculator`) on any backend.
 
 mod backend;
 mod distance;
 mod error;
 mod loss;
 mod output;
+pub mod retrieval;
 mod tensor;
 
 pub use backend::{Backend, DeviceLossInput, HostBackend, check_device_input};
@@ -22,4 +24,5 @@ pub use loss::{
     QuadrupletConfig, TripletCenterConfig, TripletConfig,
 };
 pub use output::{LossOutput, LossStats};
+pub use retrieval::{RetrievalMetrics, default_block_rows, evaluate_retrieval};
 pub use tensor::{Embeddings, LossInput};

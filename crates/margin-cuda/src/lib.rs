@@ -1,1 +1,28 @@
-//! margin-cuda (stub)
+//! margin-cuda: the CUDA backend of margin.
+//!
+//! Kernels are CUDA C++ in `shaders/cuda/*.cu` (with `common.cuh` prepended as text), embedded
+//! with `include_str!` and compiled at run time by NVRTC for the device's own architecture, once
+//! per architecture per process; the module is loaded once per device. cudarc drives the device
+//! with dynamic loading, so this crate builds and its tests run on machines without CUDA:
+//! [`CudaBackend::new`] then returns [`margin_core::MarginError::Unavailable`] naming what is
+//! missing (libcuda, libnvrtc, a device), never panicking.
+//!
+//! A loss runs the five stages of docs/ALGORITHMS.md on the backend's stream: normalize, the
+//! tiled FP32 distance matrix, per-loss weights (exact sorted counting for batch-all triplets and
+//! quadruplets, log-sum-exp for lifted structure and n-pair, arg-min/max for hard mining), the
+//! gradient product `M X̂` as a tiled GEMM, normalization backward. Sums accumulate in f64 on the
+//! device; the only host synchronization is reading the final few f64 stats.
+//!
+//! Memory: the distance matrix and the weight matrix are both N x N f32 (2 x 16 GiB at
+//! N = 65536); the quadruplet loss additionally sorts all ordered positive pairs.
+
+mod backend;
+mod device;
+pub mod kernels;
+mod labels;
+mod launch;
+mod losses;
+mod pipeline;
+mod quadruplet;
+
+pub use device::{CudaBackend, availability, driver_present};

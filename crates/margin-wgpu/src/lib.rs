@@ -1,1 +1,27 @@
-//! margin-wgpu (stub)
+//! margin-wgpu: the WGSL compute-shader backend (wgpu on Vulkan, Metal or DX12).
+//!
+//! Every loss follows the five stages of docs/ALGORITHMS.md entirely on the GPU: normalization,
+//! the pairwise matrix as a tiled matrix product, per-row weight kernels (sorting and binary search
+//! make the hinge losses over triplets and quadruplets exact without enumerating them), the chain
+//! through the distance as a second tiled product, and normalization backward. Only per-row loss
+//! sums and counts come back to the host, where they are added in f64 / u64.
+//!
+//! * [`WgpuBackend`]: implements [`margin_core::Backend`] with `Buffer = wgpu::Buffer`.
+//! * [`list_adapters`]: what `margin devices` prints.
+//!
+//! Memory: a loss over N rows keeps two N x N f32 matrices on the device (E, the distances, and
+//! W, their weights, which become the gradient multiplier in place); quadruplet adds four sort
+//! buffers of `next_power_of_two(N^2)` values. Each must fit one storage binding; when the
+//! adapter's binding limit is smaller the call returns `MarginError::OutOfMemory` saying so.
+//! Device allocation failures and validation errors are caught with error scopes.
+
+mod adapter;
+mod backend;
+mod context;
+pub mod kernels;
+mod losses;
+mod stages;
+
+pub use adapter::{AdapterSummary, list_adapters};
+pub use backend::WgpuBackend;
+pub use kernels::Tiling;

@@ -21,7 +21,7 @@ use train::Model;
 
 /// Every fifth sample is held out for evaluation.
 fn is_test(i: usize) -> bool {
-    i % 5 == 0
+    i.is_multiple_of(5)
 }
 
 fn gather(d: &data::Digits, idx: &[usize]) -> (Vec<f32>, Vec<i64>) {

@@ -1,0 +1,229 @@
+//! Stage 4 of docs/ALGORITHMS.md: chaining `W = ∂L/∂d` through the distance with matrix
+//! products, for a block of rows against all rows (`M = W + Wᵀ` accumulated block by block)
+//! and for two different row sets (centers, n-pair anchors against positives).
+
+use super::geometry::Rows;
+use super::linalg::{View, matmul, zeros};
+use margin_core::{Distance, Result};
+use rayon::prelude::*;
+
+/// Turns `W` (w.r.t. `d`) into the weight the linear part of the chain uses: `W / d` for
+/// euclidean (0 where `d = 0`, the SPEC's gradient at 0). `e` holds `sign * d`; for euclidean
+/// `sign = 1`, so `e = d`.
+pub(crate) fn prepare(distance: Distance, w: &mut [f32], e: &[f32]) {
+    if distance == Distance::Euclidean {
+        w.par_iter_mut().zip(e.par_iter()).for_each(|(w, &d)| {
+            *w = if d > 0.0 { *w / d } else { 0.0 };
+        });
+    }
+}
+
+/// The constant in front of `diag(rowsum) X − W X`: 2 for squared euclidean, 1 for euclidean,
+/// `None` for similarities (plain `W X`).
+fn factor(distance: Distance) -> Option<f32> {
+    match distance {
+        Distance::Euclidean => Some(1.0),
+        Distance::SquaredEuclidean => Some(2.0),
+        Distance::Cosine | Distance::Dot => None,
+    }
+}
+
+/// `out = w + wᵀ` for a square `n x n` matrix, tile by tile, parallel over row tiles of `out`.
+pub(crate) fn symmetrize_into(w: &[f32], out: &mut [f32], n: usize) {
+    const T: usize = 64;
+    out[..n * n]
+        .par_chunks_mut(T * n)
+        .enumerate()
+        .for_each(|(t, rows)| {
+            let i0 = t * T;
+            let ti = rows.len() / n;
+            for j0 in (0..n).step_by(T) {
+                let tj = T.min(n - j0);
+                for di in 0..ti {
+                    let i = i0 + di;
+                    let o = &mut rows[di * n + j0..di * n + j0 + tj];
+                    for (dj, v) in o.iter_mut().enumerate() {
+                        let j = j0 + dj;
+                        *v = w[i * n + j] + w[j * n + i];
+                    }
+                }
+            }
+        });
+}
+
+/// Adds to `g` (`n x d`, w.r.t. `xh`) the gradient of `Σ W_ij d_ij` over the block of rows
+/// `r0..r0 + b` against all rows. `w` (`b x n`) is overwritten; `e` is the block's `e`.
+/// `symmetric`: `w` is the whole `n x n` matrix already holding `M = W + Wᵀ`, already divided
+/// by `d` for euclidean ([`prepare`]; `e` is then unused), so only the block's own rows need a
+/// product (one GEMM instead of two).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn block(
+    rows: &Rows,
+    distance: Distance,
+    r0: usize,
+    b: usize,
+    w: &mut [f32],
+    e: &[f32],
+    g: &mut [f32],
+    symmetric: bool,
+) -> Result<()> {
+    let (n, d) = (rows.n, rows.d);
+    let w = &mut w[..b * n];
+    if !symmetric {
+        prepare(distance, w, &e[..b * n]);
+    }
+    let xb = &rows.xh[r0 * d..(r0 + b) * d];
+    let f = factor(distance);
+    let beta = f.map_or(1.0, |f| -f);
+    // Rows of the block: g_B += beta * W X (+ f * rowsum * x_B).
+    let mut t = zeros(b * d, "a gradient block")?;
+    matmul(
+        b,
+        d,
+        n,
+        &mut t,
+        d,
+        false,
+        beta,
+        View::rows(w, n),
+        View::rows(&rows.xh, d),
+    );
+    let gb = &mut g[r0 * d..(r0 + b) * d];
+    gb.par_chunks_mut(d)
+        .zip(t.par_chunks(d))
+        .zip(w.par_chunks(n))
+        .zip(xb.par_chunks(d))
+        .for_each(|(((gr, tr), wr), xr)| {
+            let rs = f.map_or(0.0, |f| {
+                f * wr.iter().map(|&v| f64::from(v)).sum::<f64>() as f32
+            });
+            for ((gv, &tv), &xv) in gr.iter_mut().zip(tr).zip(xr) {
+                *gv += tv + rs * xv;
+            }
+        });
+    if symmetric {
+        return Ok(());
+    }
+    // Every row j: g_j += beta * (Wᵀ X_B)_j (+ f * colsum_j * x_j).
+    if let Some(f) = f {
+        // Column sums, parallel over column strips (the block is row-major).
+        const STRIP: usize = 1024;
+        let mut colsum = vec![0.0f64; n];
+        let wr: &[f32] = w;
+        colsum
+            .par_chunks_mut(STRIP)
+            .enumerate()
+            .for_each(|(s, cs)| {
+                let (c0, len) = (s * STRIP, cs.len());
+                for row in wr.chunks(n) {
+                    for (c, &v) in cs.iter_mut().zip(&row[c0..c0 + len]) {
+                        *c += f64::from(v);
+                    }
+                }
+            });
+        g[..n * d]
+            .par_chunks_mut(d)
+            .zip(rows.xh.par_chunks(d))
+            .zip(colsum.par_iter())
+            .for_each(|((gr, xr), &c)| {
+                let c = f * c as f32;
+                for (gv, &xv) in gr.iter_mut().zip(xr) {
+                    *gv += c * xv;
+                }
+            });
+    }
+    matmul(
+        n,
+        d,
+        b,
+        g,
+        d,
+        true,
+        beta,
+        View::transposed(w, n),
+        View::rows(xb, d),
+    );
+    Ok(())
+}
+
+/// Gradients of `Σ W_ic d(a_i, b_c)` for two row sets: returns `(g_a, g_b)` w.r.t. `a.xh`,
+/// `b.xh`. `w` (`na x nb`) is overwritten; `e` holds `sign * d`.
+pub(crate) fn cross(
+    a: &Rows,
+    b: &Rows,
+    distance: Distance,
+    w: &mut [f32],
+    e: &[f32],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (na, nb, d) = (a.n, b.n, a.d);
+    prepare(distance, w, e);
+    let f = factor(distance);
+    let beta = f.map_or(1.0, |f| -f);
+    let mut ga = zeros(na * d, "a gradient")?;
+    let mut gb = zeros(nb * d, "a center gradient")?;
+    matmul(
+        na,
+        d,
+        nb,
+        &mut ga,
+        d,
+        false,
+        beta,
+        View::rows(w, nb),
+        View::rows(&b.xh, d),
+    );
+    matmul(
+        nb,
+        d,
+        na,
+        &mut gb,
+        d,
+        false,
+        beta,
+        View::transposed(w, nb),
+        View::rows(&a.xh, d),
+    );
+    if let Some(f) = f {
+        let mut colsum = vec![0.0f64; nb];
+        for (i, wr) in w.chunks(nb).enumerate() {
+            let rs = f * wr.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+            for (gv, &xv) in ga[i * d..(i + 1) * d].iter_mut().zip(a.row(i)) {
+                *gv += rs * xv;
+            }
+            for (c, &v) in colsum.iter_mut().zip(wr) {
+                *c += f64::from(v);
+            }
+        }
+        for (j, &c) in colsum.iter().enumerate() {
+            let c = f * c as f32;
+            for (gv, &xv) in gb[j * d..(j + 1) * d].iter_mut().zip(b.row(j)) {
+                *gv += c * xv;
+            }
+        }
+    }
+    Ok((ga, gb))
+}
+
+/// Adds to `g_a` (row `a` of the gradient) the chain of `M_ap d(a, p)` for one symmetric pair
+/// weight `m` (already `W_ap + W_pa`), with `e = sign * d(a, p)`.
+pub(crate) fn pair(distance: Distance, m: f32, e: f32, xa: &[f32], xp: &[f32], g_a: &mut [f32]) {
+    match distance {
+        Distance::Cosine | Distance::Dot => {
+            for (gv, &pv) in g_a.iter_mut().zip(xp) {
+                *gv += m * pv;
+            }
+        }
+        Distance::SquaredEuclidean | Distance::Euclidean => {
+            let c = if distance == Distance::SquaredEuclidean {
+                2.0 * m
+            } else if e > 0.0 {
+                m / e
+            } else {
+                0.0
+            };
+            for ((gv, &av), &pv) in g_a.iter_mut().zip(xa).zip(xp) {
+                *gv += c * (av - pv);
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Stage 3 driver: streams over blocks of anchor rows within the memory budget. For each block
+//! it computes the block's `e` rows (GEMM), lets a per-row kernel fill the weight rows of up to
+//! two groups (each group has its own AvgNonZero denominator, known only at the end), and chains
+//! every group's weights into its own unnormalized gradient accumulator. The gradient is linear
+//! in `W`, so each accumulator is scaled by its group's factor once the pass is over.
+
+use super::chain;
+use super::geometry::Rows;
+use super::linalg::zeros;
+use margin_core::{Metric, Result};
+use rayon::prelude::*;
+use std::ops::AddAssign;
+
+/// Per-group sums of one pass: loss numerators and active counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Acc {
+    pub loss: [f64; 2],
+    pub count: [u64; 2],
+}
+
+impl AddAssign for Acc {
+    fn add_assign(&mut self, o: Self) {
+        for g in 0..2 {
+            self.loss[g] += o.loss[g];
+            self.count[g] += o.count[g];
+        }
+    }
+}
+
+/// A per-anchor-row computation of the weights `∂L/∂e` (unnormalized).
+pub(crate) trait RowKernel: Sync {
+    /// Per-task scratch space (sorted positives, histograms ...).
+    type Scratch: Send;
+    /// Number of weight groups (1 or 2).
+    const GROUPS: usize;
+    /// A fresh scratch.
+    fn scratch(&self) -> Self::Scratch;
+    /// Row `i` with its `e` row; `w0`, `w1` are zeroed weight rows (`w1` empty for one group).
+    fn row(
+        &self,
+        s: &mut Self::Scratch,
+        i: usize,
+        e: &[f32],
+        w0: &mut [f32],
+        w1: &mut [f32],
+    ) -> Acc;
+    /// The factor of each group's weights once the pass is over (1 / its AvgNonZero count...).
+    fn scales(&self, acc: &Acc) -> [f64; 2];
+}
+
+/// `1 / count`, 0 for an empty group.
+pub(crate) fn inv(count: u64) -> f64 {
+    if count == 0 { 0.0 } else { 1.0 / count as f64 }
+}
+
+/// Up to this many bytes of `e` and weights, the whole matrix stays resident: the weights of
+/// both groups are merged once their counts are known and `M = W + Wᵀ` needs one GEMM.
+const RESIDENT_MAX_BYTES: usize = 512 << 20;
+
+/// Blocks taller than this gain nothing in GEMM speed but cost page faults and resident memory.
+const MAX_BLOCK_ROWS: usize = 1024;
+
+/// Anchor rows per block: the block's `e` plus one weight block per group fit the budget.
+pub(crate) fn block_rows(n: usize, mats: usize, budget: usize) -> usize {
+    let per_row = n.saturating_mul(4 * mats).max(1);
+    (budget / per_row).clamp(1, n.clamp(1, MAX_BLOCK_ROWS))
+}
+
+/// The result of a pass: the sums and the gradient w.r.t. `xh` of `Σ_g scale_g W_g e` (the
+/// caller applies the metric's sign and stage 5).
+pub(crate) struct Pass {
+    pub acc: Acc,
+    pub grad: Vec<f32>,
+}
+
+/// Runs `kernel` on the rows `r0..` of a block (`e`, `w0`, `w1` hold whole rows of length n).
+fn kernel_rows<K: RowKernel>(
+    kernel: &K,
+    r0: usize,
+    n: usize,
+    e: &[f32],
+    w0: &mut [f32],
+    w1: &mut [f32],
+) -> Acc {
+    let b = e.len() / n;
+    let w1_chunks: Vec<&mut [f32]> = if w1.is_empty() {
+        (0..b).map(|_| Default::default()).collect()
+    } else {
+        w1.chunks_mut(n).collect()
+    };
+    e.par_chunks(n)
+        .zip(w0.par_chunks_mut(n))
+        .zip(w1_chunks.into_par_iter())
+        .enumerate()
+        .map_init(
+            || kernel.scratch(),
+            |s, (k, ((er, w0r), w1r))| kernel.row(s, r0 + k, er, w0r, w1r),
+        )
+        .reduce(Acc::default, |mut a, b| {
+            a += b;
+            a
+        })
+}
+
+/// The whole matrix at once: one kernel pass, merged groups, one symmetric chain.
+fn run_resident<K: RowKernel>(rows: &Rows, metric: Metric, kernel: &K) -> Result<Pass> {
+    let (n, d) = (rows.n, rows.d);
+    let mut e = zeros(n * n, "the distance matrix")?;
+    let mut w0 = zeros(n * n, "the weight matrix")?;
+    let mut w1 = zeros(if K::GROUPS > 1 { n * n } else { 0 }, "the weight matrix")?;
+    rows.e_block(metric, 0, n, &mut e);
+    let acc = kernel_rows(kernel, 0, n, &e, &mut w0, &mut w1);
+    let [s0, s1] = kernel.scales(&acc);
+    let (s0, s1) = (s0 as f32, s1 as f32);
+    if w1.is_empty() {
+        w0.par_iter_mut().for_each(|v| *v *= s0);
+    } else {
+        w0.par_iter_mut()
+            .zip(w1.par_iter())
+            .for_each(|(a, &b)| *a = *a * s0 + b * s1);
+    }
+    drop(w1);
+    // M' = (W / d) + (W / d)ᵀ into the buffer of e, which is not needed any more.
+    chain::prepare(metric.distance, &mut w0, &e);
+    chain::symmetrize_into(&w0, &mut e, n);
+    drop(w0);
+    let mut grad = zeros(n * d, "a gradient")?;
+    chain::block(rows, metric.distance, 0, n, &mut e, &[], &mut grad, true)?;
+    Ok(Pass { acc, grad })
+}
+
+/// Runs `kernel` over every row and chains the weights: the whole matrix at once when it is
+/// small, else block by block with one unscaled gradient per group, scaled at the end.
+pub(crate) fn run<K: RowKernel>(
+    rows: &Rows,
+    metric: Metric,
+    kernel: &K,
+    budget: usize,
+) -> Result<Pass> {
+    let (n, d) = (rows.n, rows.d);
+    let groups = K::GROUPS;
+    let resident = n
+        .checked_mul(n)
+        .and_then(|nn| nn.checked_mul(4 * (1 + groups)))
+        .is_some_and(|bytes| bytes <= budget.min(RESIDENT_MAX_BYTES));
+    if resident {
+        return run_resident(rows, metric, kernel);
+    }
+    let bmax = block_rows(n, 1 + groups, budget);
+    let mut e = zeros(bmax * n, "a distance block")?;
+    let mut w0 = zeros(bmax * n, "a weight block")?;
+    let mut w1 = zeros(if groups > 1 { bmax * n } else { 0 }, "a weight block")?;
+    let mut grads = Vec::with_capacity(groups);
+    for _ in 0..groups {
+        grads.push(zeros(n * d, "a gradient")?);
+    }
+    let mut acc = Acc::default();
+    let mut r0 = 0;
+    while r0 < n {
+        let b = bmax.min(n - r0);
+        rows.e_block(metric, r0, b, &mut e[..b * n]);
+        w0[..b * n].fill(0.0);
+        let w1b: &mut [f32] = if groups > 1 {
+            w1[..b * n].fill(0.0);
+            &mut w1[..b * n]
+        } else {
+            &mut []
+        };
+        acc += kernel_rows(kernel, r0, n, &e[..b * n], &mut w0[..b * n], w1b);
+        let dist = metric.distance;
+        chain::block(rows, dist, r0, b, &mut w0, &e, &mut grads[0], false)?;
+        if groups > 1 {
+            chain::block(rows, dist, r0, b, &mut w1, &e, &mut grads[1], false)?;
+        }
+        r0 += b;
+    }
+    let scales = kernel.scales(&acc);
+    let mut grads = grads.into_iter();
+    let mut grad = grads.next().unwrap_or_default();
+    let s0 = scales[0] as f32;
+    grad.par_iter_mut().for_each(|v| *v *= s0);
+    if let Some(g1) = grads.next() {
+        let s1 = scales[1] as f32;
+        grad.par_iter_mut()
+            .zip(g1.par_iter())
+            .for_each(|(a, &b)| *a += s1 * b);
+    }
+    Ok(Pass { acc, grad })
+}
+
+/// A read-only pass: `f(i, e_row)` for every row, block by block (e.g. row log-sum-exp).
+pub(crate) fn map_rows<T, F>(rows: &Rows, metric: Metric, budget: usize, f: F) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize, &[f32]) -> T + Sync,
+{
+    let n = rows.n;
+    let bmax = block_rows(n, 1, budget);
+    let mut e = zeros(bmax * n, "a distance block")?;
+    let mut out = Vec::with_capacity(n);
+    let mut r0 = 0;
+    while r0 < n {
+        let b = bmax.min(n - r0);
+        rows.e_block(metric, r0, b, &mut e[..b * n]);
+        let part: Vec<T> = e[..b * n]
+            .par_chunks(n)
+            .enumerate()
+            .map(|(k, er)| f(r0 + k, er))
+            .collect();
+        out.extend(part);
+        r0 += b;
+    }
+    Ok(out)
+}

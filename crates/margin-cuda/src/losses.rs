@@ -1,0 +1,291 @@
+//! Stage 3 (weights) per loss on an N x N distance matrix: launches the loss kernels, reduces
+//! their per-row partials into a small f64 stats buffer on the device, and says how stage 4 must
+//! scale the weights and how the host turns the stats into a [`LossStats`] at the very end.
+
+use crate::device::{CudaBackend, as_i32, grid_u32, rows_cfg};
+use crate::labels::LabelInfo;
+use crate::launch::launch;
+use cudarc::driver::{CudaSlice, LaunchConfig};
+use margin_core::{Loss, LossStats, Mining, Result};
+
+/// How the final stats read from the device become the loss.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Finish {
+    /// `[pos sum, pos count, neg sum, neg count, ...]`.
+    Contrastive,
+    /// `[sum, count, ...]`, AvgNonZero.
+    Triplet,
+    /// `[sum of J²/2, count]`, mean over `pairs` ordered positive pairs.
+    Lifted { pairs: u64 },
+    /// `[sum of per-anchor losses]`, mean over `k`.
+    NPair { k: usize },
+    /// `[sum1, count1, −Σ cnt z, count2, Σ cnt (x + m2), ...]`.
+    Quadruplet,
+    /// `[sum, count]`, mean over `n` samples.
+    TripletCenter { n: usize },
+}
+
+fn avg(sum: f64, count: f64) -> f64 {
+    if count > 0.0 { sum / count } else { 0.0 }
+}
+
+fn count(c: f64) -> u64 {
+    c.max(0.0).round() as u64
+}
+
+impl Finish {
+    /// The loss and active counts from the downloaded stats.
+    pub(crate) fn apply(self, s: &[f64]) -> LossStats {
+        let at = |i: usize| s.get(i).copied().unwrap_or(0.0);
+        match self {
+            Finish::Contrastive => LossStats::new(
+                avg(at(0), at(1)) + avg(at(2), at(3)),
+                count(at(1)),
+                count(at(3)),
+            ),
+            Finish::Triplet => LossStats::new(avg(at(0), at(1)), count(at(1)), 0),
+            Finish::Lifted { pairs } => {
+                let loss = if pairs > 0 { at(0) / pairs as f64 } else { 0.0 };
+                LossStats::new(loss, count(at(1)), 0)
+            }
+            Finish::NPair { k } if k < 2 => LossStats::empty(),
+            Finish::NPair { k } => LossStats::new(at(0) / k as f64, k as u64, 0),
+            Finish::Quadruplet => LossStats::new(
+                avg(at(0), at(1)) + avg(at(2) + at(4), at(3)),
+                count(at(1)),
+                count(at(3)),
+            ),
+            Finish::TripletCenter { n } => LossStats::new(at(0) / n.max(1) as f64, count(at(1)), 0),
+        }
+    }
+}
+
+/// The result of stage 3: device stats, the stats slots that scale positive / negative pair
+/// weights in stage 4 (-1: already scaled), and how to finish.
+pub(crate) struct StageThree {
+    pub stats: CudaSlice<f64>,
+    pub scales: (i32, i32),
+    pub finish: Finish,
+}
+
+/// The distance matrix and what the loss kernels read with it.
+pub(crate) struct SquareInput<'a> {
+    pub dmat: &'a CudaSlice<f32>,
+    pub lab: &'a CudaSlice<i32>,
+    pub info: &'a LabelInfo,
+    pub n: usize,
+    /// +1 for a distance, −1 for a similarity.
+    pub sg: f32,
+}
+
+/// Flags and outputs of one `triplet_rows_f32` launch.
+pub(crate) struct TripletPass<'a> {
+    pub margin: f64,
+    pub semihard: bool,
+    pub smooth: bool,
+    pub part: &'a mut CudaSlice<f64>,
+    pub stride: i32,
+    pub write_stats: bool,
+    pub write_w: bool,
+    pub stats: &'a CudaSlice<f64>,
+    pub scale_idx: i32,
+}
+
+impl CudaBackend {
+    /// Stage 3 for every loss without centers; `w` (N x N, zeroed) receives dL/dD.
+    pub(crate) fn weights_square(
+        &self,
+        loss: &Loss,
+        inp: &SquareInput<'_>,
+        w: &mut CudaSlice<f32>,
+    ) -> Result<StageThree> {
+        let n = inp.n;
+        let ni = as_i32(n, "N")?;
+        let sg = inp.sg;
+        let sgd = f64::from(sg);
+        match loss {
+            Loss::Contrastive(c) => {
+                let (pm, nm) = (sgd * c.pos_margin, sgd * c.neg_margin);
+                let mut part = self.zeros::<f64>(n * 4)?;
+                launch!(
+                    self,
+                    "contrastive_rows_f32",
+                    rows_cfg(n)?,
+                    [inp.dmat, inp.lab, &ni, &sg, &pm, &nm, w, &mut part]
+                )?;
+                let mut stats = self.reduce_stats(&part, n, 4, 2)?;
+                self.safe_inverse(&mut stats, 1, 4)?;
+                self.safe_inverse(&mut stats, 3, 5)?;
+                Ok(StageThree {
+                    stats,
+                    scales: (4, 5),
+                    finish: Finish::Contrastive,
+                })
+            }
+            Loss::Triplet(c) => {
+                let mut part = self.zeros::<f64>(n * 2)?;
+                if c.mining == Mining::Hard {
+                    let smooth = i32::from(c.smooth);
+                    launch!(
+                        self,
+                        "triplet_hard_rows_f32",
+                        rows_cfg(n)?,
+                        [
+                            inp.dmat, inp.lab, &ni, &sg, &c.margin, &smooth, w, &mut part
+                        ]
+                    )?;
+                } else {
+                    let none = self.zeros::<f64>(1)?;
+                    let pass = TripletPass {
+                        margin: c.margin,
+                        semihard: c.mining == Mining::SemiHard,
+                        smooth: c.smooth,
+                        part: &mut part,
+                        stride: 2,
+                        write_stats: true,
+                        write_w: true,
+                        stats: &none,
+                        scale_idx: -1,
+                    };
+                    self.triplet_rows(inp, w, pass)?;
+                }
+                let mut stats = self.reduce_stats(&part, n, 2, 1)?;
+                self.safe_inverse(&mut stats, 1, 2)?;
+                Ok(StageThree {
+                    stats,
+                    scales: (2, 2),
+                    finish: Finish::Triplet,
+                })
+            }
+            Loss::LiftedStructure(c) => {
+                let (pm, nm) = (sgd * c.pos_margin, sgd * c.neg_margin);
+                let mut lse = self.zeros::<f64>(n)?;
+                launch!(
+                    self,
+                    "lifted_lse_f32",
+                    rows_cfg(n)?,
+                    [inp.dmat, inp.lab, &ni, &sg, &nm, &mut lse]
+                )?;
+                let pairs = inp.info.positive_pairs();
+                let inv = if pairs > 0 { 1.0 / pairs as f64 } else { 0.0 };
+                let mut part = self.zeros::<f64>(n * 2)?;
+                launch!(
+                    self,
+                    "lifted_rows_f32",
+                    rows_cfg(n)?,
+                    [
+                        inp.dmat, inp.lab, &ni, &sg, &nm, &pm, &lse, &inv, w, &mut part
+                    ]
+                )?;
+                Ok(StageThree {
+                    stats: self.reduce_stats(&part, n, 2, 0)?,
+                    scales: (-1, -1),
+                    finish: Finish::Lifted { pairs },
+                })
+            }
+            Loss::NPair(_) => {
+                let (anchors, positives) = inp.info.npair_pairs();
+                let k = anchors.len();
+                if k < 2 {
+                    return Ok(StageThree {
+                        stats: self.zeros::<f64>(1)?,
+                        scales: (-1, -1),
+                        finish: Finish::NPair { k },
+                    });
+                }
+                let ki = as_i32(k, "k")?;
+                let anc = self
+                    .stream
+                    .clone_htod(&anchors)
+                    .map_err(crate::device::dev_err)?;
+                let pos = self
+                    .stream
+                    .clone_htod(&positives)
+                    .map_err(crate::device::dev_err)?;
+                let mut part = self.zeros::<f64>(k)?;
+                launch!(
+                    self,
+                    "npair_rows_f32",
+                    rows_cfg(k)?,
+                    [inp.dmat, &ni, &anc, &pos, &ki, &sg, w, &mut part]
+                )?;
+                Ok(StageThree {
+                    stats: self.reduce_stats(&part, k, 1, 0)?,
+                    scales: (-1, -1),
+                    finish: Finish::NPair { k },
+                })
+            }
+            Loss::Quadruplet(c) => self.quadruplet(inp, w, c.margin, c.margin2),
+            Loss::TripletCenter(_) => Err(margin_core::MarginError::input(
+                "triplet-center needs centers",
+            )),
+        }
+    }
+
+    /// One launch of the per-anchor triplet kernel (batch-all / semihard, relu / softplus).
+    pub(crate) fn triplet_rows(
+        &self,
+        inp: &SquareInput<'_>,
+        w: &mut CudaSlice<f32>,
+        p: TripletPass<'_>,
+    ) -> Result<()> {
+        let n = inp.n;
+        let ni = as_i32(n, "N")?;
+        let cap = n.next_power_of_two();
+        let capi = as_i32(cap, "N")?;
+        let blocks = n.clamp(1, 1024);
+        let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
+        let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
+        let cfg = LaunchConfig {
+            grid_dim: (grid_u32(blocks)?, 1, 1),
+            block_dim: (crate::device::THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (semihard, smooth) = (i32::from(p.semihard), i32::from(p.smooth));
+        let (ws, ww) = (i32::from(p.write_stats), i32::from(p.write_w));
+        launch!(
+            self,
+            "triplet_rows_f32",
+            cfg,
+            [
+                inp.dmat,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &p.margin,
+                &semihard,
+                &smooth,
+                w,
+                p.part,
+                &p.stride,
+                &ws,
+                &ww,
+                p.stats,
+                &p.scale_idx,
+                &mut scratch,
+                &mut diff,
+                &capi
+            ]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_reduces_like_the_spec() {
+        let s = [3.0, 2.0, 1.0, 4.0, 0.5, 0.25];
+        let c = Finish::Contrastive.apply(&s);
+        assert_eq!((c.loss, c.active_terms), (1.5 + 0.25, [2, 4]));
+        let t = Finish::Triplet.apply(&[0.0, 0.0, 0.0]);
+        assert_eq!((t.loss, t.active), (0.0, 0));
+        let q = Finish::Quadruplet.apply(&[2.0, 4.0, -1.0, 2.0, 3.0]);
+        assert_eq!((q.loss, q.active_terms), (0.5 + 1.0, [4, 2]));
+        assert_eq!(Finish::NPair { k: 1 }.apply(&[5.0]), LossStats::empty());
+        assert_eq!(Finish::NPair { k: 4 }.apply(&[2.0]).loss, 0.5);
+        assert_eq!(Finish::Lifted { pairs: 0 }.apply(&[0.0, 0.0]).loss, 0.0);
+        assert_eq!(Finish::TripletCenter { n: 4 }.apply(&[2.0, 3.0]).active, 3);
+    }
+}

@@ -1,0 +1,246 @@
+//! CUDA against the float64 reference for every loss x distance x normalize x mining, on odd
+//! sizes and edge cases (N = 1, one class, all distinct, D = 1), plus large-N cases against the
+//! fast CPU backend. Without a usable GPU each test prints "skipping: <reason>" and passes.
+
+use margin_core::{
+    Backend, Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, Metric,
+    Mining,
+};
+use margin_cpu::{CpuBackend, ReferenceBackend};
+use margin_cuda::CudaBackend;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+
+fn cuda_or_skip() -> Option<CudaBackend> {
+    match CudaBackend::new(0) {
+        Ok(b) => {
+            println!("running on {}", b.name());
+            Some(b)
+        }
+        Err(MarginError::Unavailable(why)) => {
+            println!("skipping: {why}");
+            None
+        }
+        Err(e) => panic!("CUDA backend failed to start: {e}"),
+    }
+}
+
+fn normal(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
+}
+
+/// `(n, d, classes)`: odd sizes and the edge cases of the brief.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (37, 5, 4),   // odd sizes
+    (1, 3, 1),    // N = 1
+    (9, 4, 1),    // one class
+    (11, 6, 11),  // all distinct
+    (19, 1, 3),   // D = 1
+    (70, 33, 2),  // two classes, tile edges
+    (130, 70, 7), // several tiles
+];
+
+fn losses() -> Vec<Loss> {
+    let mut out = Vec::new();
+    for kind in LossKind::ALL {
+        for distance in Distance::ALL {
+            for normalize in [true, false] {
+                let mut loss = Loss::default_for(kind);
+                // (the triplet variants are expanded below)
+                *loss.metric_mut() = Metric::new(distance, normalize);
+                if let Loss::Triplet(c) = loss {
+                    for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
+                        for smooth in [false, true] {
+                            out.push(Loss::Triplet(margin_core::TripletConfig {
+                                mining,
+                                smooth,
+                                ..c
+                            }));
+                        }
+                    }
+                } else {
+                    out.push(loss);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rel_norm_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+fn compare(
+    cuda: &CudaBackend,
+    oracle: &dyn HostBackend,
+    loss: &Loss,
+    (n, d, classes): (usize, usize, usize),
+    seed: u64,
+) -> Result<(), String> {
+    let x = normal(n * d, seed);
+    let labels: Vec<i64> = (0..n)
+        .map(|i| ((i * 7 + 3) % classes) as i64 * 10 - 5)
+        .collect();
+    let k = classes.max(2);
+    let centers = normal(k * d, seed + 1);
+    let tc_labels: Vec<i64> = (0..n).map(|i| (i % classes) as i64).collect();
+    let (labels, c) = if loss.needs_centers() {
+        (
+            tc_labels,
+            Some(Embeddings::named(&centers, k, d, "centers").map_err(|e| e.to_string())?),
+        )
+    } else {
+        (labels, None)
+    };
+    let emb = Embeddings::new(&x, n, d).map_err(|e| e.to_string())?;
+    let input = LossInput::new(emb, &labels, c).map_err(|e| e.to_string())?;
+    let want = oracle
+        .host_loss(loss, &input)
+        .map_err(|e| format!("oracle: {e}"))?;
+    let got = cuda.loss(loss, &input).map_err(|e| format!("cuda: {e}"))?;
+    let (lw, lg) = (want.stats.loss, got.stats.loss);
+    let loss_ok = (lg - lw).abs() <= 1e-4 * lw.abs() || (lg - lw).abs() <= 1e-6;
+    let grad_err = rel_norm_err(&got.grad, &want.grad);
+    let cgrad_err = match (&got.center_grad, &want.center_grad) {
+        (Some(g), Some(w)) => rel_norm_err(g, w),
+        _ => 0.0,
+    };
+    if !loss_ok || grad_err > 1e-3 || cgrad_err > 1e-3 {
+        return Err(format!(
+            "{loss:?} n={n} d={d} classes={classes}: loss {lg} vs {lw}, grad err {grad_err:e}, \
+             center grad err {cgrad_err:e}, stats {:?} vs {:?}",
+            got.stats, want.stats
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_loss_matches_the_reference() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for (si, shape) in SHAPES.iter().enumerate() {
+        for (li, loss) in losses().iter().enumerate() {
+            cases += 1;
+            if let Err(e) = compare(
+                &cuda,
+                &ReferenceBackend,
+                loss,
+                *shape,
+                (si * 1000 + li) as u64,
+            ) {
+                failures.push(e);
+            }
+        }
+    }
+    println!("{} of {cases} cases failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn large_batches_match_the_cpu_backend() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let cpu = CpuBackend::new();
+    let mut failures = Vec::new();
+    // N > 2048 with two classes: the per-anchor sort leaves shared memory for global memory.
+    let big = [(4500usize, 32usize, 2usize), (2100, 64, 16)];
+    for shape in big {
+        for kind in [
+            LossKind::Triplet,
+            LossKind::Contrastive,
+            LossKind::LiftedStructure,
+        ] {
+            let loss = Loss::default_for(kind);
+            if let Err(e) = compare(&cuda, &cpu, &loss, shape, 7) {
+                failures.push(e);
+            }
+        }
+        let mut semihard = Loss::default_for(LossKind::Triplet);
+        if let Loss::Triplet(c) = &mut semihard {
+            c.mining = Mining::SemiHard;
+        }
+        if let Err(e) = compare(&cuda, &cpu, &semihard, shape, 8) {
+            failures.push(e);
+        }
+    }
+    if let Err(e) = compare(
+        &cuda,
+        &cpu,
+        &Loss::default_for(LossKind::Quadruplet),
+        (600, 16, 3),
+        9,
+    ) {
+        failures.push(e);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn pairwise_matches_the_reference() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    for distance in Distance::ALL {
+        for normalize in [true, false] {
+            let metric = Metric::new(distance, normalize);
+            for (nq, nr, d) in [(1, 1, 1), (67, 67, 9), (70, 13, 130)] {
+                let q = normal(nq * d, 1);
+                let r = normal(nr * d, 2);
+                let qe = Embeddings::new(&q, nq, d).unwrap();
+                let re = Embeddings::new(&r, nr, d).unwrap();
+                let reference = (nq != nr).then_some(re);
+                let want = ReferenceBackend.pairwise(metric, qe, reference).unwrap();
+                let got = cuda.pairwise(metric, qe, reference).unwrap();
+                let err = rel_norm_err(&got, &want);
+                assert!(err < 1e-5, "{metric:?} {nq}x{nr}x{d}: rel err {err:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn device_buffers_are_checked() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let x = cuda.upload(&normal(12, 3)).unwrap();
+    let mut grad = cuda.alloc_zeros(5).unwrap();
+    let input = margin_core::DeviceLossInput {
+        embeddings: &x,
+        n: 4,
+        d: 3,
+        labels: &[0, 1, 0, 1],
+        centers: None,
+    };
+    let err = cuda
+        .loss_on_device(
+            &Loss::default_for(LossKind::Contrastive),
+            input,
+            &mut grad,
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
+}
+
+#[test]
+fn unavailable_is_an_error_not_a_panic() {
+    // On a machine without CUDA this is the whole point; with CUDA it must describe the device.
+    match margin_cuda::availability() {
+        Ok(detail) => assert!(!detail.is_empty()),
+        Err(e) => {
+            assert!(matches!(e, MarginError::Unavailable(_)), "{e}");
+            println!("skipping: {e}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! [`WgpuBackend`]: the [`Backend`] implementation over one wgpu device.
+
+use crate::adapter;
+use crate::context::{Gpu, STORAGE};
+use crate::kernels::Tiling;
+use crate::losses;
+use crate::stages::{self, PairMode};
+use margin_core::{
+    Backend, DeviceLossInput, Loss, LossStats, MarginError, Metric, Result, check_device_input,
+};
+
+/// The WGSL compute-shader backend. Holds one device context (pipelines, scratch buffers) that is
+/// reused across calls. Buffers are f32 storage buffers (`STORAGE | COPY_SRC | COPY_DST`).
+#[derive(Debug)]
+pub struct WgpuBackend {
+    gpu: Gpu,
+    name: String,
+}
+
+impl WgpuBackend {
+    /// The best hardware adapter (discrete, then integrated, then virtual). Software adapters are
+    /// refused with [`MarginError::Unavailable`]; ask for one with [`WgpuBackend::with_adapter`].
+    pub fn new() -> Result<Self> {
+        Self::from_adapter(adapter::pick_hardware()?, None)
+    }
+
+    /// The first adapter whose name contains `name_substring` (case-insensitive), software
+    /// adapters included (e.g. "llvmpipe").
+    pub fn with_adapter(name_substring: &str) -> Result<Self> {
+        Self::from_adapter(adapter::pick_named(name_substring)?, None)
+    }
+
+    /// Like [`WgpuBackend::with_adapter`], forcing the matrix-product variant (by default CPU
+    /// adapters get [`Tiling::Direct`] and GPUs [`Tiling::Workgroup`]); lets tests on lavapipe
+    /// cover the GPU variant.
+    pub fn with_adapter_tiling(name_substring: &str, tiling: Tiling) -> Result<Self> {
+        Self::from_adapter(adapter::pick_named(name_substring)?, Some(tiling))
+    }
+
+    fn from_adapter(a: wgpu::Adapter, tiling: Option<Tiling>) -> Result<Self> {
+        let info = a.get_info();
+        let gpu = Gpu::new(&a, tiling)?;
+        Ok(Self {
+            gpu,
+            name: format!("wgpu ({}, {:?})", info.name, info.backend),
+        })
+    }
+
+    /// The adapter's device type, e.g. "Cpu" for llvmpipe.
+    pub fn device_type(&self) -> String {
+        format!("{:?}", self.gpu.device.adapter_info().device_type)
+    }
+
+    fn len_of(&self, b: &wgpu::Buffer) -> usize {
+        (b.size() / 4) as usize
+    }
+}
+
+impl Backend for WgpuBackend {
+    type Buffer = wgpu::Buffer;
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<wgpu::Buffer> {
+        self.gpu.scoped(|| {
+            if data.is_empty() {
+                return Ok(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("margin"),
+                    size: 0,
+                    usage: STORAGE,
+                    mapped_at_creation: false,
+                }));
+            }
+            self.gpu.upload("margin", data)
+        })
+    }
+
+    fn alloc_zeros(&self, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = len as u64 * 4;
+        self.gpu.check_size("the buffer", bytes)?;
+        self.gpu.scoped(|| {
+            Ok(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("margin"),
+                size: bytes,
+                usage: STORAGE,
+                mapped_at_creation: false,
+            }))
+        })
+    }
+
+    fn download(&self, buffer: &wgpu::Buffer) -> Result<Vec<f32>> {
+        self.gpu
+            .scoped(|| self.gpu.read_f32(buffer, self.len_of(buffer)))
+    }
+
+    fn buffer_len(&self, buffer: &wgpu::Buffer) -> usize {
+        self.len_of(buffer)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.gpu.wait()
+    }
+
+    fn loss_on_device(
+        &self,
+        loss: &Loss,
+        input: DeviceLossInput<'_, wgpu::Buffer>,
+        grad: &mut wgpu::Buffer,
+        center_grad: Option<&mut wgpu::Buffer>,
+    ) -> Result<LossStats> {
+        check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
+        let (n, d) = (input.n, input.d);
+        let gpu = &self.gpu;
+        gpu.scoped(|| match loss {
+            Loss::TripletCenter(_) => {
+                let centers = input
+                    .centers
+                    .ok_or_else(|| MarginError::input("triplet-center needs centers"))?;
+                losses::triplet_center_loss(
+                    gpu,
+                    loss,
+                    input.embeddings,
+                    n,
+                    d,
+                    input.labels,
+                    centers,
+                    grad,
+                    center_grad.as_deref(),
+                )
+            }
+            Loss::NPair(_) => {
+                losses::npair_loss(gpu, loss, input.embeddings, n, d, input.labels, grad)
+            }
+            _ => losses::square_loss(gpu, loss, input.embeddings, n, d, input.labels, grad),
+        })
+    }
+
+    fn pairwise_on_device(
+        &self,
+        metric: Metric,
+        query: &wgpu::Buffer,
+        nq: usize,
+        reference: Option<(&wgpu::Buffer, usize)>,
+        d: usize,
+        out: &mut wgpu::Buffer,
+    ) -> Result<()> {
+        if nq == 0 || d == 0 {
+            return Err(MarginError::input(format!(
+                "query must be at least 1 x 1, got {nq} x {d}"
+            )));
+        }
+        if self.len_of(query) < nq * d {
+            return Err(MarginError::input(format!(
+                "query buffer holds {} values, expected {nq} x {d}",
+                self.len_of(query)
+            )));
+        }
+        let nr = reference.map_or(nq, |(_, r)| r);
+        if let Some((r, rows)) = reference {
+            if rows == 0 {
+                return Err(MarginError::input("reference has no rows"));
+            }
+            if self.len_of(r) < rows * d {
+                return Err(MarginError::input(format!(
+                    "reference buffer holds {} values, expected {rows} x {d}",
+                    self.len_of(r)
+                )));
+            }
+        }
+        if self.len_of(out) < nq * nr {
+            return Err(MarginError::input(format!(
+                "output buffer holds {} values, expected {nq} x {nr}",
+                self.len_of(out)
+            )));
+        }
+        let gpu = &self.gpu;
+        gpu.check_size("the distance matrix", (nq * nr) as u64 * 4)?;
+        gpu.scoped(|| {
+            let on = metric.normalizes();
+            let qh = gpu.scratch("xh", nq * d)?;
+            let qn = gpu.scratch("norms", nq)?;
+            let qs = gpu.scratch("sq", nq)?;
+            let mut b = gpu.batch();
+            stages::normalize(gpu, &mut b, query, nq, d, on, &qh, &qn, &qs)?;
+            let mode = PairMode::public(metric);
+            match reference {
+                None => {
+                    stages::pairwise(gpu, &mut b, (&qh, &qs, nq), (&qh, &qs, nq), d, mode, out)?
+                }
+                Some((r, rows)) => {
+                    let rh = gpu.scratch("ch", rows * d)?;
+                    let rn = gpu.scratch("cnorms", rows)?;
+                    let rs = gpu.scratch("csq", rows)?;
+                    stages::normalize(gpu, &mut b, r, rows, d, on, &rh, &rn, &rs)?;
+                    stages::pairwise(gpu, &mut b, (&qh, &qs, nq), (&rh, &rs, rows), d, mode, out)?;
+                }
+            }
+            b.submit();
+            Ok(())
+        })
+    }
+}

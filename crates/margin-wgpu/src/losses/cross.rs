@@ -1,0 +1,273 @@
+//! Losses over a matrix between two different row sets: triplet-center (N embeddings x K centers)
+//! and n-pair (k anchors x k positives). W is not square, so the chain gives two products:
+//! `G_q = diag(rowsum W') Q - W' R` and `G_r = diag(colsum W') R - W'^T Q` for distances,
+//! `W' R` and `W'^T Q` for similarities.
+
+use super::{avg, inv};
+use crate::context::{Batch, Gpu, Groups, Params};
+use crate::stages::{self, PairMode, Product};
+use margin_core::{Loss, LossStats, Metric, Result};
+use wgpu::Buffer;
+
+/// Rows of one side: normalized values and squared norms.
+struct Side<'a> {
+    xh: &'a Buffer,
+    sq: &'a Buffer,
+    rows: usize,
+}
+
+/// Records `G_q` into `gq` and, when given, `G_r` into `gr`, from the chained W' (nq x nr).
+#[allow(clippy::too_many_arguments)]
+fn cross_products(
+    gpu: &Gpu,
+    b: &mut Batch<'_>,
+    metric: Metric,
+    w: &Buffer,
+    q: &Side<'_>,
+    r: &Side<'_>,
+    d: usize,
+    gq: &Buffer,
+    gr: Option<&Buffer>,
+) -> Result<()> {
+    let distance = !metric.is_similarity();
+    let (alpha, beta) = if distance { (-1.0, 1.0) } else { (1.0, 0.0) };
+    let rs = gpu.scratch("rs", q.rows)?;
+    let cs = gpu.scratch("cs", r.rows)?;
+    if distance {
+        stages::row_sums(gpu, b, w, q.rows, r.rows, &rs)?;
+        stages::col_sums(gpu, b, w, q.rows, r.rows, &cs)?;
+    }
+    stages::matmul(
+        gpu,
+        b,
+        &Product {
+            a: w,
+            transposed: false,
+            b: r.xh,
+            rs: &rs,
+            x: q.xh,
+            out: gq,
+            rows: q.rows,
+            cols: d,
+            inner: r.rows,
+            alpha,
+            beta,
+        },
+    )?;
+    if let Some(gr) = gr {
+        stages::matmul(
+            gpu,
+            b,
+            &Product {
+                a: w,
+                transposed: true,
+                b: q.xh,
+                rs: &cs,
+                x: r.xh,
+                out: gr,
+                rows: r.rows,
+                cols: d,
+                inner: q.rows,
+                alpha,
+                beta,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Triplet-center: stages 1-5 against K centers; gradients for X and, when asked, C.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn triplet_center_loss(
+    gpu: &Gpu,
+    loss: &Loss,
+    x: &Buffer,
+    n: usize,
+    d: usize,
+    labels: &[i64],
+    centers: (&Buffer, usize),
+    grad: &Buffer,
+    center_grad: Option<&Buffer>,
+) -> Result<LossStats> {
+    let Loss::TripletCenter(cfg) = loss else {
+        return Err(margin_core::MarginError::device(
+            "internal: not a triplet-center loss",
+        ));
+    };
+    let metric = cfg.metric;
+    let (c, k) = centers;
+    gpu.check_size("the N x K distance matrix", (n * k) as u64 * 4)?;
+    let xh = gpu.scratch("xh", n * d)?;
+    let norms = gpu.scratch("norms", n)?;
+    let sq = gpu.scratch("sq", n)?;
+    let ch = gpu.scratch("ch", k * d)?;
+    let cnorms = gpu.scratch("cnorms", k)?;
+    let csq = gpu.scratch("csq", k)?;
+    let e = gpu.scratch("e", n * k)?;
+    let w = gpu.scratch("w", n * k)?;
+    let rstat = gpu.scratch("rstat", 2 * n)?;
+    let rcnt = gpu.scratch("rcnt", 4 * n)?;
+    // Labels are in 0..K (checked by check_device_input).
+    let lab: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+    let lab = gpu.upload("labels", &lab)?;
+
+    let mut b = gpu.batch();
+    let on = metric.normalizes();
+    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
+    stages::normalize(gpu, &mut b, c, k, d, on, &ch, &cnorms, &csq)?;
+    let q = Side {
+        xh: &xh,
+        sq: &sq,
+        rows: n,
+    };
+    let r = Side {
+        xh: &ch,
+        sq: &csq,
+        rows: k,
+    };
+    stages::pairwise(
+        gpu,
+        &mut b,
+        (q.xh, q.sq, n),
+        (r.xh, r.sq, k),
+        d,
+        PairMode::for_loss(metric),
+        &e,
+    )?;
+    let mut p = Params {
+        n: n as u32,
+        m: k as u32,
+        ..Default::default()
+    };
+    p.f[0] = cfg.margin as f32;
+    p.f[1] = inv(n as u64);
+    b.run(
+        &gpu.kernels.triplet_center,
+        p,
+        &[&e, &w, &lab, &rstat, &rcnt],
+        Groups::Linear((n as u64).div_ceil(256)),
+    )?;
+    b.submit();
+    let s = gpu.read_f32(&rstat, 2 * n)?;
+    let cnt = gpu.read_u32(&rcnt, 4 * n)?;
+    let total: f64 = (0..n).map(|i| f64::from(s[2 * i])).sum();
+    let active: u64 = (0..n).map(|i| u64::from(cnt[4 * i])).sum();
+
+    let mut b = gpu.batch();
+    stages::chain_cross(gpu, &mut b, &w, &e, n, k, stages::chain_mode(metric))?;
+    cross_products(gpu, &mut b, metric, &w, &q, &r, d, grad, center_grad)?;
+    if on {
+        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+        if let Some(cg) = center_grad {
+            stages::normalize_backward(gpu, &mut b, &ch, &cnorms, cg, k, d)?;
+        }
+    }
+    b.submit();
+    Ok(LossStats::new(avg(total, n as u64), active, 0))
+}
+
+/// N-pair: anchors are the first sample of each label with two or more, positives the second.
+pub(crate) fn npair_loss(
+    gpu: &Gpu,
+    loss: &Loss,
+    x: &Buffer,
+    n: usize,
+    d: usize,
+    labels: &[i64],
+    grad: &Buffer,
+) -> Result<LossStats> {
+    let metric = loss.metric();
+    // First and second sample of every label, in order of first appearance.
+    let mut seen: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut anchors: Vec<u32> = Vec::new();
+    let mut positives: Vec<u32> = Vec::new();
+    let mut first: Vec<(usize, Option<usize>)> = Vec::new();
+    for (i, &l) in labels.iter().enumerate() {
+        match seen.get(&l) {
+            None => {
+                seen.insert(l, first.len());
+                first.push((i, None));
+            }
+            Some(&slot) => {
+                if first[slot].1.is_none() {
+                    first[slot].1 = Some(i);
+                }
+            }
+        }
+    }
+    for (a, p) in &first {
+        if let Some(p) = p {
+            anchors.push(*a as u32);
+            positives.push(*p as u32);
+        }
+    }
+    let k = anchors.len();
+    let mut b = gpu.batch();
+    b.clear(grad);
+    if k < 2 {
+        b.submit();
+        return Ok(LossStats::empty());
+    }
+    gpu.check_size("the k x k similarity matrix", (k * k) as u64 * 4)?;
+    let xh = gpu.scratch("xh", n * d)?;
+    let norms = gpu.scratch("norms", n)?;
+    let sq = gpu.scratch("sq", n)?;
+    let xa = gpu.scratch("npair_xa", k * d)?;
+    let xp = gpu.scratch("npair_xp", k * d)?;
+    let sqa = gpu.scratch("npair_sqa", k)?;
+    let sqp = gpu.scratch("npair_sqp", k)?;
+    let ga = gpu.scratch("npair_ga", k * d)?;
+    let gp = gpu.scratch("npair_gp", k * d)?;
+    let e = gpu.scratch("e", k * k)?;
+    let w = gpu.scratch("w", k * k)?;
+    let rstat = gpu.scratch("rstat", k)?;
+    let ia = gpu.upload("anchors", &anchors)?;
+    let ip = gpu.upload("positives", &positives)?;
+    let on = metric.normalizes();
+    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
+    stages::gather(gpu, &mut b, &xh, &ia, &xa, k, d, false)?;
+    stages::gather(gpu, &mut b, &xh, &ip, &xp, k, d, false)?;
+    stages::gather(gpu, &mut b, &sq, &ia, &sqa, k, 1, false)?;
+    stages::gather(gpu, &mut b, &sq, &ip, &sqp, k, 1, false)?;
+    let q = Side {
+        xh: &xa,
+        sq: &sqa,
+        rows: k,
+    };
+    let r = Side {
+        xh: &xp,
+        sq: &sqp,
+        rows: k,
+    };
+    stages::pairwise(
+        gpu,
+        &mut b,
+        (q.xh, q.sq, k),
+        (r.xh, r.sq, k),
+        d,
+        PairMode::for_loss(metric),
+        &e,
+    )?;
+    let mut p = Params {
+        n: k as u32,
+        ..Default::default()
+    };
+    p.f[0] = inv(k as u64);
+    b.run(
+        &gpu.kernels.npair,
+        p,
+        &[&e, &w, &rstat],
+        Groups::Linear(k as u64),
+    )?;
+    stages::chain_cross(gpu, &mut b, &w, &e, k, k, stages::chain_mode(metric))?;
+    cross_products(gpu, &mut b, metric, &w, &q, &r, d, &ga, Some(&gp))?;
+    stages::gather(gpu, &mut b, &ga, &ia, grad, k, d, true)?;
+    stages::gather(gpu, &mut b, &gp, &ip, grad, k, d, true)?;
+    if on {
+        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+    }
+    b.submit();
+    let s = gpu.read_f32(&rstat, k)?;
+    let total: f64 = s.iter().map(|&v| f64::from(v)).sum();
+    Ok(LossStats::new(avg(total, k as u64), k as u64, 0))
+}

@@ -1,0 +1,104 @@
+//! Triplet weights: hinge over all / semihard triplets by per-anchor sorting and counting,
+//! softplus by an O(N^2)-per-anchor loop, batch-hard by per-row arg-max / arg-min.
+
+use super::{Square, avg, inv};
+use crate::context::{Groups, Params};
+use crate::kernels::LOCAL_SORT_LEN;
+use margin_core::{LossStats, Mining, Result, TripletConfig};
+
+/// Bytes of sort scratch one dispatch may use (anchors are processed in chunks that fit).
+const SORT_BUDGET: u64 = 256 << 20;
+
+pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f32, f32)> {
+    let margin = c.margin as f32;
+    match (c.mining, c.smooth) {
+        (Mining::Hard, smooth) => {
+            let mut p = Params {
+                n: s.n as u32,
+                flags: if smooth { 2 } else { 0 },
+                ..Default::default()
+            };
+            p.f[0] = margin;
+            let mut b = s.gpu.batch();
+            b.run(
+                &s.gpu.kernels.triplet_hard,
+                p,
+                &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt],
+                s.rows(),
+            )?;
+            b.submit();
+        }
+        (mining, true) => {
+            let mut p = Params {
+                n: s.n as u32,
+                flags: u32::from(mining == Mining::SemiHard),
+                ..Default::default()
+            };
+            p.f[0] = margin;
+            let mut b = s.gpu.batch();
+            b.run(
+                &s.gpu.kernels.triplet_smooth,
+                p,
+                &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt],
+                s.rows(),
+            )?;
+            b.submit();
+        }
+        (mining, false) => sorted_counts(s, margin, mining == Mining::SemiHard)?,
+    }
+    let t = s.totals()?;
+    let scale = inv(t.count[0]);
+    Ok((
+        LossStats::new(avg(t.loss[0], t.count[0]), t.count[0], 0),
+        scale,
+        scale,
+    ))
+}
+
+/// Runs triplet_sorted.wgsl over all anchors: raw count weights in W, per-row sums and counts.
+pub(crate) fn sorted_counts(s: &Square<'_>, margin: f32, semihard: bool) -> Result<()> {
+    let n = s.n;
+    let p2 = n.next_power_of_two();
+    if let Some(local) = &s.gpu.kernels.triplet_sorted_local
+        && p2 <= LOCAL_SORT_LEN
+    {
+        let mut p = Params {
+            n: n as u32,
+            k: p2 as u32,
+            flags: u32::from(semihard),
+            ..Default::default()
+        };
+        p.f[0] = margin;
+        let mut b = s.gpu.batch();
+        b.run(local, p, &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt], s.rows())?;
+        b.submit();
+        return Ok(());
+    }
+    let slot = 2 * p2 as u64 * 4;
+    let budget = SORT_BUDGET.min(s.gpu.max_binding());
+    s.gpu.check_size("one anchor's sort slot", slot)?;
+    let chunk = ((budget / slot) as usize).clamp(1, n);
+    let scratch = s.gpu.scratch("sort", chunk * 2 * p2)?;
+    let mut b = s.gpu.batch();
+    let mut off = 0;
+    while off < n {
+        let rows = chunk.min(n - off);
+        let mut p = Params {
+            n: n as u32,
+            k: p2 as u32,
+            off: off as u32,
+            flags: u32::from(semihard),
+            ..Default::default()
+        };
+        p.f[0] = margin;
+        b.run(
+            &s.gpu.kernels.triplet_sorted,
+            p,
+            &[&s.e, &s.w, &s.grp, &scratch, &s.rstat, &s.rcnt],
+            Groups::Linear(rows as u64),
+        )?;
+        off += rows;
+    }
+    b.submit();
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Errors are values: unknown adapters, bad shapes and labels, oversize requests.
+
+mod common;
+
+use common::{backend, normal, rng};
+use margin_core::{Backend, DeviceLossInput, Loss, LossKind, MarginError, TripletCenterConfig};
+use margin_wgpu::{WgpuBackend, list_adapters};
+
+#[test]
+fn unknown_adapter_name_is_unavailable() {
+    let err = WgpuBackend::with_adapter("no-such-adapter-anywhere").unwrap_err();
+    assert!(matches!(err, MarginError::Unavailable(_)), "{err}");
+}
+
+#[test]
+fn list_adapters_does_not_panic() {
+    for a in list_adapters() {
+        assert!(!a.name.is_empty());
+        assert!(
+            ["Vulkan", "Metal", "Dx12"].contains(&a.backend.as_str()),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn hardware_only_constructor_refuses_software() {
+    match WgpuBackend::new() {
+        Ok(b) => assert_ne!(b.device_type(), "Cpu", "{}", b.name()),
+        Err(e) => assert!(matches!(e, MarginError::Unavailable(_)), "{e}"),
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let Some(b) = backend() else { return };
+    assert!(b.name().starts_with("wgpu ("), "{}", b.name());
+    let mut r = rng(5);
+    let (n, d) = (6, 3);
+    let x = b.upload(&normal(&mut r, n, d)).unwrap();
+    let mut g = b.alloc_zeros(n * d).unwrap();
+    let loss = Loss::default_for(LossKind::Contrastive);
+    let labels = [0i64, 1, 0, 1, 2];
+    let input = DeviceLossInput {
+        embeddings: &x,
+        n,
+        d,
+        labels: &labels,
+        centers: None,
+    };
+    let err = b.loss_on_device(&loss, input, &mut g, None).unwrap_err();
+    assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
+
+    let labels = [0i64, 1, 0, 1, 2, 9];
+    let input = DeviceLossInput {
+        embeddings: &x,
+        n: 7,
+        d,
+        labels: &labels,
+        centers: None,
+    };
+    let err = b.loss_on_device(&loss, input, &mut g, None).unwrap_err();
+    assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
+
+    // Triplet-center: a label outside 0..K.
+    let c = b.upload(&normal(&mut r, 3, d)).unwrap();
+    let tc = Loss::TripletCenter(TripletCenterConfig::default());
+    let input = DeviceLossInput {
+        embeddings: &x,
+        n,
+        d,
+        labels: &labels,
+        centers: Some((&c, 3)),
+    };
+    let err = b.loss_on_device(&tc, input, &mut g, None).unwrap_err();
+    assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
+}
+
+#[test]
+fn oversize_matrix_is_out_of_memory() {
+    let Some(b) = backend() else { return };
+    // 70000^2 f32 values exceed every adapter's binding limit (and 32-bit indexing).
+    let x = b.upload(&[0.5f32; 70_000]).unwrap();
+    let mut out = b.alloc_zeros(4).unwrap();
+    let err = b
+        .pairwise_on_device(
+            margin_core::Metric::new(margin_core::Distance::Dot, false),
+            &x,
+            70_000,
+            None,
+            1,
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MarginError::InvalidInput(_) | MarginError::OutOfMemory(_)
+        ),
+        "{err}"
+    );
+    let mut g = b.alloc_zeros(70_000).unwrap();
+    let labels = vec![0i64; 70_000];
+    let input = DeviceLossInput {
+        embeddings: &x,
+        n: 70_000,
+        d: 1,
+        labels: &labels,
+        centers: None,
+    };
+    let err = b
+        .loss_on_device(
+            &Loss::default_for(LossKind::Contrastive),
+            input,
+            &mut g,
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the binaries that scripts/gpu-check.sh runs on a GPU machine without a Rust toolchain:
+# the `margin` CLI and the margin-cuda test executables, copied into out/gpu-bin/.
+#   scripts/build-gpu-bin.sh            # uses $CARGO_TARGET_DIR or ./target
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+DEST="$ROOT/out/gpu-bin"
+mkdir -p "$DEST"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+cargo build --release -p margin-cli
+cp "$TARGET_DIR/release/margin" "$DEST/margin"
+
+# The test executables' paths come from cargo's JSON messages (their names carry a hash).
+cargo test --release -p margin-cuda --no-run --message-format=json \
+    | python3 -c '
+import json, shutil, sys
+dest = sys.argv[1]
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+        continue
+    if not msg.get("profile", {}).get("test"):
+        continue
+    target = msg["target"]["name"].replace("-", "_")
+    name = "margin_cuda_" + target if target != "margin_cuda" else "margin_cuda_unit"
+    shutil.copy(msg["executable"], dest + "/" + name)
+    print("copied", name)
+' "$DEST"
+ls -l "$DEST"

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# GPU check for a machine with the NVIDIA driver, CUDA 13, Python with PyTorch and NO Rust
+# toolchain. Runs the prebuilt binaries of scripts/build-gpu-bin.sh (out/gpu-bin/):
+#   1. the margin-cuda NVRTC compile test and CUDA-vs-reference equivalence tests,
+#   2. CLI parity of `margin loss --backend cuda` against tests/fixtures/pml/*.json,
+#   3. `margin bench` (pairwise, contrastive, triplet) for N in {4096, 16384, 65536},
+#      D in {128, 512}, beside torch.cdist,
+# and prints a summary table last. Logs go under $OUT (default ./out). Whole run < 8 minutes:
+# every step has a timeout and later steps are skipped when the overall budget is spent.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BIN=${GPU_BIN:-$ROOT/out/gpu-bin}
+OUT=${OUT:-$ROOT/out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+BUDGET_S=${GPU_CHECK_BUDGET_S:-450}
+START=$(date +%s)
+SUMMARY="$OUT/gpu-check-summary.tsv"
+: >"$SUMMARY"
+
+left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$SUMMARY"; echo "[$1] $2: $3"; }
+# run_capped NAME SECONDS CMD...: runs CMD with a timeout capped by the remaining budget.
+run_capped() {
+    local name=$1 cap=$2
+    shift 2
+    local rest
+    rest=$(left)
+    if [ "$rest" -le 5 ]; then
+        note "$name" SKIP "out of time budget"
+        return 124
+    fi
+    [ "$cap" -gt "$rest" ] && cap=$rest
+    timeout --kill-after=5 "$cap" "$@"
+}
+
+# libnvrtc: the CUDA toolkit, or the nvidia-* wheels that come with PyTorch.
+NVRTC_DIRS=""
+for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+    ls "$dir"/libnvrtc.so* >/dev/null 2>&1 && NVRTC_DIRS="$NVRTC_DIRS:$dir"
+done
+PYSITE=$("$PY" -c 'import nvidia, os; print(" ".join(nvidia.__path__))' 2>/dev/null || true)
+for base in $PYSITE; do
+    for lib in $(find "$base" -name 'libnvrtc.so*' 2>/dev/null); do
+        NVRTC_DIRS="$NVRTC_DIRS:$(dirname "$lib")"
+    done
+done
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}$NVRTC_DIRS"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee "$OUT/env.log"
+command -v nvidia-smi >/dev/null && nvidia-smi >>"$OUT/env.log" 2>&1
+[ -x "$BIN/margin" ] && "$BIN/margin" devices >>"$OUT/env.log" 2>&1
+cat "$OUT/env.log"
+
+# 1. Test binaries. A test that prints "skipping:" did not run on the GPU: counted as a failure.
+for t in margin_cuda_nvrtc_compile margin_cuda_equivalence margin_cuda_unit; do
+    exe="$BIN/$t"
+    if [ ! -x "$exe" ]; then
+        note "$t" MISSING "$exe not found (run scripts/build-gpu-bin.sh)"
+        continue
+    fi
+    MARGIN_REQUIRE_NVRTC=1 run_capped "$t" 200 "$exe" --test-threads=1 --nocapture \
+        >"$OUT/$t.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        note "$t" FAIL "exit $rc (see $OUT/$t.log)"
+    elif grep -q "skipping:" "$OUT/$t.log"; then
+        note "$t" FAIL "skipped: $(grep -m1 'skipping:' "$OUT/$t.log")"
+    else
+        note "$t" PASS "$(grep -E '^test result' "$OUT/$t.log" | tail -1)"
+    fi
+done
+
+# 2. CLI parity against the PML fixtures.
+if [ -x "$BIN/margin" ] && ls tests/fixtures/pml/*.json >/dev/null 2>&1; then
+    run_capped cli-parity 90 "$PY" - "$BIN/margin" "$OUT/parity" >"$OUT/cli-parity.log" 2>&1 <<'PYEOF'
+import glob, json, os, subprocess, sys
+import numpy as np
+margin, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+flags = {"distance": "--distance", "margin": "--margin", "margin2": "--margin2",
+         "pos_margin": "--pos-margin", "neg_margin": "--neg-margin", "mining": "--mining"}
+bad = total = 0
+for path in sorted(glob.glob("tests/fixtures/pml/*.json")):
+    for case in json.load(open(path))["cases"]:
+        total += 1
+        n, d = case["n"], case["d"]
+        x = os.path.join(work, "x.npy"); y = os.path.join(work, "y.npy"); g = os.path.join(work, "g.npy")
+        np.save(x, np.array(case["embeddings"], dtype=np.float32).reshape(n, d))
+        np.save(y, np.array(case["labels"], dtype=np.int64))
+        cmd = [margin, "loss", case["loss"], "--embeddings", x, "--labels", y,
+               "--backend", "cuda", "--grad-out", g]
+        if case.get("centers") is not None:
+            c = os.path.join(work, "c.npy")
+            np.save(c, np.array(case["centers"], dtype=np.float32).reshape(case["k"], d))
+            cmd += ["--centers", c, "--center-grad-out", os.path.join(work, "cg.npy")]
+        for key, value in case.get("params", {}).items():
+            if key == "normalize":
+                cmd.append("--normalize" if value else "--no-normalize")
+            elif key == "smooth":
+                if value:
+                    cmd.append("--smooth")
+            else:
+                cmd += [flags[key], str(value)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            bad += 1
+            print("FAIL", case["name"], res.stderr.strip())
+            continue
+        got = json.loads(res.stdout.strip().splitlines()[-1])["loss"]
+        want = case["value"]
+        grad = np.load(g).astype(np.float64).ravel()
+        gw = np.array(case["grad"], dtype=np.float64)
+        gerr = np.linalg.norm(grad - gw) / max(np.linalg.norm(gw), 1e-30)
+        lerr = abs(got - want)
+        def close(got_g, want_g):
+            err = np.linalg.norm(got_g - want_g) / max(np.linalg.norm(want_g), 1e-30)
+            return err <= 1e-3 or (np.linalg.norm(want_g) == 0 and np.linalg.norm(got_g) <= 1e-6)
+        ok = (lerr <= 1e-4 * abs(want) or lerr <= 1e-6) and close(grad, gw)
+        if case.get("center_grad") is not None:
+            cg = np.load(os.path.join(work, "cg.npy")).astype(np.float64).ravel()
+            ok = ok and close(cg, np.array(case["center_grad"], dtype=np.float64))
+        if not ok:
+            bad += 1
+        print("ok  " if ok else "FAIL", case["name"], f"loss {got:.8g} vs {want:.8g}", f"grad rel err {gerr:.2e}")
+print(f"PARITY {total - bad}/{total} passed")
+sys.exit(1 if bad else 0)
+PYEOF
+    rc=$?
+    note cli-parity "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$(grep -m1 PARITY "$OUT/cli-parity.log" || echo "exit $rc, see $OUT/cli-parity.log")"
+else
+    note cli-parity SKIP "no margin binary or no tests/fixtures/pml/*.json"
+fi
+
+# 3. Benchmarks: margin (JSON lines) and torch.cdist.
+BENCH="$OUT/bench.jsonl"
+: >"$BENCH"
+for n in 4096 16384 65536; do
+    for d in 128 512; do
+        for what in pairwise contrastive triplet; do
+            # The batch-all triplet at N = 65536 is left out to stay within the time budget.
+            [ "$what" = triplet ] && [ "$n" -gt 16384 ] && continue
+            [ -x "$BIN/margin" ] || continue
+            name="bench-$what-$n-$d"
+            run_capped "$name" 60 "$BIN/margin" bench "$what" --n "$n" --d "$d" --backend cuda \
+                --warmup 1 --reps 3 >"$OUT/$name.log" 2>&1
+            rc=$?
+            if [ $rc -eq 0 ]; then
+                tail -n 1 "$OUT/$name.log" >>"$BENCH"
+            else
+                echo "{\"what\": \"$what\", \"n\": $n, \"d\": $d, \"error\": \"exit $rc\"}" >>"$BENCH"
+            fi
+        done
+    done
+done
+run_capped torch-cdist 90 "$PY" - >"$OUT/torch-cdist.jsonl" 2>"$OUT/torch-cdist.err" <<'PYEOF'
+import json, time
+import torch
+dev = torch.device("cuda")
+for n in (4096, 16384, 65536):
+    for d in (128, 512):
+        try:
+            x = torch.randn(n, d, device=dev)
+            times = []
+            for rep in range(4):
+                torch.cuda.synchronize(); t = time.perf_counter()
+                out = torch.cdist(x, x)
+                torch.cuda.synchronize(); times.append((time.perf_counter() - t) * 1e3)
+                del out
+            times = sorted(times[1:])
+            print(json.dumps({"what": "torch.cdist", "n": n, "d": d, "median_ms": times[len(times) // 2]}), flush=True)
+        except Exception as e:  # OOM and friends: report and go on
+            print(json.dumps({"what": "torch.cdist", "n": n, "d": d, "error": str(e)[:80]}), flush=True)
+        torch.cuda.empty_cache()
+PYEOF
+if grep -q median_ms "$OUT/torch-cdist.jsonl" 2>/dev/null; then
+    note torch-cdist PASS "timed (see table)"
+else
+    note torch-cdist FAIL "no timings: $(tail -n 1 "$OUT/torch-cdist.err" 2>/dev/null)"
+fi
+
+# Summary table, last.
+"$PY" - "$SUMMARY" "$BENCH" "$OUT/torch-cdist.jsonl" <<'PYEOF'
+import json, sys
+summary, bench, cdist = sys.argv[1:4]
+print("\n==== margin GPU check ====")
+for line in open(summary):
+    step, status, detail = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+    print(f"{step:<28} {status:<6} {detail}")
+rows = []
+for path in (bench, cdist):
+    try:
+        rows += [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+    except OSError:
+        pass
+print(f"\n{'what':<14} {'N':>6} {'D':>5} {'median ms':>12}  backend / note")
+for r in rows:
+    ms = r.get("median_ms")
+    print(f"{r.get('what', '?'):<14} {r.get('n', '?'):>6} {r.get('d', '?'):>5} "
+          f"{(f'{ms:.2f}' if isinstance(ms, (int, float)) else '-'):>12}  {r.get('backend', r.get('error', ''))}")
+PYEOF
+echo "logs: $OUT (total $(( $(date +%s) - START )) s)"

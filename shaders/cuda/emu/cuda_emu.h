@@ -1,0 +1,36 @@
+// Minimal CPU emulation of the CUDA features the margin kernels use: one OS thread per CUDA
+// thread, a std::barrier per block for __syncthreads, blocks run one after another.
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+using std::min; using std::max;
+struct dim3u { unsigned x = 1, y = 1, z = 1; };
+inline thread_local dim3u threadIdx, blockIdx;
+inline dim3u blockDim, gridDim;
+inline std::barrier<>* g_bar;
+#define __global__
+#define __device__
+#define __forceinline__
+#define __shared__ static
+inline void __syncthreads() { g_bar->arrive_and_wait(); }
+inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
+inline double __longlong_as_double(long long u) { double f; memcpy(&f, &u, 8); return f; }
+template <class T> T atomicAdd(T* p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+template <class F> void launch(dim3u g, dim3u b, F f) {
+    gridDim = g; blockDim = b;
+    unsigned nt = b.x * b.y;
+    for (unsigned by = 0; by < g.y; ++by) for (unsigned bx = 0; bx < g.x; ++bx) {
+        std::barrier<> bar(nt); g_bar = &bar;
+        std::vector<std::thread> ts;
+        for (unsigned t = 0; t < nt; ++t) ts.emplace_back([&, t] {
+            threadIdx = {t % b.x, t / b.x, 0}; blockIdx = {bx, by, 0}; f(); });
+        for (auto& t : ts) t.join();
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the CUDA kernels on the CPU: cuda_emu.h maps each CUDA thread to an OS thread and
+# __syncthreads to a std::barrier, so the real kernel sources (common.cuh + *.cu, concatenated as
+# the backend does) are compiled with g++ and checked against brute force and finite
+# differences, with no GPU. Slow (one OS thread per CUDA thread): about 3 minutes on 2 cores.
+#   shaders/cuda/emu/run.sh            # needs g++ >= 12 (C++20 <barrier>)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(dirname "$HERE")
+BUILD=${BUILD_DIR:-$(mktemp -d)}
+cat "$SRC/common.cuh" "$SRC/distance.cu" "$SRC/chain.cu" "$SRC/reduce.cu" "$SRC/pair_losses.cu" \
+    "$SRC/triplet.cu" "$SRC/quadruplet.cu" >"$BUILD/all.cu"
+status=0
+for t in kernels_test losses_test pipeline_test centers_test; do
+    g++ -std=c++20 -O2 -pthread -w -I"$BUILD" -I"$HERE" "$HERE/$t.cpp" -o "$BUILD/$t"
+    echo "== $t"
+    "$BUILD/$t" || status=1
+done
+exit $status

@@ -1,0 +1,284 @@
+// pair_losses.cu: stage 3 (weights) of the losses that need no sorting: contrastive, lifted
+// structure, n-pair, triplet-center and batch-hard triplet mining.
+//
+// Sign convention: the host passes sg = +1 for a distance and -1 for a similarity; kernels work on
+// e = sg * D so that "closer" is always "smaller", with margins pre-transformed by the host, and
+// write dL/dD = sg * dL/de into W. Labels are compact int ids (equality is all that matters),
+// except for triplet-center where they index centers. One block of MARGIN_THREADS per row.
+
+// Contrastive: part[i*4 + {0,1,2,3}] = positive loss sum, positive count, negative loss sum,
+// negative count; W holds +-sg per active pair (raw), scaled by 1/count in chain_prep_f32.
+// pos_m / neg_m are sg * pos_margin / sg * neg_margin.
+extern "C" __global__ void contrastive_rows_f32(const float* D, const int* lab, int n, float sg,
+                                                double pos_m, double neg_m, float* W,
+                                                double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    double sp = 0.0, cp = 0.0, sn = 0.0, cn = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == i) {
+            continue;
+        }
+        const double e = (double)(sg * D[row + j]);
+        if (lab[j] == li) {
+            const double v = e - pos_m;
+            if (v > 0.0) {
+                sp += v;
+                cp += 1.0;
+                W[row + j] = sg;
+            }
+        } else {
+            const double v = neg_m - e;
+            if (v > 0.0) {
+                sn += v;
+                cn += 1.0;
+                W[row + j] = -sg;
+            }
+        }
+    }
+    sp = block_sum_f64(sp, red);
+    cp = block_sum_f64(cp, red);
+    sn = block_sum_f64(sn, red);
+    cn = block_sum_f64(cn, red);
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 4 + 0] = sp;
+        part[(size_t)i * 4 + 1] = cp;
+        part[(size_t)i * 4 + 2] = sn;
+        part[(size_t)i * 4 + 3] = cn;
+    }
+}
+
+// Lifted structure, pass 1: lse[i] = logsumexp over negatives k of i of (neg_m - e_ik);
+// -inf when i has no negative. neg_m is sg * neg_margin.
+extern "C" __global__ void lifted_lse_f32(const float* D, const int* lab, int n, float sg,
+                                          double neg_m, double* lse) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    double mx = MARGIN_NEG_INF;
+    for (int k = threadIdx.x; k < n; k += blockDim.x) {
+        if (lab[k] != li) {
+            mx = fmax(mx, neg_m - (double)(sg * D[row + k]));
+        }
+    }
+    mx = block_max_f64(mx, red);
+    if (mx == MARGIN_NEG_INF) {
+        if (threadIdx.x == 0) {
+            lse[i] = MARGIN_NEG_INF;
+        }
+        return;
+    }
+    double s = 0.0;
+    for (int k = threadIdx.x; k < n; k += blockDim.x) {
+        if (lab[k] != li) {
+            s += exp(neg_m - (double)(sg * D[row + k]) - mx);
+        }
+    }
+    s = block_sum_f64(s, red);
+    if (threadIdx.x == 0) {
+        lse[i] = mx + log(s);
+    }
+}
+
+// Lifted structure, pass 2. For each ordered positive pair (i, j): L = logaddexp(lse_i, lse_j),
+// J = L + e_ij - pos_m; loss J^2/2 when J > 0, mean over all ordered positive pairs
+// (inv_pairs = 1 / their number). dL/de_ij = J * inv_pairs; a negative entry e_ik gets
+// -sum over pairs (i, j) and (j, i) of g * softmax weight, factored as
+// exp(neg_m - e_ik - lse_i) * sum g * exp(lse_i - L) (both factors <= 1, no overflow).
+// part[i*2 + {0,1}] = sum of J^2/2 over pairs (i, .), number with J > 0. W final (scaled).
+extern "C" __global__ void lifted_rows_f32(const float* D, const int* lab, int n, float sg,
+                                           double neg_m, double pos_m, const double* lse,
+                                           double inv_pairs, float* W, double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    const double lse_i = lse[i];
+    double loss = 0.0, cnt = 0.0, acc = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == i || lab[j] != li) {
+            continue;
+        }
+        const double lse_j = lse[j];
+        // pair (i, j)
+        const double l_ij = log_add_exp(lse_i, lse_j);
+        if (l_ij != MARGIN_NEG_INF) {
+            const double jv = l_ij + (double)(sg * D[row + j]) - pos_m;
+            if (jv > 0.0) {
+                const double g = jv * inv_pairs;
+                loss += 0.5 * jv * jv;
+                cnt += 1.0;
+                W[row + j] = (float)(sg * g);
+                acc += g * exp(lse_i - l_ij);
+            }
+        }
+        // pair (j, i): its negatives include those of i as well
+        const double l_ji = log_add_exp(lse_j, lse_i);
+        if (l_ji != MARGIN_NEG_INF) {
+            const double jv = l_ji + (double)(sg * D[(size_t)j * n + i]) - pos_m;
+            if (jv > 0.0) {
+                acc += jv * inv_pairs * exp(lse_i - l_ji);
+            }
+        }
+    }
+    loss = block_sum_f64(loss, red);
+    cnt = block_sum_f64(cnt, red);
+    acc = block_sum_f64(acc, red);
+    if (acc != 0.0 && lse_i != MARGIN_NEG_INF) {
+        for (int k = threadIdx.x; k < n; k += blockDim.x) {
+            if (lab[k] == li) {
+                continue;
+            }
+            const double e = (double)(sg * D[row + k]);
+            W[row + k] = (float)(-sg * acc * exp(neg_m - e - lse_i));
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 2 + 0] = loss;
+        part[(size_t)i * 2 + 1] = cnt;
+    }
+}
+
+// N-pair: S_ij = -e(anchor_i, positive_j) over the k chosen pairs; loss_i = logsumexp_j S_ij -
+// S_ii; dL/dS_ij = (softmax_ij - [i == j]) / k. part[i] = loss_i; W final (scaled by 1/k).
+extern "C" __global__ void npair_rows_f32(const float* D, int n, const int* anc, const int* pos,
+                                          int k, float sg, float* W, double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= k) {
+        return;
+    }
+    const size_t row = (size_t)anc[i] * n;
+    double mx = MARGIN_NEG_INF;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+        mx = fmax(mx, -(double)(sg * D[row + pos[j]]));
+    }
+    mx = block_max_f64(mx, red);
+    double s = 0.0;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+        s += exp(-(double)(sg * D[row + pos[j]]) - mx);
+    }
+    s = block_sum_f64(s, red);
+    const double lse = mx + log(s);
+    const double inv_k = 1.0 / (double)k;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+        const double sij = -(double)(sg * D[row + pos[j]]);
+        const double p = exp(sij - lse) - (j == i ? 1.0 : 0.0);
+        // dL/dD = dL/dS * dS/dD with S = -sg * D.
+        W[row + pos[j]] = (float)(-sg * p * inv_k);
+    }
+    if (threadIdx.x == 0) {
+        part[i] = lse + (double)(sg * D[row + pos[i]]);
+    }
+}
+
+// Triplet-center: per sample i, v = e(i, y_i) - min_{c != y_i} e(i, c) + margin; loss relu(v),
+// mean over samples (inv_n = 1/N). Dxc is N x K. part[i*2 + {0,1}] = relu(v), [v > 0]. W final.
+extern "C" __global__ void triplet_center_rows_f32(const float* Dxc, const int* lab, int n, int kc,
+                                                   float sg, double margin, double inv_n, float* W,
+                                                   double* part) {
+    __shared__ float sval[MARGIN_THREADS];
+    __shared__ int sidx[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * kc;
+    const int y = lab[i];
+    float best = 0.0f;
+    int bi = -1;
+    for (int c = threadIdx.x; c < kc; c += blockDim.x) {
+        if (c == y) {
+            continue;
+        }
+        const float e = sg * Dxc[row + c];
+        if (bi < 0 || e < best) {
+            best = e;
+            bi = c;
+        }
+    }
+    block_arg_best(best, bi, false, sval, sidx);
+    if (threadIdx.x == 0) {
+        double loss = 0.0, cnt = 0.0;
+        if (bi >= 0) {
+            const double v = (double)(sg * Dxc[row + y]) - (double)best + margin;
+            if (v > 0.0) {
+                loss = v;
+                cnt = 1.0;
+                W[row + y] = (float)(sg * inv_n);
+                W[row + bi] = (float)(-sg * inv_n);
+            }
+        }
+        part[(size_t)i * 2 + 0] = loss;
+        part[(size_t)i * 2 + 1] = cnt;
+    }
+}
+
+// Batch-hard triplet mining: per anchor its farthest positive and nearest negative (smallest index
+// on ties), one triplet; relu or softplus (smooth). part[a*2 + {0,1}] = loss, active; W raw
+// (scaled by 1/active in chain_prep_f32).
+extern "C" __global__ void triplet_hard_rows_f32(const float* D, const int* lab, int n, float sg,
+                                                 double margin, int smooth, float* W,
+                                                 double* part) {
+    __shared__ float sval[MARGIN_THREADS];
+    __shared__ int sidx[MARGIN_THREADS];
+    const int a = blockIdx.x;
+    if (a >= n) {
+        return;
+    }
+    const size_t row = (size_t)a * n;
+    const int la = lab[a];
+    float bp = 0.0f, bn = 0.0f;
+    int ip = -1, in = -1;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == a) {
+            continue;
+        }
+        const float e = sg * D[row + j];
+        if (lab[j] == la) {
+            if (ip < 0 || e > bp) {
+                bp = e;
+                ip = j;
+            }
+        } else if (in < 0 || e < bn) {
+            bn = e;
+            in = j;
+        }
+    }
+    block_arg_best(bp, ip, true, sval, sidx);
+    block_arg_best(bn, in, false, sval, sidx);
+    if (threadIdx.x == 0) {
+        double loss = 0.0, cnt = 0.0;
+        if (ip >= 0 && in >= 0) {
+            const double v = (double)bp - (double)bn + margin;
+            double g = 0.0;
+            if (smooth) {
+                loss = softplus_f64(v);
+                g = sigmoid_f64(v);
+                cnt = 1.0;
+            } else if (v > 0.0) {
+                loss = v;
+                g = 1.0;
+                cnt = 1.0;
+            }
+            if (cnt > 0.0) {
+                W[row + ip] = (float)(sg * g);
+                W[row + in] = (float)(-sg * g);
+            }
+        }
+        part[(size_t)a * 2 + 0] = loss;
+        part[(size_t)a * 2 + 1] = cnt;
+    }
+}

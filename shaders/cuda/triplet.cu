@@ -1,0 +1,191 @@
+// triplet.cu: batch-all and semihard triplets (stage 3), also the quadruplet loss's first term.
+//
+// Per anchor a (one block, grid-stride over anchors; each block owns a scratch slice):
+//   x_p = e_ap for positives p, y_n = e_an for negatives n (e = sg * D).
+//   all:      (p, n) active  <=>  (double)x + m > (double)y          (v = x - y + m > 0)
+//   semihard: mined <=> 0 < y - x <= m, active (relu) <=> 0 < y - x < m   (in f64)
+// Exact counting without enumerating triplets (docs/ALGORITHMS.md stage 3): the smaller side S
+// is sorted; for every element u of the other side the active partners in S form a rank range
+// [lo, hi) found by binary search, so u's count is hi - lo; a difference array (+1 at lo, -1 at
+// hi) prefix-summed gives the count of every S rank, and an S element finds its rank by binary
+// search of its own value (ties share a predicate, hence a count). With per-element counts c the
+// loss sum is sum_p c_p (x_p + m) - sum_n c_n y_n and W[a][p] = +c_p, W[a][n] = -c_n (times sg,
+// times scale). The smooth (softplus) variant has no such structure and loops over partners.
+
+// part[a*stride + {0,1}] = loss sum, active count (written when write_stats).
+// W[a][j] += sg * count * scale, scale = stats[scale_idx] (1 when < 0) (when write_w).
+// scratch: gridDim.x * 2 * cap floats; diff: gridDim.x * (cap + 1) ints; cap = pow2 >= n.
+extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int n, float sg,
+                                            double margin, int semihard, int smooth, float* W,
+                                            double* part, int stride, int write_stats,
+                                            int write_w, const double* stats, int scale_idx,
+                                            float* scratch, int* diff, int cap) {
+    __shared__ int counts[2];
+    __shared__ float smem[MARGIN_SORT_SMEM];
+    __shared__ double red[MARGIN_THREADS];
+    __shared__ int tot[MARGIN_THREADS];
+    float* P = scratch + (size_t)blockIdx.x * 2 * cap;
+    float* Q = P + cap;
+    int* df = diff + (size_t)blockIdx.x * (cap + 1);
+    const double scale = stat_scale(stats, scale_idx);
+    const double m = margin;
+    for (int a = blockIdx.x; a < n; a += gridDim.x) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            counts[0] = 0;
+            counts[1] = 0;
+        }
+        __syncthreads();
+        const size_t row = (size_t)a * n;
+        const int la = lab[a];
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            if (j == a) {
+                continue;
+            }
+            const float e = sg * D[row + j];
+            if (lab[j] == la) {
+                P[atomicAdd(&counts[0], 1)] = e;
+            } else {
+                Q[atomicAdd(&counts[1], 1)] = e;
+            }
+        }
+        __syncthreads();
+        const int mp = counts[0];
+        const int mn = counts[1];
+        double loss = 0.0;
+        double count = 0.0;
+        if (mp > 0 && mn > 0 && smooth) {
+            for (int j = threadIdx.x; j < n; j += blockDim.x) {
+                if (j == a) {
+                    continue;
+                }
+                const float v = sg * D[row + j];
+                double s = 0.0;
+                if (lab[j] == la) {
+                    for (int t = 0; t < mn; ++t) {
+                        const double delta = (double)Q[t] - (double)v;
+                        if (!semihard || (delta > 0.0 && delta <= m)) {
+                            s += sigmoid_f64((double)v - (double)Q[t] + m);
+                        }
+                    }
+                    if (write_w && s != 0.0) {
+                        W[row + j] += (float)(sg * s * scale);
+                    }
+                } else {
+                    for (int t = 0; t < mp; ++t) {
+                        const double delta = (double)v - (double)P[t];
+                        if (!semihard || (delta > 0.0 && delta <= m)) {
+                            const double vv = (double)P[t] - (double)v + m;
+                            s += sigmoid_f64(vv);
+                            loss += softplus_f64(vv);
+                            count += 1.0;
+                        }
+                    }
+                    if (write_w && s != 0.0) {
+                        W[row + j] -= (float)(sg * s * scale);
+                    }
+                }
+            }
+        } else if (mp > 0 && mn > 0) {
+            const bool sort_neg = mn <= mp;
+            float* S = sort_neg ? Q : P;
+            const int ms = sort_neg ? mn : mp;
+            block_sort_values(S, ms, smem);
+            for (int r = threadIdx.x; r <= ms; r += blockDim.x) {
+                df[r] = 0;
+            }
+            __syncthreads();
+            int lo_zero = 0;
+            // The unsorted side U: positives when the negatives are sorted, and vice versa.
+            for (int j = threadIdx.x; j < n; j += blockDim.x) {
+                if (j == a) {
+                    continue;
+                }
+                const bool is_pos = lab[j] == la;
+                if (is_pos != sort_neg) {
+                    continue;
+                }
+                const float v = sg * D[row + j];
+                const double dv = (double)v;
+                int lo, hi;
+                if (sort_neg) {  // v = x, S holds the y values ascending
+                    if (semihard) {
+                        lo = partition_point(S, ms, [&](float y) { return (double)y - dv <= 0.0; });
+                        hi = partition_point(S, ms, [&](float y) { return (double)y - dv < m; });
+                    } else {
+                        lo = 0;
+                        hi = partition_point(S, ms, [&](float y) { return dv + m > (double)y; });
+                    }
+                } else {  // v = y, S holds the x values ascending
+                    if (semihard) {
+                        lo = partition_point(S, ms, [&](float x) { return dv - (double)x >= m; });
+                        hi = partition_point(S, ms, [&](float x) { return dv - (double)x > 0.0; });
+                    } else {
+                        lo = partition_point(S, ms, [&](float x) { return !((double)x + m > dv); });
+                        hi = ms;
+                    }
+                }
+                if (hi < lo) {
+                    hi = lo;
+                }
+                const int c = hi - lo;
+                if (c > 0) {
+                    // Ranks 0 and ms are hit by most elements in batch-all: count rank 0 in a
+                    // register (one atomic per thread below) and skip rank ms, never read.
+                    if (lo == 0) {
+                        ++lo_zero;
+                    } else {
+                        atomicAdd(&df[lo], 1);
+                    }
+                    if (hi < ms) {
+                        atomicAdd(&df[hi], -1);
+                    }
+                    if (is_pos) {
+                        loss += (double)c * (dv + m);
+                        count += (double)c;
+                    } else {
+                        loss -= (double)c * dv;
+                    }
+                    if (write_w) {
+                        W[row + j] += (float)((is_pos ? sg : -sg) * (double)c * scale);
+                    }
+                }
+            }
+            if (lo_zero > 0) {
+                atomicAdd(&df[0], lo_zero);
+            }
+            __syncthreads();
+            block_inclusive_scan_int(df, ms + 1, tot);
+            // The sorted side: count of an element = prefix of the difference array at its rank.
+            for (int j = threadIdx.x; j < n; j += blockDim.x) {
+                if (j == a) {
+                    continue;
+                }
+                const bool is_pos = lab[j] == la;
+                if (is_pos == sort_neg) {
+                    continue;
+                }
+                const float v = sg * D[row + j];
+                const int r = partition_point(S, ms, [&](float s) { return s < v; });
+                const int c = df[r];
+                if (c > 0) {
+                    if (is_pos) {
+                        loss += (double)c * ((double)v + m);
+                        count += (double)c;
+                    } else {
+                        loss -= (double)c * (double)v;
+                    }
+                    if (write_w) {
+                        W[row + j] += (float)((is_pos ? sg : -sg) * (double)c * scale);
+                    }
+                }
+            }
+        }
+        loss = block_sum_f64(loss, red);
+        count = block_sum_f64(count, red);
+        if (write_stats && threadIdx.x == 0) {
+            part[(size_t)a * stride + 0] = loss;
+            part[(size_t)a * stride + 1] = count;
+        }
+    }
+}

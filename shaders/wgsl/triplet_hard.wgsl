@@ -1,0 +1,67 @@
+// Stage 3, batch-hard triplet: per anchor its farthest positive (max e) and nearest negative
+// (min e), ties to the smaller index; relu, or softplus when P.flags & 2. Writes raw weights.
+// P.f0 = margin.
+
+@group(0) @binding(1) var<storage, read> e: array<f32>;
+@group(0) @binding(2) var<storage, read_write> w: array<f32>;
+@group(0) @binding(3) var<storage, read> grp: array<u32>;
+@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wg_index(wid, nwg);
+    if (i >= P.n) {
+        return;
+    }
+    let n = P.n;
+    let gi = grp[i];
+    let none = 0xffffffffu;
+    var bp = -BIG;
+    var ip = none;
+    var bn = -BIG;
+    var inn = none;
+    for (var j = lid; j < n; j += WG) {
+        w[i * n + j] = 0.0;
+        if (j == i) {
+            continue;
+        }
+        let v = e[i * n + j];
+        if (grp[j] == gi) {
+            if (ip == none || v > bp) {
+                bp = v;
+                ip = j;
+            }
+        } else if (inn == none || -v > bn) {
+            bn = -v;
+            inn = j;
+        }
+    }
+    let p = reduce_argmax(lid, bp, ip);
+    let q = reduce_argmax(lid, bn, inn);
+    storageBarrier();
+    if (lid == 0u) {
+        var loss = 0.0;
+        var c = 0u;
+        if (p != none && q != none) {
+            let z = e[i * n + p] - e[i * n + q] + P.f0;
+            var g = 0.0;
+            if ((P.flags & 2u) != 0u) {
+                loss = softplus(z);
+                g = sigmoid(z);
+                c = 1u;
+            } else if (z > 0.0) {
+                loss = z;
+                g = 1.0;
+                c = 1u;
+            }
+            w[i * n + p] = g;
+            w[i * n + q] = -g;
+        }
+        rstat[2u * i] = loss;
+        rstat[2u * i + 1u] = 0.0;
+        rcnt[2u * i] = vec2<u32>(c, 0u);
+        rcnt[2u * i + 1u] = vec2<u32>(0u, 0u);
+    }
+}
