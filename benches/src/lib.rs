@@ -13,10 +13,24 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 use std::time::{Duration, Instant};
 
-/// THE LIST OF BACKENDS TO BENCHMARK. Add GPU backends here (boxed), e.g. wgpu / CUDA when
-/// available; every bench and the `measure` binary iterate over it.
+/// Every backend available at run time: the CPU always; CUDA when an NVIDIA GPU is there; wgpu on
+/// a hardware adapter (or the adapter named by `MARGIN_WGPU_ADAPTER`, e.g. `llvmpipe`). GPU
+/// timings include the explicit `host_synchronize()` the bench bodies call.
 pub fn backends() -> Vec<Box<dyn HostBackend>> {
-    vec![Box::new(CpuBackend::new())]
+    let mut out: Vec<Box<dyn HostBackend>> = vec![Box::new(CpuBackend::new())];
+    match margin_cuda::CudaBackend::new(0) {
+        Ok(b) => out.push(Box::new(b)),
+        Err(e) => eprintln!("benches: skipping cuda: {e}"),
+    }
+    let wgpu = match std::env::var("MARGIN_WGPU_ADAPTER") {
+        Ok(name) => margin_wgpu::WgpuBackend::with_adapter(&name),
+        Err(_) => margin_wgpu::WgpuBackend::new(),
+    };
+    match wgpu {
+        Ok(b) => out.push(Box::new(b)),
+        Err(e) => eprintln!("benches: skipping wgpu: {e}"),
+    }
+    out
 }
 
 /// Random normal embeddings, labels `i % classes` and `K = classes` centers.

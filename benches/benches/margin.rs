@@ -1,11 +1,12 @@
 //! Criterion benches: the pairwise matrix and every loss (forward + backward) for N in
 //! {256, 1024, 4096} and D in {128, 512}, 16 samples per label, on every backend that
-//! `margin_benches::backends()` lists (the CPU backend for now). Each sample is timed with
+//! `margin_benches::backends()` lists (CPU always; CUDA and wgpu when present, where N also
+//! takes 16384 and 65536). Each sample is timed with
 //! `iter_custom` and a `host_synchronize()` before the clock stops, so asynchronous GPU
 //! backends are measured honestly once they are added.
 //!
-//! Skipped as too slow for a routine run: smooth triplet (O(N³) arithmetic) and quadruplet at
-//! N = 4096.
+//! Skipped as too slow for a routine run: smooth triplet (O(N³) arithmetic) from N = 4096 and
+//! quadruplet beyond N = 16384.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use margin_benches::{Batch, backends, time_loss, time_pairwise};
@@ -13,6 +14,17 @@ use margin_core::{Distance, HostBackend, Loss, LossKind, Metric, Mining, Triplet
 use std::time::Duration;
 
 const NS: [usize; 3] = [256, 1024, 4096];
+/// Extra sizes for GPU backends.
+const GPU_NS: [usize; 2] = [16384, 65536];
+
+/// The N values to run on backend `b`: GPU backends (not a software adapter) also take GPU_NS.
+fn sizes(b: &dyn HostBackend) -> Vec<usize> {
+    let name = b.backend_name();
+    let gpu = name.starts_with("cuda") || (name.starts_with("wgpu") && !name.contains("llvmpipe"));
+    NS.into_iter()
+        .chain(GPU_NS.into_iter().filter(|_| gpu))
+        .collect()
+}
 const DS: [usize; 2] = [128, 512];
 
 /// A loss to bench: a short name, the config, and whether to run it at a given N.
@@ -29,6 +41,7 @@ fn losses() -> Vec<Case> {
     };
     let always: fn(usize) -> bool = |_| true;
     let small: fn(usize) -> bool = |n| n < 4096;
+    let up_to_16k: fn(usize) -> bool = |n| n <= 16384;
     vec![
         (
             "contrastive",
@@ -45,7 +58,11 @@ fn losses() -> Vec<Case> {
             always,
         ),
         ("n-pair", Loss::default_for(LossKind::NPair), always),
-        ("quadruplet", Loss::default_for(LossKind::Quadruplet), small),
+        (
+            "quadruplet",
+            Loss::default_for(LossKind::Quadruplet),
+            up_to_16k,
+        ),
         (
             "lifted-structure",
             Loss::default_for(LossKind::LiftedStructure),
@@ -56,7 +73,7 @@ fn losses() -> Vec<Case> {
 
 fn bench_pairwise(c: &mut Criterion, b: &dyn HostBackend) {
     let mut g = c.benchmark_group(format!("{}/pairwise-euclidean", b.backend_name()));
-    for n in NS {
+    for n in sizes(b) {
         for d in DS {
             let batch = Batch::new(n, d, n / 16, 1);
             let metric = Metric::new(Distance::Euclidean, false);
@@ -75,7 +92,7 @@ fn bench_pairwise(c: &mut Criterion, b: &dyn HostBackend) {
 fn bench_losses(c: &mut Criterion, b: &dyn HostBackend) {
     for (name, loss, run_at) in losses() {
         let mut g = c.benchmark_group(format!("{}/{name}", b.backend_name()));
-        for n in NS.into_iter().filter(|&n| run_at(n)) {
+        for n in sizes(b).into_iter().filter(|&n| run_at(n)) {
             for d in DS {
                 let batch = Batch::new(n, d, n / 16, 2);
                 g.bench_with_input(BenchmarkId::new(format!("D{d}"), n), &batch, |bn, batch| {
