@@ -80,6 +80,13 @@ pub fn all_loss_configs() -> Vec<Loss> {
                             })
                         })
                         .collect()
+                } else if kind == LossKind::Quadruplet {
+                    [Mining::All, Mining::Hard]
+                        .map(|m| LossOverrides {
+                            mining: Some(m),
+                            ..base
+                        })
+                        .to_vec()
                 } else {
                     vec![base]
                 };

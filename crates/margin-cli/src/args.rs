@@ -67,14 +67,30 @@ pub struct LossFlags {
     /// Softplus instead of relu (triplet).
     #[arg(long)]
     pub smooth: bool,
-    /// all | hard | semihard (triplet).
+    /// all | hard | semihard (triplet); all | hard (quadruplet).
     #[arg(long)]
     pub mining: Option<String>,
+    /// Positive-pair weight α (multi-similarity).
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f64>,
+    /// Negative-pair weight β (multi-similarity).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta: Option<f64>,
+    /// Exponent shift (multi-similarity).
+    #[arg(long, allow_negative_numbers = true)]
+    pub base: Option<f64>,
+    /// Scale γ (circle).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f64>,
+    /// Temperature τ (nt-xent, supcon).
+    #[arg(long, allow_negative_numbers = true)]
+    pub temperature: Option<f64>,
 }
 
 #[derive(Debug, Args)]
 pub struct LossCmd {
-    /// contrastive | triplet | triplet-center | n-pair | quadruplet | lifted-structure
+    /// contrastive | triplet | triplet-center | n-pair | quadruplet | lifted-structure |
+    /// multi-similarity | circle | nt-xent | supcon | generalized-lifted-structure
     pub loss: String,
     /// N x D embeddings (.npy, float32 or float64).
     #[arg(long)]

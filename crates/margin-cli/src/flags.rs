@@ -25,6 +25,11 @@ pub fn build_loss(name: &str, flags: &LossFlags) -> Result<Loss, CliError> {
         neg_margin: flags.neg_margin,
         smooth: flags.smooth.then_some(true),
         mining: flags.mining.as_deref().map(str::parse).transpose()?,
+        alpha: flags.alpha,
+        beta: flags.beta,
+        base: flags.base,
+        gamma: flags.gamma,
+        temperature: flags.temperature,
     };
     Ok(overrides.apply(Loss::default_for(kind))?)
 }

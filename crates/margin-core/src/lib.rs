@@ -9,20 +9,25 @@
 //! * [`evaluate_retrieval`]: exact k-NN retrieval metrics (PML's `AccuracyCalculator`) on any backend.
 
 mod backend;
+mod config;
 mod distance;
 mod error;
 mod loss;
 mod output;
+mod overrides;
 pub mod retrieval;
 mod tensor;
 
 pub use backend::{Backend, DeviceLossInput, HostBackend, check_device_input};
+pub use config::{
+    CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,
+    Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig, QuadrupletConfig, SupConConfig,
+    TripletCenterConfig, TripletConfig,
+};
 pub use distance::{Distance, Metric, NORM_EPS};
 pub use error::{MarginError, Result};
-pub use loss::{
-    ContrastiveConfig, LiftedStructureConfig, Loss, LossKind, LossOverrides, Mining, NPairConfig,
-    QuadrupletConfig, TripletCenterConfig, TripletConfig,
-};
+pub use loss::{Loss, LossKind};
 pub use output::{LossOutput, LossStats};
+pub use overrides::LossOverrides;
 pub use retrieval::{RetrievalMetrics, default_block_rows, evaluate_retrieval};
 pub use tensor::{Embeddings, LossInput};

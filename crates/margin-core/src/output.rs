@@ -11,8 +11,12 @@ pub struct LossStats {
     /// contrastive `[positive pairs, negative pairs]` with a loss > 0;
     /// triplet `[triplets, 0]` with a loss > 0 (every valid or mined triplet when `smooth`);
     /// triplet-center `[samples, 0]` with a loss > 0; n-pair `[k labels used, 0]`;
-    /// quadruplet `[triplets, quadruplets]` with a loss > 0;
-    /// lifted-structure `[ordered positive pairs, 0]` with `J > 0`.
+    /// quadruplet `[triplets, quadruplets]` with a loss > 0 (mining hard: `[anchors whose
+    /// term 1 > 0, anchors whose term 2 > 0]`);
+    /// lifted-structure `[ordered positive pairs, 0]` with `J > 0`;
+    /// multi-similarity `[anchors with a positive, anchors with a negative]`;
+    /// circle, supcon, generalized-lifted-structure `[anchors with a loss > 0, 0]`;
+    /// nt-xent `[ordered positive pairs, 0]` (its Mean's denominator).
     pub active_terms: [u64; 2],
 }
 

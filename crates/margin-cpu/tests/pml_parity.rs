@@ -109,6 +109,7 @@ fn build_loss(case: &Case) -> Result<margin_core::Loss, String> {
         neg_margin: p.neg_margin,
         smooth: p.smooth,
         mining,
+        ..Default::default()
     };
     overrides
         .apply(margin_core::Loss::default_for(kind))

@@ -94,7 +94,10 @@ fn expect_empty(loss: &Loss, labels: &[i64]) -> bool {
         LossKind::Triplet | LossKind::Quadruplet | LossKind::NPair => {
             !(has_positive && has_negative)
         }
-        LossKind::LiftedStructure => !(has_positive && has_negative),
+        LossKind::LiftedStructure | LossKind::Circle | LossKind::NTXent | LossKind::SupCon => {
+            !(has_positive && has_negative)
+        }
+        LossKind::MultiSimilarity | LossKind::GeneralizedLiftedStructure => n < 2,
     }
 }
 
@@ -201,6 +204,12 @@ fn margin_zero_and_very_large_margins() {
                 Loss::NPair(_) => {}
                 Loss::Quadruplet(c) => (c.margin, c.margin2) = (value, value),
                 Loss::LiftedStructure(c) => (c.pos_margin, c.neg_margin) = (value, value),
+                Loss::GeneralizedLiftedStructure(c) => {
+                    (c.pos_margin, c.neg_margin) = (value, value)
+                }
+                Loss::MultiSimilarity(c) => c.base = value,
+                Loss::Circle(c) => c.margin = value,
+                Loss::NTXent(_) | Loss::SupCon(_) => {}
             }
             let out = run(&loss, &x, d, &labels);
             assert_finite(&out, &format!("{kind} with margins {value}"));

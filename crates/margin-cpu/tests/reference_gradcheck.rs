@@ -107,6 +107,7 @@ fn fit_loss(variant: Variant, metric: Metric, x: &[f64], n: usize, d: usize, c: 
             metric,
             margin: spread,
             margin2: spread / 2.0,
+            ..Default::default()
         }),
         Variant::LiftedStructure => Loss::LiftedStructure(LiftedStructureConfig {
             metric,

@@ -230,6 +230,7 @@ fn quadruplet_by_hand() {
         metric: plain(Distance::SquaredEuclidean),
         margin: 5.0,
         margin2: 20.0,
+        ..Default::default()
     });
     let out = run(loss, &[0.0, 1.0, 3.0, 7.0], 1, &[0, 0, 1, 2]);
     assert!(close(out.stats.loss, 7.0), "{}", out.stats.loss);

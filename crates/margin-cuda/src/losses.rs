@@ -215,10 +215,16 @@ impl CudaBackend {
                     finish: Finish::NPair { k },
                 })
             }
-            Loss::Quadruplet(c) => self.quadruplet(inp, w, c.margin, c.margin2),
+            Loss::Quadruplet(c) if c.mining == margin_core::Mining::All => {
+                self.quadruplet(inp, w, c.margin, c.margin2)
+            }
             Loss::TripletCenter(_) => Err(margin_core::MarginError::input(
                 "triplet-center needs centers",
             )),
+            _ => Err(margin_core::MarginError::config(format!(
+                "{} is not implemented on this backend yet",
+                loss.kind()
+            ))),
         }
     }
 

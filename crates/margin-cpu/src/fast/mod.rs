@@ -127,7 +127,7 @@ impl CpuBackend {
                 let stats = LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0);
                 (stats, p.grad)
             }
-            Loss::Quadruplet(c) => {
+            Loss::Quadruplet(c) if c.mining == margin_core::Mining::All => {
                 let (a, grad) =
                     quadruplet::run(&rows, metric, &classes, c.margin, c.margin2, budget)?;
                 let stats = LossStats::new(
@@ -157,6 +157,12 @@ impl CpuBackend {
             }
             Loss::NPair(_) | Loss::TripletCenter(_) => {
                 return Err(MarginError::device("internal: not a self-pair loss"));
+            }
+            _ => {
+                return Err(margin_core::MarginError::config(format!(
+                    "{} is not implemented on this backend yet",
+                    loss.kind()
+                )));
             }
         };
         finish(&rows, metric, &grad_e, grad);

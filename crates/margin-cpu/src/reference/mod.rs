@@ -90,8 +90,21 @@ pub fn evaluate(
         Loss::Contrastive(cfg) => contrastive::weights(cfg, &dist, n, labels),
         Loss::Triplet(cfg) => triplet::weights(cfg, &dist, n, labels),
         Loss::NPair(cfg) => n_pair::weights(cfg, &dist, n, labels),
-        Loss::Quadruplet(cfg) => quadruplet::weights(cfg, &dist, n, labels),
+        Loss::Quadruplet(cfg) if cfg.mining == margin_core::Mining::All => {
+            quadruplet::weights(cfg, &dist, n, labels)
+        }
         Loss::LiftedStructure(cfg) => lifted_structure::weights(cfg, &dist, n, labels),
+        Loss::Quadruplet(_)
+        | Loss::MultiSimilarity(_)
+        | Loss::Circle(_)
+        | Loss::NTXent(_)
+        | Loss::SupCon(_)
+        | Loss::GeneralizedLiftedStructure(_) => {
+            return Err(margin_core::MarginError::config(format!(
+                "{} is not implemented on this backend yet",
+                loss.kind()
+            )));
+        }
         // Validation guarantees centers for triplet-center, handled above.
         Loss::TripletCenter(_) => {
             return Err(margin_core::MarginError::input(

@@ -155,12 +155,20 @@ pub(crate) fn square_loss(
     let (stats, s_pos, s_neg) = match loss {
         Loss::Contrastive(c) => contrastive(&sq_, c.pos_margin, c.neg_margin)?,
         Loss::Triplet(c) => triplet::triplet(&sq_, c)?,
-        Loss::Quadruplet(c) => quadruplet::quadruplet(&sq_, c)?,
+        Loss::Quadruplet(c) if c.mining == margin_core::Mining::All => {
+            quadruplet::quadruplet(&sq_, c)?
+        }
         Loss::LiftedStructure(c) => lifted(&sq_, c.pos_margin, c.neg_margin)?,
         Loss::TripletCenter(_) | Loss::NPair(_) => {
             return Err(margin_core::MarginError::device(
                 "internal: this loss does not use the square path",
             ));
+        }
+        _ => {
+            return Err(margin_core::MarginError::config(format!(
+                "{} is not implemented on this backend yet",
+                loss.kind()
+            )));
         }
     };
 
