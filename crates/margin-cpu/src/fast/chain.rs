@@ -28,27 +28,90 @@ fn factor(distance: Distance) -> Option<f32> {
     }
 }
 
-/// `out = w + wᵀ` for a square `n x n` matrix, tile by tile, parallel over row tiles of `out`.
-pub(crate) fn symmetrize_into(w: &[f32], out: &mut [f32], n: usize) {
+/// The resident finish in one pass over the matrix: `e` (`n x n`, holding `sign * d`) is
+/// overwritten with `M' = (s0 (W0 + W0ᵀ) + s1 (W1 + W1ᵀ)) / d` (the division for euclidean only,
+/// 0 where `d = 0`), and the row sums of `M'` are returned. `w1` may be empty (one group).
+/// Fusing the group merge, [`prepare`] and the transpose saves two passes over `N²`.
+pub(crate) fn merge_symmetric(
+    distance: Distance,
+    w0: &[f32],
+    w1: &[f32],
+    [s0, s1]: [f32; 2],
+    e: &mut [f32],
+    n: usize,
+) -> Vec<f64> {
     const T: usize = 64;
-    out[..n * n]
+    let euclid = distance == Distance::Euclidean;
+    let two = !w1.is_empty();
+    e[..n * n]
         .par_chunks_mut(T * n)
         .enumerate()
-        .for_each(|(t, rows)| {
+        .flat_map_iter(|(t, rows)| {
             let i0 = t * T;
             let ti = rows.len() / n;
+            let mut sums = vec![0.0f64; ti];
             for j0 in (0..n).step_by(T) {
                 let tj = T.min(n - j0);
-                for di in 0..ti {
+                for (di, sum) in sums.iter_mut().enumerate() {
                     let i = i0 + di;
                     let o = &mut rows[di * n + j0..di * n + j0 + tj];
+                    let mut part = 0.0f32;
                     for (dj, v) in o.iter_mut().enumerate() {
                         let j = j0 + dj;
-                        *v = w[i * n + j] + w[j * n + i];
+                        let mut m = s0 * (w0[i * n + j] + w0[j * n + i]);
+                        if two {
+                            m += s1 * (w1[i * n + j] + w1[j * n + i]);
+                        }
+                        if euclid {
+                            m = if *v > 0.0 { m / *v } else { 0.0 };
+                        }
+                        *v = m;
+                        part += m;
                     }
+                    *sum += f64::from(part);
                 }
             }
-        });
+            sums
+        })
+        .collect()
+}
+
+/// The gradient w.r.t. `xh` of `Σ_ij W_ij d_ij` from the whole symmetric `M'` of
+/// [`merge_symmetric`] and its row sums: one GEMM, `f (diag(rowsum) X − M' X)` for distances
+/// and `M' X` for similarities.
+pub(crate) fn square(
+    rows: &Rows,
+    distance: Distance,
+    m: &[f32],
+    rowsum: &[f64],
+) -> Result<Vec<f32>> {
+    let (n, d) = (rows.n, rows.d);
+    let f = factor(distance);
+    let beta = f.map_or(1.0, |f| -f);
+    let mut g = zeros(n * d, "a gradient")?;
+    matmul(
+        n,
+        d,
+        n,
+        &mut g,
+        d,
+        false,
+        beta,
+        View::rows(m, n),
+        View::rows(&rows.xh, d),
+    );
+    if let Some(f) = f {
+        g.par_chunks_mut(d)
+            .zip(rows.xh.par_chunks(d))
+            .zip(rowsum.par_iter())
+            .for_each(|((gr, xr), &rs)| {
+                let c = f * rs as f32;
+                for (gv, &xv) in gr.iter_mut().zip(xr) {
+                    *gv += c * xv;
+                }
+            });
+    }
+    Ok(g)
 }
 
 /// Adds to `g` (`n x d`, w.r.t. `xh`) the gradient of `Σ W_ij d_ij` over the block of rows

@@ -7,6 +7,7 @@
 use super::chain;
 use super::geometry::Rows;
 use super::linalg::zeros;
+use super::scratch;
 use margin_core::{Metric, Result};
 use rayon::prelude::*;
 use std::ops::AddAssign;
@@ -94,7 +95,12 @@ fn kernel_rows<K: RowKernel>(
         .enumerate()
         .map_init(
             || kernel.scratch(),
-            |s, (k, ((er, w0r), w1r))| kernel.row(s, r0 + k, er, w0r, w1r),
+            |s, (k, ((er, w0r), w1r))| {
+                // Scratch buffers arrive with stale values: the kernel expects zeroed rows.
+                w0r.fill(0.0);
+                w1r.fill(0.0);
+                kernel.row(s, r0 + k, er, w0r, w1r)
+            },
         )
         .reduce(Acc::default, |mut a, b| {
             a += b;
@@ -102,30 +108,26 @@ fn kernel_rows<K: RowKernel>(
         })
 }
 
-/// The whole matrix at once: one kernel pass, merged groups, one symmetric chain.
+/// The whole matrix at once: one kernel pass, then one fused merge / divide / symmetrize pass
+/// and one GEMM. The three `N x N` buffers come from the scratch pool.
 fn run_resident<K: RowKernel>(rows: &Rows, metric: Metric, kernel: &K) -> Result<Pass> {
-    let (n, d) = (rows.n, rows.d);
-    let mut e = zeros(n * n, "the distance matrix")?;
-    let mut w0 = zeros(n * n, "the weight matrix")?;
-    let mut w1 = zeros(if K::GROUPS > 1 { n * n } else { 0 }, "the weight matrix")?;
+    let n = rows.n;
+    let mut e = scratch::take(n * n, "the distance matrix")?;
+    let mut w0 = scratch::take(n * n, "the weight matrix")?;
+    let mut w1 = scratch::take(if K::GROUPS > 1 { n * n } else { 0 }, "the weight matrix")?;
     rows.e_block(metric, 0, n, &mut e);
     let acc = kernel_rows(kernel, 0, n, &e, &mut w0, &mut w1);
     let [s0, s1] = kernel.scales(&acc);
-    let (s0, s1) = (s0 as f32, s1 as f32);
-    if w1.is_empty() {
-        w0.par_iter_mut().for_each(|v| *v *= s0);
-    } else {
-        w0.par_iter_mut()
-            .zip(w1.par_iter())
-            .for_each(|(a, &b)| *a = *a * s0 + b * s1);
-    }
-    drop(w1);
-    // M' = (W / d) + (W / d)ᵀ into the buffer of e, which is not needed any more.
-    chain::prepare(metric.distance, &mut w0, &e);
-    chain::symmetrize_into(&w0, &mut e, n);
-    drop(w0);
-    let mut grad = zeros(n * d, "a gradient")?;
-    chain::block(rows, metric.distance, 0, n, &mut e, &[], &mut grad, true)?;
+    let rowsum = chain::merge_symmetric(
+        metric.distance,
+        &w0,
+        &w1,
+        [s0 as f32, s1 as f32],
+        &mut e,
+        n,
+    );
+    drop((w0, w1));
+    let grad = chain::square(rows, metric.distance, &e, &rowsum)?;
     Ok(Pass { acc, grad })
 }
 
@@ -147,9 +149,9 @@ pub(crate) fn run<K: RowKernel>(
         return run_resident(rows, metric, kernel);
     }
     let bmax = block_rows(n, 1 + groups, budget);
-    let mut e = zeros(bmax * n, "a distance block")?;
-    let mut w0 = zeros(bmax * n, "a weight block")?;
-    let mut w1 = zeros(if groups > 1 { bmax * n } else { 0 }, "a weight block")?;
+    let mut e = scratch::take(bmax * n, "a distance block")?;
+    let mut w0 = scratch::take(bmax * n, "a weight block")?;
+    let mut w1 = scratch::take(if groups > 1 { bmax * n } else { 0 }, "a weight block")?;
     let mut grads = Vec::with_capacity(groups);
     for _ in 0..groups {
         grads.push(zeros(n * d, "a gradient")?);
@@ -159,9 +161,7 @@ pub(crate) fn run<K: RowKernel>(
     while r0 < n {
         let b = bmax.min(n - r0);
         rows.e_block(metric, r0, b, &mut e[..b * n]);
-        w0[..b * n].fill(0.0);
         let w1b: &mut [f32] = if groups > 1 {
-            w1[..b * n].fill(0.0);
             &mut w1[..b * n]
         } else {
             &mut []
@@ -196,7 +196,7 @@ where
 {
     let n = rows.n;
     let bmax = block_rows(n, 1, budget);
-    let mut e = zeros(bmax * n, "a distance block")?;
+    let mut e = scratch::take(bmax * n, "a distance block")?;
     let mut out = Vec::with_capacity(n);
     let mut r0 = 0;
     while r0 < n {
