@@ -29,6 +29,7 @@ mod geometry;
 mod linalg;
 mod pairs;
 mod quadruplet;
+mod scratch;
 mod search;
 mod triplet;
 
