@@ -5,6 +5,10 @@ Writes one JSON file per loss under tests/fixtures/pml/. Every case holds f32-re
 embeddings, labels, the loss parameters in margin's spelling, and the expected loss value and
 gradient computed in float64 by torch autograd, either through pytorch-metric-learning
 (source "pml") or through a direct torch transcription of SPEC.md (source "torch-f64-spec").
+The five later losses (multi-similarity, circle, nt-xent, supcon, generalized-lifted-structure)
+are transcribed from their definitions (PML 2.9 semantics), and quadruplet with mining "hard" from
+margin's own batch-hard definition (PML has no quadruplet loss; its cases are named hard_*).
+Active counts follow the LossStats doc in crates/margin-core/src/output.rs.
 
 Every PML case is also recomputed with the SPEC transcription; a case where the two disagree is
 reported and dropped, so the fixtures only hold cases where PML and the SPEC agree. Cases whose
@@ -44,8 +48,13 @@ DEFAULTS = {
     "triplet": dict(distance="euclidean", normalize=True, margin=0.05, smooth=False, mining="all"),
     "triplet-center": dict(distance="euclidean", normalize=False, margin=1.0),
     "n-pair": dict(distance="dot", normalize=True),
-    "quadruplet": dict(distance="squared-euclidean", normalize=True, margin=1.0, margin2=0.5),
+    "quadruplet": dict(distance="squared-euclidean", normalize=True, margin=1.0, margin2=0.5, mining="all"),
     "lifted-structure": dict(distance="euclidean", normalize=True, neg_margin=1.0, pos_margin=0.0),
+    "multi-similarity": dict(distance="cosine", normalize=True, alpha=2.0, beta=50.0, base=0.5),
+    "circle": dict(distance="cosine", normalize=True, margin=0.4, gamma=80.0),
+    "nt-xent": dict(distance="cosine", normalize=True, temperature=0.07),
+    "supcon": dict(distance="cosine", normalize=True, temperature=0.1),
+    "generalized-lifted-structure": dict(distance="euclidean", normalize=True, neg_margin=1.0, pos_margin=0.0),
 }
 
 
@@ -253,6 +262,137 @@ def spec_lifted(x, y, p, g):
     return terms.mean(), [int((jv > 0).sum()), 0]
 
 
+# ---- the losses of briefs/new_losses.md (PML 2.9 semantics; e = sign * m is "distance-like") ----
+
+
+def sign_of(p):
+    return -1.0 if is_sim(p) else 1.0
+
+
+def masked_lse(x, mask, add_one=False):
+    """PML's `lmu.logsumexp`: LSE over the masked entries per row (plus a 0 entry when
+    `add_one`), 0 for a row with no entry. Filled with the most negative finite value, as PML,
+    so that empty rows have a zero (not NaN) gradient."""
+    x = x.masked_fill(~mask, torch.finfo(x.dtype).min)
+    if add_one:
+        x = torch.cat([x, torch.zeros((x.shape[0], 1), dtype=x.dtype)], dim=1)
+    out = torch.logsumexp(x, dim=1)
+    return torch.where(mask.any(1), out, torch.zeros_like(out))
+
+
+def spec_multi_similarity(x, y, p, g):
+    xs = prep(x, p)
+    m = spec_matrix(xs, xs, p)
+    pos, neg = label_masks(y)
+    sg = sign_of(p)
+    e, b = sg * m, sg * p["base"]
+    lp = masked_lse(p["alpha"] * (e - b), pos, add_one=True) / p["alpha"]
+    ln = masked_lse(p["beta"] * (b - e), neg, add_one=True) / p["beta"]
+    return (lp + ln).mean(), [int(pos.any(1).sum()), int(neg.any(1).sum())]
+
+
+def spec_circle(x, y, p, g):
+    xs = prep(x, p)
+    s = spec_matrix(xs, xs, p)
+    pos, neg = label_masks(y)
+    mg, gamma = p["margin"], p["gamma"]
+    rows = pos.any(1) & neg.any(1)
+    if not rows.any():
+        return x.sum() * 0.0, [0, 0]
+    lp = -gamma * F.relu(1 + mg - s).detach() * (s - (1 - mg))
+    ln = gamma * F.relu(s + mg).detach() * (s - mg)
+    z = (masked_lse(lp, pos) + masked_lse(ln, neg))[rows]
+    terms = torch.logaddexp(z, torch.zeros_like(z))  # softplus, no threshold
+    loss, c = avg_nonzero(terms)
+    return loss, [c, 0]
+
+
+def spec_nt_xent(x, y, p, g):
+    xs = prep(x, p)
+    m = spec_matrix(xs, xs, p)
+    pos, neg = label_masks(y)
+    if pos.sum() == 0 or neg.sum() == 0:
+        return x.sum() * 0.0, [0, 0]
+    v = -sign_of(p) * m / p["temperature"]
+    a, pi = torch.nonzero(pos, as_tuple=True)
+    lse_n = masked_lse(v, neg)
+    has_n = neg.any(1)
+    vap = v[a, pi]
+    l = torch.where(has_n[a], torch.logaddexp(vap, lse_n[a]) - vap, torch.zeros_like(vap))
+    return l.mean(), [len(a), 0]
+
+
+def spec_supcon(x, y, p, g):
+    xs = prep(x, p)
+    m = spec_matrix(xs, xs, p)
+    pos, neg = label_masks(y)
+    if pos.sum() == 0 or neg.sum() == 0:
+        return x.sum() * 0.0, [0, 0]
+    v = -sign_of(p) * m / p["temperature"]
+    lse = masked_lse(v, pos | neg)
+    cnt = pos.sum(1)
+    mean_pos = (v * pos).sum(1) / cnt.clamp(min=1)
+    terms = torch.where(cnt > 0, lse - mean_pos, torch.zeros_like(lse))
+    loss, c = avg_nonzero(terms)
+    return loss, [c, 0]
+
+
+def spec_generalized_lifted(x, y, p, g):
+    xs = prep(x, p)
+    m = spec_matrix(xs, xs, p)
+    pos, neg = label_masks(y)
+    sg = sign_of(p)
+    e = sg * m
+    arg = masked_lse(e - sg * p["pos_margin"], pos) + masked_lse(sg * p["neg_margin"] - e, neg)
+    # Rows with neither set have arg exactly 0: not a kink a rounding could cross.
+    g.hinge(arg[pos.any(1) | neg.any(1)])
+    return F.relu(arg).mean(), [int((arg > 0).sum()), 0]
+
+
+def spec_quadruplet_hard(x, y, p, g):
+    """new_losses.md section 6 (margin's own definition; PML has no quadruplet loss)."""
+    xs = prep(x, p)
+    m = spec_matrix(xs, xs, p)
+    pos, neg = label_masks(y)
+    e = sign_of(p) * m
+    ed = e.detach()
+    n = len(y)
+    t1s, t2s = [], []
+    for a in range(n):
+        if not (pos[a].any() and neg[a].any()):
+            continue
+        g.tie(ed[a : a + 1], pos[a : a + 1], largest=True)
+        g.tie(ed[a : a + 1], neg[a : a + 1], largest=False)
+        pa = [j for j in range(n) if pos[a, j]]
+        na = [j for j in range(n) if neg[a, j]]
+        ps = max(pa, key=lambda j: (ed[a, j].item(), -j))
+        ns = min(na, key=lambda j: (ed[a, j].item(), j))
+        t1s.append(e[a, ps] - e[a, ns] + p["margin"])
+        other = (y != y[a])
+        qmask = neg & other[:, None] & other[None, :]
+        if not qmask.any():
+            continue
+        # Ties between (k, l) and (l, k) are harmless (same value, and e is symmetric);
+        # guard only distinct unordered pairs.
+        upper = qmask & torch.triu(torch.ones((n, n), dtype=torch.bool), diagonal=1)
+        vals = torch.sort(ed[upper]).values
+        if len(vals) >= 2:
+            g.closest = min(g.closest, (vals[1] - vals[0]).abs().item())
+        pairs = [(k, l) for k in range(n) for l in range(n) if qmask[k, l]]
+        k, l = min(pairs, key=lambda kl: (ed[kl].item(), kl[0], kl[1]))
+        t2s.append(e[a, ps] - e[k, l] + p["margin2"])
+    zero = x.sum() * 0.0
+    v1 = torch.stack(t1s) if t1s else zero.reshape(1) * 0 - 1.0
+    v2 = torch.stack(t2s) if t2s else zero.reshape(1) * 0 - 1.0
+    if t1s:
+        g.hinge(v1)
+    if t2s:
+        g.hinge(v2)
+    l1, c1 = avg_nonzero(F.relu(v1))
+    l2, c2 = avg_nonzero(F.relu(v2))
+    return l1 + l2, [c1, c2]
+
+
 def spec_loss(case, x, c, g):
     y = torch.tensor(case["labels"], dtype=torch.int64)
     p, loss = case["full_params"], case["loss"]
@@ -265,9 +405,21 @@ def spec_loss(case, x, c, g):
     if loss == "n-pair":
         return spec_npair(x, y, p, g)
     if loss == "quadruplet":
+        if p["mining"] == "hard":
+            return spec_quadruplet_hard(x, y, p, g)
         return spec_quadruplet(x, y, p, g)
     if loss == "lifted-structure":
         return spec_lifted(x, y, p, g)
+    if loss == "multi-similarity":
+        return spec_multi_similarity(x, y, p, g)
+    if loss == "circle":
+        return spec_circle(x, y, p, g)
+    if loss == "nt-xent":
+        return spec_nt_xent(x, y, p, g)
+    if loss == "supcon":
+        return spec_supcon(x, y, p, g)
+    if loss == "generalized-lifted-structure":
+        return spec_generalized_lifted(x, y, p, g)
     raise ValueError(loss)
 
 
@@ -312,6 +464,20 @@ def pml_loss(case, x):
     if loss == "lifted-structure":
         fn = pml_l.LiftedStructureLoss(neg_margin=p["neg_margin"], pos_margin=p["pos_margin"], distance=dist)
         return fn(x, y)
+    if loss == "multi-similarity":
+        fn = pml_l.MultiSimilarityLoss(alpha=p["alpha"], beta=p["beta"], base=p["base"], distance=dist)
+        return fn(x, y)
+    if loss == "circle":
+        return pml_l.CircleLoss(m=p["margin"], gamma=p["gamma"], distance=dist)(x, y)
+    if loss == "nt-xent":
+        return pml_l.NTXentLoss(temperature=p["temperature"], distance=dist)(x, y)
+    if loss == "supcon":
+        return pml_l.SupConLoss(temperature=p["temperature"], distance=dist)(x, y)
+    if loss == "generalized-lifted-structure":
+        fn = pml_l.GeneralizedLiftedStructureLoss(
+            neg_margin=p["neg_margin"], pos_margin=p["pos_margin"], distance=dist
+        )
+        return fn(x, y)
     raise ValueError(loss)
 
 
@@ -319,7 +485,17 @@ def pml_loss(case, x):
 # Case building
 # ----------------------------------------------------------------------------------------------
 
-PML_LOSSES = {"contrastive", "triplet", "n-pair", "lifted-structure"}
+PML_LOSSES = {
+    "contrastive",
+    "triplet",
+    "n-pair",
+    "lifted-structure",
+    "multi-similarity",
+    "circle",
+    "nt-xent",
+    "supcon",
+    "generalized-lifted-structure",
+}
 
 
 def f32_list(a):
@@ -567,7 +743,133 @@ def build_specs():
     add("two_classes_no_quads", L, 8, 3, labels_cycle(8, 2))
     add("dup_rows_dot", L, 10, 4, labels_cycle(10, 4), {"distance": "dot", "margin": 0.3, "margin2": 0.2},
         dup=[(4, 0)])
+
+    # New losses (briefs/new_losses.md). Appended after the seed losses so that the cases above
+    # keep their seeds and labels.
+    build_new_specs(rng, add)
     return specs
+
+
+def tag_of(dist, norm):
+    return f"{dist}_{'norm' if norm else 'raw'}"
+
+
+def ms_params(dist, norm):
+    """Multi-similarity parameters whose `base` sits inside the range of the metric."""
+    if dist == "cosine" or (dist == "dot" and norm):
+        return {}
+    if dist == "dot":
+        return {"base": 0.1, "beta": 20.0}
+    if dist == "squared-euclidean":
+        return {"base": 2.0, "beta": 10.0} if norm else {"base": 1.2, "beta": 10.0}
+    return {"base": 1.4, "beta": 10.0} if norm else {"base": 1.1, "beta": 10.0}
+
+
+def temperature_for(dist, norm, default):
+    return {"temperature": default} if dist == "cosine" or (dist == "dot" and norm) else {"temperature": 0.5}
+
+
+def build_new_specs(rng, add):
+    # ---- multi-similarity ----
+    L = "multi-similarity"
+    add("default", L, 12, 8, labels_cycle(12, 4))
+    add("default_n1_d2", L, 1, 2, [3])
+    add("default_n2_d1_neg", L, 2, 1, [0, 1])
+    add("default_n3_d2", L, 3, 2, [1, 1, 2])
+    for dist, norm in DIST_NORM:
+        prm = {"distance": dist, "normalize": norm, **ms_params(dist, norm)}
+        add(tag_of(dist, norm), L, 10, 5, labels_random(rng, 10, 3), prm, scale=scale_for(dist, norm))
+    add("params_n40_d16", L, 40, 16, labels_random(rng, 40, 6), {"alpha": 1.0, "beta": 20.0, "base": 0.3})
+    add("params_large_alpha", L, 12, 4, labels_random(rng, 12, 3), {"alpha": 10.0, "beta": 5.0, "base": 0.7})
+    add("n26_d4_odd_labels", L, 26, 4, labels_random(rng, 26, 5, ODD_LABELS))
+    add("one_class", L, 6, 3, [3] * 6)
+    add("all_distinct", L, 7, 3, list(range(7)))
+    add("dup_rows_dot", L, 9, 4, labels_cycle(9, 3), {"distance": "dot"}, dup=[(3, 0), (7, 2)])
+
+    # ---- circle (cosine only) ----
+    L = "circle"
+    add("default", L, 12, 8, labels_cycle(12, 4))
+    add("default_n1_d2", L, 1, 2, [0])
+    add("default_n3_d2", L, 3, 2, [0, 0, 1])
+    add("default_n10_d5", L, 10, 5, labels_random(rng, 10, 3))
+    add("reid_params", L, 14, 6, labels_random(rng, 14, 4), {"margin": 0.25, "gamma": 128.0})
+    add("small_gamma_n40_d16", L, 40, 16, labels_random(rng, 40, 6), {"margin": 0.3, "gamma": 4.0})
+    add("gamma1_d3", L, 10, 3, labels_random(rng, 10, 3), {"gamma": 1.0})
+    add("n26_d4_odd_labels", L, 26, 4, labels_random(rng, 26, 5, ODD_LABELS))
+    add("one_class", L, 6, 3, [3] * 6)
+    add("all_distinct", L, 7, 3, list(range(7)))
+    add("dup_rows", L, 9, 4, labels_cycle(9, 3), {"gamma": 16.0}, dup=[(3, 0), (7, 2)])
+
+    # ---- nt-xent ----
+    L = "nt-xent"
+    add("default", L, 12, 8, labels_cycle(12, 4))
+    add("default_n1_d2", L, 1, 2, [0])
+    add("default_n2_d1_no_pos", L, 2, 1, [0, 1])
+    add("default_n3_d2", L, 3, 2, [0, 0, 1])
+    for dist, norm in DIST_NORM:
+        prm = {"distance": dist, "normalize": norm, **temperature_for(dist, norm, 0.2)}
+        add(tag_of(dist, norm), L, 10, 5, labels_random(rng, 10, 3), prm, scale=scale_for(dist, norm))
+    add("tau_n40_d16", L, 40, 16, labels_random(rng, 40, 6), {"temperature": 0.5})
+    add("tau1", L, 12, 4, labels_random(rng, 12, 3), {"temperature": 1.0})
+    add("n26_d4_odd_labels", L, 26, 4, labels_random(rng, 26, 5, ODD_LABELS))
+    add("one_class", L, 6, 3, [3] * 6)
+    add("all_distinct", L, 7, 3, list(range(7)))
+    add("dup_rows_dot", L, 9, 4, labels_cycle(9, 3), {"distance": "dot", "temperature": 0.3},
+        dup=[(3, 0), (7, 2)])
+
+    # ---- supcon ----
+    L = "supcon"
+    add("default", L, 12, 8, labels_cycle(12, 4))
+    add("default_n1_d2", L, 1, 2, [0])
+    add("default_n2_d1_no_pos", L, 2, 1, [0, 1])
+    add("default_n3_d2", L, 3, 2, [0, 0, 1])
+    for dist, norm in DIST_NORM:
+        prm = {"distance": dist, "normalize": norm, **temperature_for(dist, norm, 0.3)}
+        add(tag_of(dist, norm), L, 10, 5, labels_random(rng, 10, 3), prm, scale=scale_for(dist, norm))
+    add("tau_n40_d16", L, 40, 16, labels_random(rng, 40, 6), {"temperature": 0.5})
+    add("tau_small", L, 12, 4, labels_random(rng, 12, 3), {"temperature": 0.05})
+    add("singletons", L, 10, 4, [4, 9, 4, 7, 4, 1, 9, 8, 7, 3])
+    add("n26_d4_odd_labels", L, 26, 4, labels_random(rng, 26, 5, ODD_LABELS))
+    add("one_class", L, 6, 3, [3] * 6)
+    add("all_distinct", L, 7, 3, list(range(7)))
+    add("dup_rows_sqeuclid", L, 9, 4, labels_cycle(9, 3), {"distance": "squared-euclidean", "temperature": 0.5},
+        dup=[(3, 0), (7, 2)])
+
+    # ---- generalized-lifted-structure ----
+    L = "generalized-lifted-structure"
+    add("default", L, 12, 8, labels_cycle(12, 4))
+    add("default_n1_d2", L, 1, 2, [0])
+    add("default_n3_d1", L, 3, 1, [2, 2, 8])
+    for dist, norm in DIST_NORM:
+        prm = {"distance": dist, "normalize": norm, **sim_margins("lifted-structure", dist, norm)}
+        add(tag_of(dist, norm), L, 10, 5, labels_random(rng, 10, 3), prm, scale=scale_for(dist, norm))
+    add("mixed_margins", L, 12, 6, labels_random(rng, 12, 3), {"pos_margin": 2.2, "neg_margin": -0.6})
+    add("mixed_margins_cosine", L, 12, 6, labels_random(rng, 12, 3),
+        {"distance": "cosine", "pos_margin": -0.2, "neg_margin": 1.5})
+    add("margins_n40_d16", L, 40, 16, labels_random(rng, 40, 6), {"pos_margin": 0.2, "neg_margin": 1.5})
+    add("n26_d4_odd_labels", L, 26, 4, labels_random(rng, 26, 4, ODD_LABELS))
+    add("one_class", L, 5, 3, [4] * 5)
+    add("all_distinct", L, 6, 3, list(range(6)))
+    add("dup_rows_sqeuclid", L, 9, 4, labels_cycle(9, 3), {"distance": "squared-euclidean"}, dup=[(3, 0)])
+
+    # ---- quadruplet, mining hard (margin's own definition, new_losses.md section 6) ----
+    L = "quadruplet"
+    H = {"mining": "hard"}
+    add("hard_default", L, 12, 6, labels_cycle(12, 4), H)
+    add("hard_n3_d1", L, 3, 1, [0, 0, 1], H)
+    add("hard_n4_d2_three_classes", L, 4, 2, [0, 0, 1, 2], H)
+    for dist, norm in DIST_NORM:
+        if is_sim({"distance": dist}):
+            prm = {"distance": dist, "normalize": norm, "margin": 0.3, "margin2": 0.15, **H}
+        else:
+            prm = {"distance": dist, "normalize": norm, "margin": 0.5, "margin2": 0.25, **H}
+        add(f"hard_{tag_of(dist, norm)}", L, 10, 4, labels_random(rng, 10, 4), prm, scale=scale_for(dist, norm))
+    add("hard_margins_n24_d16", L, 24, 16, labels_random(rng, 24, 5), {"margin": 1.5, "margin2": 0.8, **H})
+    add("hard_n40_d8", L, 40, 8, labels_random(rng, 40, 6), {"margin": 0.2, "margin2": 0.1, **H})
+    add("hard_odd_labels", L, 14, 3, labels_random(rng, 14, 4, ODD_LABELS), H)
+    add("hard_one_class", L, 5, 3, [6] * 5, H)
+    add("hard_all_distinct", L, 6, 3, list(range(6)), H)
+    add("hard_two_classes_no_quads", L, 8, 3, labels_cycle(8, 2), H)
 
 
 def main():
@@ -602,7 +904,7 @@ def main():
             json.dump({**meta, "loss": loss, "cases": cases}, f, separators=(",", ":"))
             f.write("\n")
         srcs = {s: sum(c["source"] == s for c in cases) for s in ("pml", "torch-f64-spec")}
-        print(f"{loss:18s} {len(cases):3d} cases  {srcs}  {os.path.getsize(path)} bytes")
+        print(f"{loss:28s} {len(cases):3d} cases  {srcs}  {os.path.getsize(path)} bytes")
     for d in discrepancies:
         print("DISCREPANCY", d, file=sys.stderr)
     for d in dropped:

@@ -41,6 +41,11 @@ struct Params {
     neg_margin: Option<f64>,
     smooth: Option<bool>,
     mining: Option<String>,
+    alpha: Option<f64>,
+    beta: Option<f64>,
+    base: Option<f64>,
+    gamma: Option<f64>,
+    temperature: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +114,11 @@ fn build_loss(case: &Case) -> Result<margin_core::Loss, String> {
         neg_margin: p.neg_margin,
         smooth: p.smooth,
         mining,
-        ..Default::default()
+        alpha: p.alpha,
+        beta: p.beta,
+        base: p.base,
+        gamma: p.gamma,
+        temperature: p.temperature,
     };
     overrides
         .apply(margin_core::Loss::default_for(kind))

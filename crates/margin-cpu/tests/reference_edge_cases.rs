@@ -2,7 +2,9 @@
 //! labels and margins. Each must give a finite loss and gradient; batches with nothing to reduce
 //! give loss 0, zero gradient and nothing active, never an error.
 
-use margin_core::{Distance, Loss, LossKind, Metric, Mining, NPairConfig, TripletConfig};
+use margin_core::{
+    Distance, Loss, LossKind, Metric, Mining, NPairConfig, QuadrupletConfig, TripletConfig,
+};
 use margin_cpu::reference::{RefOutput, evaluate};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -13,8 +15,8 @@ fn normal(seed: u64, len: usize) -> Vec<f64> {
     (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
 }
 
-/// Every loss with its defaults, under every distance and normalization, plus the triplet miners
-/// and smooth variant.
+/// Every loss with its defaults, under every distance and normalization it accepts (circle:
+/// cosine only), plus the triplet miners and smooth variant and the quadruplet miners.
 fn all_losses() -> Vec<Loss> {
     let mut out = Vec::new();
     for kind in LossKind::ALL {
@@ -22,18 +24,25 @@ fn all_losses() -> Vec<Loss> {
             for normalize in [false, true] {
                 let mut loss = Loss::default_for(kind);
                 *loss.metric_mut() = Metric::new(distance, normalize);
-                if let Loss::Triplet(cfg) = loss {
-                    for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
-                        for smooth in [false, true] {
-                            out.push(Loss::Triplet(TripletConfig {
-                                mining,
-                                smooth,
-                                ..cfg
-                            }));
+                match loss {
+                    Loss::Circle(_) if distance != Distance::Cosine => {}
+                    Loss::Triplet(cfg) => {
+                        for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
+                            for smooth in [false, true] {
+                                out.push(Loss::Triplet(TripletConfig {
+                                    mining,
+                                    smooth,
+                                    ..cfg
+                                }));
+                            }
                         }
                     }
-                } else {
-                    out.push(loss);
+                    Loss::Quadruplet(cfg) => {
+                        for mining in [Mining::All, Mining::Hard] {
+                            out.push(Loss::Quadruplet(QuadrupletConfig { mining, ..cfg }));
+                        }
+                    }
+                    _ => out.push(loss),
                 }
             }
         }
@@ -81,9 +90,14 @@ fn assert_nothing_active(out: &RefOutput, what: &str) {
     );
 }
 
-/// Whether a loss has nothing to reduce on these batches (triplet-center always has samples;
-/// contrastive has pairs as soon as N >= 2; the others need a positive and a negative, which on
-/// the batches below also decides n-pair's k >= 2).
+/// Whether a loss has nothing to reduce on these batches, by its definition:
+/// * triplet-center always has samples; contrastive has pairs as soon as N >= 2;
+/// * multi-similarity and generalized-lifted-structure reduce over all N anchors, each with its
+///   positives or its negatives alone (a one-class or all-distinct batch still has a loss), so
+///   only N = 1 is empty;
+/// * the others need a positive and a negative pair (triplets, quadruplets, n-pair's k >= 2 on
+///   the batches below, lifted-structure's J, circle's rows, and nt-xent's and supcon's
+///   batch-level check).
 fn expect_empty(loss: &Loss, labels: &[i64]) -> bool {
     let n = labels.len();
     let has_positive = (0..n).any(|i| (0..n).any(|j| i != j && labels[i] == labels[j]));
@@ -91,14 +105,29 @@ fn expect_empty(loss: &Loss, labels: &[i64]) -> bool {
     match loss.kind() {
         LossKind::TripletCenter => false,
         LossKind::Contrastive => n < 2,
-        LossKind::Triplet | LossKind::Quadruplet | LossKind::NPair => {
-            !(has_positive && has_negative)
-        }
-        LossKind::LiftedStructure | LossKind::Circle | LossKind::NTXent | LossKind::SupCon => {
-            !(has_positive && has_negative)
-        }
         LossKind::MultiSimilarity | LossKind::GeneralizedLiftedStructure => n < 2,
+        LossKind::Triplet
+        | LossKind::Quadruplet
+        | LossKind::NPair
+        | LossKind::LiftedStructure
+        | LossKind::Circle
+        | LossKind::NTXent
+        | LossKind::SupCon => !(has_positive && has_negative),
     }
+}
+
+/// Losses that are active on every batch with both a positive and a negative pair, whatever
+/// the data (no hinge, or one a log-sum-exp over both keeps above 0): checks that the "not
+/// empty" side of [`expect_empty`] holds too.
+fn always_active_with_pairs(loss: &Loss) -> bool {
+    matches!(
+        loss.kind(),
+        LossKind::MultiSimilarity
+            | LossKind::Circle
+            | LossKind::NTXent
+            | LossKind::SupCon
+            | LossKind::NPair
+    )
 }
 
 #[test]
@@ -110,6 +139,7 @@ fn degenerate_batches_give_finite_results_and_empty_losses_are_zero() {
         ("N = 2, different labels", vec![1, 2]),
         ("one class", vec![7; 6]),
         ("all labels distinct", vec![0, 1, 2, 3, 4, 5]),
+        ("two pairs and a singleton", vec![0, 1, 0, 1, 2]),
     ];
     for (bi, (name, labels)) in batches.iter().enumerate() {
         let x = normal(bi as u64, labels.len() * d);
@@ -119,6 +149,8 @@ fn degenerate_batches_give_finite_results_and_empty_losses_are_zero() {
             assert_finite(&out, &what);
             if expect_empty(&loss, labels) {
                 assert_nothing_active(&out, &what);
+            } else if always_active_with_pairs(&loss) {
+                assert!(out.stats.active > 0 && out.stats.loss >= 0.0, "{what}");
             }
         }
     }
@@ -271,6 +303,49 @@ fn reordering_the_batch_reorders_the_gradient() {
                     (ga - gb).abs() <= 1e-12 * (1.0 + ga.abs()),
                     "{what}: {ga} vs {gb}"
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_scales_stay_finite() {
+    // Temperatures, γ, α and β far from their defaults drive the exponents to ±1e6: every
+    // log-sum-exp must stay shifted, every softmax finite.
+    let d = 3;
+    let x = normal(14, 8 * d);
+    let labels = [0, 0, 1, 1, 2, 2, 0, 1];
+    for scale in [1e-4, 1e4] {
+        for distance in Distance::ALL {
+            for normalize in [false, true] {
+                let metric = Metric::new(distance, normalize);
+                let mut losses = vec![
+                    Loss::MultiSimilarity(margin_core::MultiSimilarityConfig {
+                        metric,
+                        alpha: scale,
+                        beta: scale,
+                        ..Default::default()
+                    }),
+                    Loss::NTXent(margin_core::NTXentConfig {
+                        metric,
+                        temperature: scale,
+                    }),
+                    Loss::SupCon(margin_core::SupConConfig {
+                        metric,
+                        temperature: scale,
+                    }),
+                ];
+                if distance == Distance::Cosine {
+                    losses.push(Loss::Circle(margin_core::CircleConfig {
+                        metric,
+                        gamma: scale,
+                        ..Default::default()
+                    }));
+                }
+                for loss in losses {
+                    let out = run(&loss, &x, d, &labels);
+                    assert_finite(&out, &format!("{loss:?}"));
+                }
             }
         }
     }

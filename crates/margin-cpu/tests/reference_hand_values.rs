@@ -3,8 +3,9 @@
 //! backends cannot catch).
 
 use margin_core::{
-    ContrastiveConfig, Distance, LiftedStructureConfig, Loss, Metric, Mining, NPairConfig,
-    QuadrupletConfig, TripletCenterConfig, TripletConfig,
+    CircleConfig, ContrastiveConfig, Distance, GeneralizedLiftedStructureConfig,
+    LiftedStructureConfig, Loss, Metric, Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig,
+    QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
 };
 use margin_cpu::reference::{RefOutput, evaluate, pairwise};
 
@@ -235,4 +236,154 @@ fn quadruplet_by_hand() {
     let out = run(loss, &[0.0, 1.0, 3.0, 7.0], 1, &[0, 0, 1, 2]);
     assert!(close(out.stats.loss, 7.0), "{}", out.stats.loss);
     assert_eq!(out.stats.active_terms, [1, 4]);
+}
+
+/// `ln(1 + e^v)`.
+fn lp1e(v: f64) -> f64 {
+    v.exp().ln_1p()
+}
+
+#[test]
+fn multi_similarity_on_the_triangle() {
+    // Euclidean, α = β = 1, base = 3: positives e^{d − 3}, negatives e^{3 − d}.
+    // a: ln(1 + e^0) + ln(1 + e^−1); b: ln(1 + e^0) + ln(1 + e^−2); c (no positive):
+    // ln(1 + e^−1 + e^−2). Mean over the 3 anchors.
+    let loss = Loss::MultiSimilarity(MultiSimilarityConfig {
+        metric: plain(Distance::Euclidean),
+        alpha: 1.0,
+        beta: 1.0,
+        base: 3.0,
+    });
+    let out = run(loss, &TRIANGLE, 2, &TRIANGLE_LABELS);
+    let e = f64::exp;
+    let want = (2.0 * 2f64.ln() + lp1e(-1.0) + lp1e(-2.0) + (1.0 + e(-1.0) + e(-2.0)).ln()) / 3.0;
+    assert!(close(out.stats.loss, want), "{} vs {want}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [2, 3]);
+}
+
+#[test]
+fn multi_similarity_with_dot_similarity() {
+    // x0 = (1,0), x1 = (1,1) label 0; x2 = (0,2) label 1. s01 = 1, s02 = 0, s12 = 2.
+    // α = 2, β = 1, base = 0.5: positives (1/2) ln(1 + e^{−2(s − 0.5)}), negatives
+    // ln(1 + Σ e^{s − 0.5}).
+    let loss = Loss::MultiSimilarity(MultiSimilarityConfig {
+        metric: plain(Distance::Dot),
+        alpha: 2.0,
+        beta: 1.0,
+        base: 0.5,
+    });
+    let out = run(loss, &[1.0, 0.0, 1.0, 1.0, 0.0, 2.0], 2, &[0, 0, 1]);
+    let e = f64::exp;
+    // Rows 0 and 1 each have the positive term (1/2) ln(1 + e^−1); row 0's negative is s02,
+    // row 1's s12, row 2's both.
+    let positives = 2.0 * lp1e(-1.0) / 2.0;
+    let want = (positives + lp1e(-0.5) + lp1e(1.5) + (1.0 + e(-0.5) + e(1.5)).ln()) / 3.0;
+    assert!(close(out.stats.loss, want), "{} vs {want}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [2, 3]);
+}
+
+#[test]
+fn circle_by_hand() {
+    // Unit vectors x0 = (1,0), x1 = (0.6,0.8) label 0; x2 = (0,1) label 1:
+    // s01 = 0.6, s02 = 0, s12 = 0.8. m = 0.25, γ = 1.
+    // Row 0: lp = −(1.25 − 0.6)(0.6 − 0.75) = 0.0975, ln = (0 + 0.25)(0 − 0.25) = −0.0625.
+    // Row 1: lp = 0.0975, ln = (0.8 + 0.25)(0.8 − 0.25) = 0.5775. Row 2 has no positive.
+    let loss = Loss::Circle(CircleConfig {
+        metric: Metric::new(Distance::Cosine, true),
+        margin: 0.25,
+        gamma: 1.0,
+    });
+    let out = run(loss, &[1.0, 0.0, 0.6, 0.8, 0.0, 1.0], 2, &[0, 0, 1]);
+    let want = (lp1e(0.0975 - 0.0625) + lp1e(0.0975 + 0.5775)) / 2.0;
+    assert!(close(out.stats.loss, want), "{} vs {want}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [2, 0]);
+}
+
+#[test]
+fn nt_xent_by_hand() {
+    // Triangle, euclidean, τ = 0.5 (v = −d): (a,b): ln(e^−6 + e^−8) + 6 = ln(1 + e^−2);
+    // (b,a): ln(e^−6 + e^−10) + 6 = ln(1 + e^−4). Mean over P = 2.
+    let loss = |temperature| {
+        Loss::NTXent(NTXentConfig {
+            metric: plain(Distance::Euclidean),
+            temperature,
+        })
+    };
+    let out = run(loss(0.5), &TRIANGLE, 2, &TRIANGLE_LABELS);
+    let want = (lp1e(-2.0) + lp1e(-4.0)) / 2.0;
+    assert!(close(out.stats.loss, want), "{} vs {want}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [2, 0]);
+
+    // 1-D points 0, 1, 2 (label 0) and 4 (label 1), τ = 1; one negative per anchor:
+    // (0,1): ln(1 + e^−3); (0,2), (1,0), (1,2): ln(1 + e^−2); (2,0): ln 2; (2,1): ln(1 + e^−1).
+    let out = run(loss(1.0), &[0.0, 1.0, 2.0, 4.0], 1, &[0, 0, 0, 1]);
+    let want = (lp1e(-3.0) + 3.0 * lp1e(-2.0) + 2f64.ln() + lp1e(-1.0)) / 6.0;
+    assert!(close(out.stats.loss, want), "{} vs {want}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [6, 0]);
+}
+
+#[test]
+fn supcon_by_hand() {
+    // 1-D points 0, 1, 2 (label 0) and 4 (label 1), euclidean, τ = 1 (v = −d):
+    // row 0: ln(e^−1 + e^−2 + e^−4) + (1 + 2)/2; row 1: ln(2e^−1 + e^−3) + (1 + 1)/2;
+    // row 2: ln(2e^−2 + e^−1) + (2 + 1)/2; row 3 has no positive. AvgNonZero over 3 rows.
+    let loss = Loss::SupCon(SupConConfig {
+        metric: plain(Distance::Euclidean),
+        temperature: 1.0,
+    });
+    let out = run(loss, &[0.0, 1.0, 2.0, 4.0], 1, &[0, 0, 0, 1]);
+    let e = f64::exp;
+    let rows = [
+        (e(-1.0) + e(-2.0) + e(-4.0)).ln() + 1.5,
+        (2.0 * e(-1.0) + e(-3.0)).ln() + 1.0,
+        (2.0 * e(-2.0) + e(-1.0)).ln() + 1.5,
+    ];
+    let want = rows.iter().sum::<f64>() / 3.0;
+    assert!(close(out.stats.loss, want), "{} vs {want}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [3, 0]);
+}
+
+#[test]
+fn generalized_lifted_structure_by_hand() {
+    // Triangle, euclidean, pos_margin 0, neg_margin 1.5: a: 3 + (1.5 − 4) = 0.5 (active);
+    // b: 3 + (1.5 − 5) = −0.5; c (no positive): LSE(−2.5, −3.5) < 0. L = 0.5 / 3.
+    let loss = |pos_margin, neg_margin| {
+        Loss::GeneralizedLiftedStructure(GeneralizedLiftedStructureConfig {
+            metric: plain(Distance::Euclidean),
+            neg_margin,
+            pos_margin,
+        })
+    };
+    let out = run(loss(0.0, 1.5), &TRIANGLE, 2, &TRIANGLE_LABELS);
+    assert!(close(out.stats.loss, 0.5 / 3.0), "{}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [1, 0]);
+    // W[a,b] = 1/3, W[a,c] = −1/3: a gets ((a−b)/3 − (a−c)/4)/3, b (b−a)/9, c −(c−a)/12.
+    let third = 1.0 / 3.0;
+    assert_slice(&out.grad, &[-third, third, third, 0.0, 0.0, -third], "grad");
+
+    // One class: the empty negative LSE counts 0, so each row is relu(d) = 1 (as PML).
+    let out = run(loss(0.0, 1.0), &[0.0, 1.0], 1, &[4, 4]);
+    assert!(close(out.stats.loss, 1.0), "{}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [2, 0]);
+}
+
+#[test]
+fn hard_quadruplet_by_hand() {
+    // 1-D, squared-euclidean: 0, 1, 2 (label 0), 3 (label 1), 7 (label 2); margin 6,
+    // margin2 20. The only pair avoiding label 0 is (3, 7), d = 16.
+    // anchor 0: p* = 2 (4), n* = 3 (9): t1 = 1, t2 = 4 − 16 + 20 = 8;
+    // anchor 1: positives 0 and 2 tie at 1, p* = 0; n* = 3 (4): t1 = 3, t2 = 5;
+    // anchor 2: p* = 0 (4), n* = 3 (1): t1 = 9, t2 = 8. L = 13/3 + 21/3.
+    let loss = Loss::Quadruplet(QuadrupletConfig {
+        metric: plain(Distance::SquaredEuclidean),
+        margin: 6.0,
+        margin2: 20.0,
+        mining: Mining::Hard,
+    });
+    let out = run(loss, &[0.0, 1.0, 2.0, 3.0, 7.0], 1, &[0, 0, 0, 1, 2]);
+    assert!(close(out.stats.loss, 34.0 / 3.0), "{}", out.stats.loss);
+    assert_eq!(out.stats.active_terms, [3, 3]);
+    // W (each 1/3): +(0,2), +(1,0), +(2,0) twice (both terms), −(0,3), −(1,3), −(2,3), and
+    // −(3,4) three times; the gradient of x_i is Σ_j (W_ij + W_ji) · 2(x_i − x_j).
+    assert_slice(&out.grad, &[-14.0 / 3.0, 8.0 / 3.0, 6.0, 4.0, -8.0], "grad");
 }

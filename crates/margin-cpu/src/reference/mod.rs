@@ -6,24 +6,33 @@
 //! 1. `normalize.rs`: `x̂ = x / max(‖x‖, 1e-12)` when the metric normalizes (cosine always does).
 //! 2. `distance.rs`: the matrix `D` (N x N, or N x K against centers) in the SPEC's expanded form.
 //! 3. One file per loss (`contrastive.rs`, `triplet.rs`, `triplet_center.rs`, `n_pair.rs`,
-//!    `quadruplet.rs`, `lifted_structure.rs`): the loss, its active counts and `W = ∂L/∂D`, by
-//!    visiting every pair, triplet or quadruplet the definition names (none is ever stored).
+//!    `quadruplet.rs` and `quadruplet_hard.rs`, `lifted_structure.rs`, `multi_similarity.rs`,
+//!    `circle.rs`, `nt_xent.rs`, `supcon.rs`, `generalized_lifted_structure.rs`): the loss, its
+//!    active counts and `W = ∂L/∂D`, by visiting every pair, triplet or quadruplet the definition
+//!    names (none is ever stored).
 //! 4. `distance.rs` again: the chain rule from `W` to the (normalized) rows.
 //! 5. `normalize.rs` again: from the normalized rows to the raw rows.
 //!
 //! Input checks are in `validate.rs`, the [`Backend`](margin_core::Backend) face in `backend.rs`.
 //!
-//! Cost: O(N²) memory; O(N³) time for triplet and lifted-structure, O(N⁴) for quadruplet. Meant
-//! for N up to a few hundred (quadruplet: a few dozen).
+//! Cost: O(N²) memory; O(N³) time for triplet, lifted-structure and hard quadruplet, O(N⁴) for
+//! quadruplet (mining all), O(N²) for the row-wise losses. Meant for N up to a few hundred
+//! (quadruplet: a few dozen).
 
 mod backend;
+mod circle;
 mod contrastive;
 mod distance;
+mod generalized_lifted_structure;
 mod lifted_structure;
 mod math;
+mod multi_similarity;
 mod n_pair;
 mod normalize;
+mod nt_xent;
 mod quadruplet;
+mod quadruplet_hard;
+mod supcon;
 mod triplet;
 mod triplet_center;
 mod validate;
@@ -90,20 +99,18 @@ pub fn evaluate(
         Loss::Contrastive(cfg) => contrastive::weights(cfg, &dist, n, labels),
         Loss::Triplet(cfg) => triplet::weights(cfg, &dist, n, labels),
         Loss::NPair(cfg) => n_pair::weights(cfg, &dist, n, labels),
-        Loss::Quadruplet(cfg) if cfg.mining == margin_core::Mining::All => {
-            quadruplet::weights(cfg, &dist, n, labels)
+        Loss::Quadruplet(cfg) if cfg.mining == margin_core::Mining::Hard => {
+            quadruplet_hard::weights(cfg, &dist, n, labels)
         }
+        // Validation rejects semihard for quadruplet.
+        Loss::Quadruplet(cfg) => quadruplet::weights(cfg, &dist, n, labels),
         Loss::LiftedStructure(cfg) => lifted_structure::weights(cfg, &dist, n, labels),
-        Loss::Quadruplet(_)
-        | Loss::MultiSimilarity(_)
-        | Loss::Circle(_)
-        | Loss::NTXent(_)
-        | Loss::SupCon(_)
-        | Loss::GeneralizedLiftedStructure(_) => {
-            return Err(margin_core::MarginError::config(format!(
-                "{} is not implemented on this backend yet",
-                loss.kind()
-            )));
+        Loss::MultiSimilarity(cfg) => multi_similarity::weights(cfg, &dist, n, labels),
+        Loss::Circle(cfg) => circle::weights(cfg, &dist, n, labels),
+        Loss::NTXent(cfg) => nt_xent::weights(cfg, &dist, n, labels),
+        Loss::SupCon(cfg) => supcon::weights(cfg, &dist, n, labels),
+        Loss::GeneralizedLiftedStructure(cfg) => {
+            generalized_lifted_structure::weights(cfg, &dist, n, labels)
         }
         // Validation guarantees centers for triplet-center, handled above.
         Loss::TripletCenter(_) => {
