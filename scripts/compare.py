@@ -30,6 +30,12 @@ CASES = [
     ("contrastive-2048", "contrastive", 2048, 128, 256, "ContrastiveLoss"),
     ("n-pair-2048", "n-pair", 2048, 128, 256, "NPairsLoss"),
     ("pairwise-4096x512", "pairwise", 4096, 512, None, "cdist"),
+    ("multi-similarity-2048", "multi-similarity", 2048, 128, 256, "MultiSimilarityLoss"),
+    ("circle-2048", "circle", 2048, 128, 256, "CircleLoss"),
+    ("nt-xent-2048", "nt-xent", 2048, 128, 256, "NTXentLoss"),
+    ("supcon-2048", "supcon", 2048, 128, 256, "SupConLoss"),
+    ("generalized-lifted-2048", "generalized-lifted-structure", 2048, 128, 256,
+     "GeneralizedLiftedStructureLoss"),
     ("triplet-16384", "triplet", 16384, 128, 256, "TripletMarginLoss"),
     ("quadruplet-16384", "quadruplet", 16384, 128, 256, None),
 ]

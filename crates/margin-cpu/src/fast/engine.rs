@@ -7,7 +7,7 @@
 use super::chain;
 use super::geometry::Rows;
 use super::linalg::zeros;
-use super::scratch;
+use super::scratch::{self, Scratch};
 use margin_core::{Metric, Result};
 use rayon::prelude::*;
 use std::ops::AddAssign;
@@ -110,22 +110,27 @@ fn kernel_rows<K: RowKernel>(
 
 /// The whole matrix at once: one kernel pass, then one fused merge / divide / symmetrize pass
 /// and one GEMM. The three `N x N` buffers come from the scratch pool.
-fn run_resident<K: RowKernel>(rows: &Rows, metric: Metric, kernel: &K) -> Result<Pass> {
+fn run_resident<K: RowKernel>(
+    rows: &Rows,
+    metric: Metric,
+    kernel: &K,
+    e: Option<Scratch>,
+) -> Result<Pass> {
     let n = rows.n;
-    let mut e = scratch::take(n * n, "the distance matrix")?;
+    let mut e = match e {
+        Some(e) => e,
+        None => {
+            let mut e = scratch::take(n * n, "the distance matrix")?;
+            rows.e_block(metric, 0, n, &mut e);
+            e
+        }
+    };
     let mut w0 = scratch::take(n * n, "the weight matrix")?;
     let mut w1 = scratch::take(if K::GROUPS > 1 { n * n } else { 0 }, "the weight matrix")?;
-    rows.e_block(metric, 0, n, &mut e);
     let acc = kernel_rows(kernel, 0, n, &e, &mut w0, &mut w1);
     let [s0, s1] = kernel.scales(&acc);
-    let rowsum = chain::merge_symmetric(
-        metric.distance,
-        &w0,
-        &w1,
-        [s0 as f32, s1 as f32],
-        &mut e,
-        n,
-    );
+    let rowsum =
+        chain::merge_symmetric(metric.distance, &w0, &w1, [s0 as f32, s1 as f32], &mut e, n);
     drop((w0, w1));
     let grad = chain::square(rows, metric.distance, &e, &rowsum)?;
     Ok(Pass { acc, grad })
@@ -139,14 +144,47 @@ pub(crate) fn run<K: RowKernel>(
     kernel: &K,
     budget: usize,
 ) -> Result<Pass> {
+    run_in(rows, metric, kernel, budget, None)
+}
+
+/// True when the whole `e` plus `groups` weight matrices fit the budget (and the resident cap).
+fn fits_resident(n: usize, groups: usize, budget: usize) -> bool {
+    n.checked_mul(n)
+        .and_then(|nn| nn.checked_mul(4 * (1 + groups)))
+        .is_some_and(|bytes| bytes <= budget.min(RESIDENT_MAX_BYTES))
+}
+
+/// The whole `e` matrix, computed once, when a later [`run_in`] with `groups` weight groups will
+/// be resident; `None` when it will stream. Two-pass losses (a row statistic such as a
+/// log-sum-exp first, then the weights) hand it to [`map_rows_in`] and [`run_in`] so that the
+/// distance GEMM runs once instead of twice.
+pub(crate) fn resident_e(
+    rows: &Rows,
+    metric: Metric,
+    groups: usize,
+    budget: usize,
+) -> Result<Option<Scratch>> {
+    let n = rows.n;
+    if !fits_resident(n, groups, budget) {
+        return Ok(None);
+    }
+    let mut e = scratch::take(n * n, "the distance matrix")?;
+    rows.e_block(metric, 0, n, &mut e);
+    Ok(Some(e))
+}
+
+/// [`run`], reusing `e` from [`resident_e`] when given.
+pub(crate) fn run_in<K: RowKernel>(
+    rows: &Rows,
+    metric: Metric,
+    kernel: &K,
+    budget: usize,
+    e: Option<Scratch>,
+) -> Result<Pass> {
     let (n, d) = (rows.n, rows.d);
     let groups = K::GROUPS;
-    let resident = n
-        .checked_mul(n)
-        .and_then(|nn| nn.checked_mul(4 * (1 + groups)))
-        .is_some_and(|bytes| bytes <= budget.min(RESIDENT_MAX_BYTES));
-    if resident {
-        return run_resident(rows, metric, kernel);
+    if e.is_some() || fits_resident(n, groups, budget) {
+        return run_resident(rows, metric, kernel, e);
     }
     let bmax = block_rows(n, 1 + groups, budget);
     let mut e = scratch::take(bmax * n, "a distance block")?;
@@ -194,7 +232,29 @@ where
     T: Send,
     F: Fn(usize, &[f32]) -> T + Sync,
 {
+    map_rows_in(rows, metric, budget, None, f)
+}
+
+/// [`map_rows`] over the resident `e` of [`resident_e`] when given.
+pub(crate) fn map_rows_in<T, F>(
+    rows: &Rows,
+    metric: Metric,
+    budget: usize,
+    e: Option<&Scratch>,
+    f: F,
+) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize, &[f32]) -> T + Sync,
+{
     let n = rows.n;
+    if let Some(e) = e {
+        return Ok(e
+            .par_chunks(n)
+            .enumerate()
+            .map(|(i, er)| f(i, er))
+            .collect());
+    }
     let bmax = block_rows(n, 1, budget);
     let mut e = scratch::take(bmax * n, "a distance block")?;
     let mut out = Vec::with_capacity(n);

@@ -5,8 +5,10 @@
 //! 1. `geometry`: normalization (kept for stage 5).
 //! 2. `geometry`: `e = sign * d` a block of anchor rows at a time (expanded form, GEMM; direct
 //!    sums for euclidean with D <= 16).
-//! 3. `engine` drives per-row kernels (`triplet`, `quadruplet`, `pairs`) that write
-//!    `W = ∂L/∂e` and f64 loss sums; `cross` handles triplet-center and n-pair.
+//! 3. `engine` drives per-row kernels (`triplet`, `quadruplet`, `pairs`, `softmax_pairs` for
+//!    multi-similarity / generalized lifted structure / circle, `infonce` for nt-xent / supcon)
+//!    that write `W = ∂L/∂e` and f64 loss sums; `cross` handles triplet-center and n-pair;
+//!    `quadruplet_hard` needs one read-only pass (`engine::map_rows`) and a sparse chain.
 //! 4. `chain`: `M = W + Wᵀ` through the distance (one GEMM when the matrix is resident, two per
 //!    block when streaming).
 //! 5. `geometry`: normalization backward.
@@ -26,12 +28,16 @@ mod classes;
 mod cross;
 mod engine;
 mod geometry;
+mod infonce;
 mod linalg;
 mod pairs;
 mod quadruplet;
+mod quadruplet_hard;
 mod scratch;
 mod search;
+mod softmax_pairs;
 mod triplet;
+mod vexp;
 
 use classes::Classes;
 use geometry::{Rows, sign};
@@ -72,6 +78,13 @@ impl CpuBackend {
 /// `num / den`, 0 when nothing was counted (AvgNonZero of an empty set).
 fn avg(num: f64, den: u64) -> f64 {
     if den == 0 { 0.0 } else { num / den as f64 }
+}
+
+/// A batch with nothing to reduce (nt-xent, supcon without a positive or a negative pair):
+/// zero gradient, nothing active.
+fn empty(n: usize, d: usize, grad: &mut [f32]) -> LossStats {
+    grad[..n * d].fill(0.0);
+    LossStats::empty()
 }
 
 /// `out = sign * g`, then stage 5.
@@ -140,7 +153,8 @@ impl CpuBackend {
             }
             Loss::LiftedStructure(c) => {
                 let nm = s * c.neg_margin;
-                let lse = engine::map_rows(&rows, metric, budget, |i, e| {
+                let e = engine::resident_e(&rows, metric, 1, budget)?;
+                let lse = engine::map_rows_in(&rows, metric, budget, e.as_ref(), |i, e| {
                     pairs::row_lse(&classes, nm, i, e)
                 })?;
                 let npos = classes.ordered_positive_pairs();
@@ -151,19 +165,90 @@ impl CpuBackend {
                     nm,
                     npos,
                 };
-                let p = engine::run(&rows, metric, &k, budget)?;
+                let p = engine::run_in(&rows, metric, &k, budget, e)?;
                 let a = p.acc;
                 let stats = LossStats::new(avg(a.loss[0], npos), a.count[0], 0);
                 (stats, p.grad)
             }
+            Loss::Quadruplet(c) if c.mining == margin_core::Mining::Hard => {
+                let (a, grad) =
+                    quadruplet_hard::run(&rows, metric, &classes, c.margin, c.margin2, budget)?;
+                let stats = LossStats::new(
+                    avg(a.loss[0], a.count[0]) + avg(a.loss[1], a.count[1]),
+                    a.count[0],
+                    a.count[1],
+                );
+                (stats, grad)
+            }
+            Loss::Quadruplet(_) => {
+                return Err(MarginError::config(
+                    "quadruplet mining must be all or hard (semihard is triplet-only)",
+                ));
+            }
+            Loss::MultiSimilarity(c) => {
+                let k = softmax_pairs::MultiSimilarity {
+                    classes: &classes,
+                    alpha: c.alpha,
+                    beta: c.beta,
+                    base: s * c.base,
+                };
+                let p = engine::run(&rows, metric, &k, budget)?;
+                let a = p.acc;
+                let stats = LossStats::new(a.loss[0] / n as f64, a.count[0], a.count[1]);
+                (stats, p.grad)
+            }
+            Loss::GeneralizedLiftedStructure(c) => {
+                let k = softmax_pairs::GeneralizedLifted {
+                    classes: &classes,
+                    pm: s * c.pos_margin,
+                    nm: s * c.neg_margin,
+                };
+                let p = engine::run(&rows, metric, &k, budget)?;
+                let a = p.acc;
+                let stats = LossStats::new(a.loss[0] / n as f64, a.count[0], 0);
+                (stats, p.grad)
+            }
+            Loss::Circle(c) => {
+                let k = softmax_pairs::Circle {
+                    classes: &classes,
+                    sign: s,
+                    margin: c.margin,
+                    gamma: c.gamma,
+                };
+                let p = engine::run(&rows, metric, &k, budget)?;
+                let a = p.acc;
+                let stats = LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0);
+                (stats, p.grad)
+            }
+            Loss::NTXent(c) => {
+                let npos = classes.ordered_positive_pairs();
+                if npos == 0 || classes.members.len() < 2 {
+                    return Ok(empty(n, d, grad));
+                }
+                let k = infonce::NTXent {
+                    classes: &classes,
+                    tau: c.temperature,
+                    npos,
+                };
+                let p = engine::run(&rows, metric, &k, budget)?;
+                let stats = LossStats::new(avg(p.acc.loss[0], npos), npos, 0);
+                (stats, p.grad)
+            }
+            Loss::SupCon(c) => {
+                if classes.ordered_positive_pairs() == 0 || classes.members.len() < 2 {
+                    return Ok(empty(n, d, grad));
+                }
+                let k = infonce::SupCon {
+                    classes: &classes,
+                    tau: c.temperature,
+                };
+                let p = engine::run(&rows, metric, &k, budget)?;
+                let a = p.acc;
+                let stats = LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0);
+                (stats, p.grad)
+            }
             Loss::NPair(_) | Loss::TripletCenter(_) => {
                 return Err(MarginError::device("internal: not a self-pair loss"));
-            }
-            _ => {
-                return Err(margin_core::MarginError::config(format!(
-                    "{} is not implemented on this backend yet",
-                    loss.kind()
-                )));
             }
         };
         finish(&rows, metric, &grad_e, grad);

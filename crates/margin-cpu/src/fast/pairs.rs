@@ -4,6 +4,7 @@
 
 use super::classes::Classes;
 use super::engine::{Acc, RowKernel, inv};
+use super::vexp;
 
 /// Contrastive: group 0 positive pairs `relu(e − pm)`, group 1 negative pairs `relu(nm − e)`.
 pub(crate) struct Contrastive<'a> {
@@ -19,29 +20,16 @@ impl RowKernel for Contrastive<'_> {
     const GROUPS: usize = 2;
     fn scratch(&self) {}
     fn row(&self, _: &mut (), i: usize, e: &[f32], w0: &mut [f32], w1: &mut [f32]) -> Acc {
-        let c = self.classes.id[i];
-        let mut acc = Acc::default();
-        for (j, &v) in e.iter().enumerate() {
-            if j == i {
-                continue;
-            }
-            let v = f64::from(v);
-            if self.classes.id[j] == c {
-                let l = v - self.pm;
-                if l > 0.0 {
-                    acc.loss[0] += l;
-                    acc.count[0] += 1;
-                    w0[j] += 1.0;
-                }
-            } else {
-                let l = self.nm - v;
-                if l > 0.0 {
-                    acc.loss[1] += l;
-                    acc.count[1] += 1;
-                    w1[j] -= 1.0;
-                }
-            }
-        }
+        let ids = &self.classes.id[..e.len()];
+        // The diagonal is skipped by running the branch-free pass on both sides of it.
+        let mut acc = self.span(ids[i], &e[..i], &ids[..i], &mut w0[..i], &mut w1[..i]);
+        acc += self.span(
+            ids[i],
+            &e[i + 1..],
+            &ids[i + 1..],
+            &mut w0[i + 1..],
+            &mut w1[i + 1..],
+        );
         acc
     }
     fn scales(&self, acc: &Acc) -> [f64; 2] {
@@ -49,25 +37,59 @@ impl RowKernel for Contrastive<'_> {
     }
 }
 
-/// `log(Σ exp(nm − e_ik))` over row `i`'s negatives; `-inf` when it has none.
-pub(crate) fn row_lse(classes: &Classes, nm: f64, i: usize, e: &[f32]) -> f64 {
-    let c = classes.id[i];
-    let mut mx = f64::NEG_INFINITY;
-    for (k, &v) in e.iter().enumerate() {
-        if classes.id[k] != c {
-            mx = mx.max(nm - f64::from(v));
+impl Contrastive<'_> {
+    /// One stretch of a row of class `c`: masks instead of branches, sums in f32 lanes (at most
+    /// N terms of size O(margin + d) each), so that the loop vectorizes.
+    fn span(&self, c: u32, e: &[f32], ids: &[u32], w0: &mut [f32], w1: &mut [f32]) -> Acc {
+        const L: usize = 8;
+        let (pm, nm) = (self.pm as f32, self.nm as f32);
+        let mut lanes = [[0.0f32; L]; 4]; // loss+, count+, loss-, count-
+        let n8 = e.len() / L * L;
+        let step =
+            |lanes: &mut [[f32; L]; 4], l: usize, v: f32, id: u32, a: &mut f32, b: &mut f32| {
+                let same = id == c;
+                let (lp, ln) = (v - pm, nm - v);
+                let ap = if same && lp > 0.0 { 1.0f32 } else { 0.0 };
+                let an = if !same && ln > 0.0 { 1.0f32 } else { 0.0 };
+                *a += ap;
+                *b -= an;
+                lanes[0][l] += ap * lp;
+                lanes[1][l] += ap;
+                lanes[2][l] += an * ln;
+                lanes[3][l] += an;
+            };
+        let chunks = e[..n8]
+            .chunks_exact(L)
+            .zip(ids[..n8].chunks_exact(L))
+            .zip(w0[..n8].chunks_exact_mut(L))
+            .zip(w1[..n8].chunks_exact_mut(L));
+        for (((ec, ic), w0c), w1c) in chunks {
+            for l in 0..L {
+                step(&mut lanes, l, ec[l], ic[l], &mut w0c[l], &mut w1c[l]);
+            }
+        }
+        for k in n8..e.len() {
+            let (a, b) = (&mut w0[k], &mut w1[k]);
+            step(&mut lanes, 0, e[k], ids[k], a, b);
+        }
+        let total = |v: &[f32; L]| v.iter().map(|&x| f64::from(x)).sum::<f64>();
+        Acc {
+            loss: [total(&lanes[0]), total(&lanes[2])],
+            count: [total(&lanes[1]) as u64, total(&lanes[3]) as u64],
         }
     }
-    if mx == f64::NEG_INFINITY {
-        return mx;
+}
+
+/// `log(Σ exp(nm − e_ik))` over row `i`'s negatives; `-inf` when it has none. The exponentials
+/// go through the vectorized f32 `exp` (relative error < 2e-7), summed in f64.
+pub(crate) fn row_lse(classes: &Classes, nm: f64, i: usize, e: &[f32]) -> f64 {
+    let c = classes.id[i];
+    let mx = vexp::masked_max(e, &classes.id, c, nm as f32);
+    if mx == f32::NEG_INFINITY {
+        return f64::NEG_INFINITY;
     }
-    let s: f64 = e
-        .iter()
-        .enumerate()
-        .filter(|&(k, _)| classes.id[k] != c)
-        .map(|(_, &v)| (nm - f64::from(v) - mx).exp())
-        .sum();
-    mx + s.ln()
+    let s = vexp::masked_exp_sum(e, &classes.id, c, nm as f32 - mx);
+    f64::from(mx) + s.ln()
 }
 
 /// `log(exp(a) + exp(b))`, stable, with `-inf` for empty sides.
@@ -120,11 +142,8 @@ impl RowKernel for Lifted<'_> {
             }
         }
         if a > 0.0 {
-            for (k, &v) in e.iter().enumerate() {
-                if self.classes.id[k] != c {
-                    w0[k] -= (2.0 * a * (self.nm - f64::from(v) - li).exp()) as f32;
-                }
-            }
+            let (shift, scale) = ((self.nm - li) as f32, (-2.0 * a) as f32);
+            vexp::masked_exp_axpy(w0, e, &self.classes.id, c, shift, scale);
         }
         acc
     }

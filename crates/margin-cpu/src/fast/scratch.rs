@@ -77,11 +77,13 @@ impl Drop for Scratch {
         let held: usize = pool.iter().map(|v| v.len() * 4).sum();
         if held + buf.len() * 4 <= POOL_MAX_BYTES {
             pool.push(buf);
-        } else if let Some((i, _)) = pool
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, v)| v.len())
-            .filter(|(_, v)| v.len() < buf.len() && held - v.len() * 4 + buf.len() * 4 <= POOL_MAX_BYTES)
+        } else if let Some((i, _)) =
+            pool.iter()
+                .enumerate()
+                .min_by_key(|(_, v)| v.len())
+                .filter(|(_, v)| {
+                    v.len() < buf.len() && held - v.len() * 4 + buf.len() * 4 <= POOL_MAX_BYTES
+                })
         {
             // Prefer keeping the larger buffer: the next call is most likely the same size.
             pool[i] = buf;
