@@ -50,6 +50,14 @@ fn softplus(v: f32) -> f32 {
     return max(v, 0.0) + l;
 }
 
+// log(1 + x) for x >= 0, accurate for tiny x (WGSL has no log1p).
+fn log1p_f(x: f32) -> f32 {
+    if (x < 1e-4) {
+        return x * (1.0 - x * (0.5 - x / 3.0));
+    }
+    return log(1.0 + x);
+}
+
 fn sigmoid(v: f32) -> f32 {
     if (v >= 0.0) {
         return 1.0 / (1.0 + exp(-v));

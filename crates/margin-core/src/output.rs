@@ -15,7 +15,9 @@ pub struct LossStats {
     /// term 1 > 0, anchors whose term 2 > 0]`);
     /// lifted-structure `[ordered positive pairs, 0]` with `J > 0`;
     /// multi-similarity `[anchors with a positive, anchors with a negative]`;
-    /// circle, supcon, generalized-lifted-structure `[anchors with a loss > 0, 0]`;
+    /// circle `[anchors with a positive and a negative, 0]`, supcon `[anchors with a positive, 0]`
+    /// (exactly those whose loss is > 0, counted without looking at the rounded loss);
+    /// generalized-lifted-structure `[anchors with a loss > 0, 0]`;
     /// nt-xent `[ordered positive pairs, 0]` (its Mean's denominator).
     pub active_terms: [u64; 2],
 }

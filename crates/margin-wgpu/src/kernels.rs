@@ -65,6 +65,20 @@ pub const SOURCES: &[(&str, &str)] = &[
         "quad_pairs",
         include_str!("../../../shaders/wgsl/quad_pairs.wgsl"),
     ),
+    (
+        "split_lse",
+        include_str!("../../../shaders/wgsl/split_lse.wgsl"),
+    ),
+    ("ntxent", include_str!("../../../shaders/wgsl/ntxent.wgsl")),
+    ("supcon", include_str!("../../../shaders/wgsl/supcon.wgsl")),
+    (
+        "quad_hard",
+        include_str!("../../../shaders/wgsl/quad_hard.wgsl"),
+    ),
+    (
+        "scatter",
+        include_str!("../../../shaders/wgsl/scatter.wgsl"),
+    ),
 ];
 
 /// The full source of kernel `name`: the prelude followed by the kernel file.
@@ -122,6 +136,12 @@ pub struct Kernels {
     pub lifted: Kernel,
     pub quad_keys: Kernel,
     pub quad_pairs: Kernel,
+    /// Multi-similarity, generalized lifted structure and circle (two row log-sum-exps).
+    pub split_lse: Kernel,
+    pub ntxent: Kernel,
+    pub supcon: Kernel,
+    pub quad_hard: Kernel,
+    pub scatter: Kernel,
 }
 
 impl Kernels {
@@ -157,6 +177,11 @@ impl Kernels {
             lifted: k("lifted", "main")?,
             quad_keys: k("quad_keys", "main")?,
             quad_pairs: k("quad_pairs", "main")?,
+            split_lse: k("split_lse", "main")?,
+            ntxent: k("ntxent", "main")?,
+            supcon: k("supcon", "main")?,
+            quad_hard: k("quad_hard", "main")?,
+            scatter: k("scatter", "main")?,
         })
     }
 }

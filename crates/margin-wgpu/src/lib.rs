@@ -4,14 +4,17 @@
 //! the pairwise matrix as a tiled matrix product, per-row weight kernels (sorting and binary search
 //! make the hinge losses over triplets and quadruplets exact without enumerating them), the chain
 //! through the distance as a second tiled product, and normalization backward. Only per-row loss
-//! sums and counts come back to the host, where they are added in f64 / u64.
+//! sums and counts come back to the host, where they are added in f64 / u64. The softmax-style
+//! losses (multi-similarity, circle, NT-Xent, SupCon, generalized lifted structure) are one
+//! workgroup per row with its log-sum-exps; hard-mined quadruplet reads back O(N) per-row
+//! candidates and forms its few non-zero weights on the host.
 //!
 //! * [`WgpuBackend`]: implements [`margin_core::Backend`] with `Buffer = wgpu::Buffer`.
 //! * [`list_adapters`]: what `margin devices` prints.
 //!
 //! Memory: a loss over N rows keeps two N x N f32 matrices on the device (E, the distances, and
 //! W, their weights, which become the gradient multiplier in place); quadruplet adds four sort
-//! buffers of `next_power_of_two(N^2)` values. Each must fit one storage binding; when the
+//! buffers of `next_power_of_two(N^2)` values (mining all; hard mining needs O(N) more). Each must fit one storage binding; when the
 //! adapter's binding limit is smaller the call returns `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 

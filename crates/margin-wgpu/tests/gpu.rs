@@ -4,7 +4,9 @@
 mod common;
 
 use common::{backend, labels, loss_close, normal, rel_norm, rng};
-use margin_core::{Backend, Distance, Embeddings, Loss, LossInput, LossKind, Metric, Mining};
+use margin_core::{
+    Backend, Distance, Embeddings, Loss, LossInput, LossKind, Metric, Mining, QuadrupletConfig,
+};
 use margin_cpu::reference;
 use margin_wgpu::WgpuBackend;
 
@@ -176,7 +178,12 @@ fn configs(kind: LossKind) -> Vec<Loss> {
                         out.push(Loss::Triplet(c));
                     }
                 }
-            } else {
+            } else if let Loss::Quadruplet(c) = base {
+                for mining in [Mining::All, Mining::Hard] {
+                    out.push(Loss::Quadruplet(QuadrupletConfig { mining, ..c }));
+                }
+            } else if base.validate().is_ok() {
+                // Circle accepts cosine only.
                 out.push(base);
             }
         }
@@ -244,6 +251,54 @@ fn quadruplet_matches_reference() {
 #[test]
 fn lifted_structure_matches_reference() {
     run_kind(LossKind::LiftedStructure, SHAPES);
+}
+
+#[test]
+fn multi_similarity_matches_reference() {
+    run_kind(LossKind::MultiSimilarity, SHAPES);
+}
+
+#[test]
+fn circle_matches_reference() {
+    run_kind(LossKind::Circle, SHAPES);
+}
+
+#[test]
+fn ntxent_matches_reference() {
+    run_kind(LossKind::NTXent, SHAPES);
+}
+
+#[test]
+fn supcon_matches_reference() {
+    run_kind(LossKind::SupCon, SHAPES);
+}
+
+#[test]
+fn generalized_lifted_structure_matches_reference() {
+    run_kind(LossKind::GeneralizedLiftedStructure, SHAPES);
+}
+
+/// Hard-mined quadruplet with many small classes (many per-class best pairs, shared pairs) and
+/// with two classes (no negative pair avoids the anchor's class: term 2 is empty).
+#[test]
+fn quadruplet_hard_many_and_two_classes() {
+    let Some(b) = backend() else { return };
+    for (seed, (n, d, classes)) in [(70, 9, 25), (50, 4, 2), (64, 2, 64), (90, 3, 7)]
+        .into_iter()
+        .enumerate()
+    {
+        for distance in Distance::ALL {
+            let mut r = rng(900 + seed as u64);
+            let x = normal(&mut r, n, d);
+            let y = labels(&mut r, n, classes);
+            let loss = Loss::Quadruplet(QuadrupletConfig {
+                metric: Metric::new(distance, true),
+                mining: Mining::Hard,
+                ..Default::default()
+            });
+            check_loss(&b, loss, &x, n, d, &y, None);
+        }
+    }
 }
 
 /// One case past 2048 rows: the matrix kernels tile past one workgroup row of 2048.

@@ -128,11 +128,8 @@ impl RowKernel for SupCon<'_> {
             .map(|&p| k * f64::from(e[p as usize]))
             .sum::<f64>()
             / np;
+        // Every anchor with a positive counts (its L_i > 0 exactly; see the reference).
         let loss = mx + s.ln() - mean_pos;
-        if loss <= 0.0 {
-            w0.fill(0.0);
-            return Acc::default();
-        }
         // W = −∂L_i/∂v = (target − softmax)/τ.
         let f = (-1.0 / (s * self.tau)) as f32;
         for wj in w0.iter_mut() {

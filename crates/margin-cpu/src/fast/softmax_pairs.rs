@@ -228,16 +228,12 @@ impl RowKernel for Circle<'_> {
         let mx = maxima(self.classes, i, e, |v| lp(v).0, |v| ln(v).0);
         let (sp, sn) = exp_sweep(self.classes, i, e, w0, &mx, lp, ln);
         let z = mx.pos + sp.ln() + mx.neg + sn.ln();
+        // softplus > 0: the anchor counts even where its loss underflows.
         let (loss, outer) = softplus_sigmoid(z);
-        if loss > 0.0 {
-            scale_sides(self.classes, i, w0, sg * outer / sp, sg * outer / sn);
-            Acc {
-                loss: [loss, 0.0],
-                count: [1, 0],
-            }
-        } else {
-            w0.fill(0.0);
-            Acc::default()
+        scale_sides(self.classes, i, w0, sg * outer / sp, sg * outer / sn);
+        Acc {
+            loss: [loss, 0.0],
+            count: [1, 0],
         }
     }
     fn scales(&self, acc: &Acc) -> [f64; 2] {

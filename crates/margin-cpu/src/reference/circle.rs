@@ -6,7 +6,7 @@
 //! * `z_i = LSE_P(lp) + LSE_N(ln)`, `L_i = softplus(z_i)`; other anchors give 0.
 //!
 //! `L = AvgNonZero` over anchors. The `[·]₊` factors are constants in the gradient, as PML
-//! detaches them. Active counts: `[anchors with L_i > 0, 0]`. O(N²).
+//! detaches them. Active counts: `[anchors with a positive and a negative, 0]` (exactly the anchors with `L_i > 0`). O(N²).
 
 use super::Weights;
 use super::math::{logsumexp, sigmoid, softplus};
@@ -40,10 +40,9 @@ pub(crate) fn weights(cfg: &CircleConfig, dist: &[f64], n: usize, labels: &[i64]
         let lse_p = logsumexp(pos.iter().map(|t| t.1));
         let lse_n = logsumexp(neg.iter().map(|t| t.1));
         let z = lse_p + lse_n;
+        // softplus > 0: every anchor with a positive and a negative counts, even where its loss
+        // underflows, so that no backend's count depends on rounding.
         let loss = softplus(z);
-        if loss <= 0.0 {
-            continue;
-        }
         sum += loss;
         count += 1;
         let outer = sigmoid(z);

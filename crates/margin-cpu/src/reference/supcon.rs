@@ -4,7 +4,7 @@
 //! i with positives `P(i)`:
 //! `L_i = LSE_{j ≠ i}(v_ij/τ) − (1/|P(i)|) Σ_{p ∈ P(i)} v_ip/τ`; anchors without positives give 0.
 //! `L = AvgNonZero` over anchors; a batch with no positive pair or no negative pair gives 0 with
-//! nothing active. Active counts: `[anchors with L_i > 0, 0]`. O(N²).
+//! nothing active. Active counts: `[anchors with a positive, 0]` (exactly the anchors with `L_i > 0`). O(N²).
 
 use super::Weights;
 use super::distance::farther_sign;
@@ -39,10 +39,10 @@ pub(crate) fn weights(cfg: &SupConConfig, dist: &[f64], n: usize, labels: &[i64]
             .map(|j| logit(i, j))
             .sum::<f64>()
             / pos_count as f64;
+        // With a negative in the batch N >= 3, so the LSE runs over at least two entries and
+        // exceeds their maximum: every anchor with a positive has L_i > 0. It is counted as such
+        // even where rounding cancels the difference, so that no backend's count depends on it.
         let loss = lse - mean_pos;
-        if loss <= 0.0 {
-            continue;
-        }
         sum += loss;
         count += 1;
         // ∂L_i/∂v_ij = (softmax_j − [j ∈ P(i)]/|P(i)|)/τ; ∂v/∂D = −sign.

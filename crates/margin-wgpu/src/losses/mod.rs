@@ -3,7 +3,9 @@
 //! their own paths in [`cross`].
 
 mod cross;
+mod quad_hard;
 mod quadruplet;
+mod softmax;
 mod triplet;
 
 use crate::context::{Gpu, Groups, Params};
@@ -112,7 +114,7 @@ pub(crate) fn inv(count: u64) -> f32 {
     }
 }
 
-/// A loss over the N x N matrix (contrastive, triplet, quadruplet, lifted structure): stages 1-5.
+/// A loss over the N x N matrix (every loss but triplet-center and n-pair): stages 1-5.
 pub(crate) fn square_loss(
     gpu: &Gpu,
     loss: &Loss,
@@ -155,20 +157,20 @@ pub(crate) fn square_loss(
     let (stats, s_pos, s_neg) = match loss {
         Loss::Contrastive(c) => contrastive(&sq_, c.pos_margin, c.neg_margin)?,
         Loss::Triplet(c) => triplet::triplet(&sq_, c)?,
-        Loss::Quadruplet(c) if c.mining == margin_core::Mining::All => {
-            quadruplet::quadruplet(&sq_, c)?
+        Loss::Quadruplet(c) if c.mining == margin_core::Mining::Hard => {
+            quad_hard::quad_hard(&sq_, c)?
         }
+        Loss::Quadruplet(c) => quadruplet::quadruplet(&sq_, c)?,
         Loss::LiftedStructure(c) => lifted(&sq_, c.pos_margin, c.neg_margin)?,
+        Loss::MultiSimilarity(c) => softmax::multi_similarity(&sq_, c)?,
+        Loss::Circle(c) => softmax::circle(&sq_, c)?,
+        Loss::NTXent(c) => softmax::ntxent(&sq_, c)?,
+        Loss::SupCon(c) => softmax::supcon(&sq_, c)?,
+        Loss::GeneralizedLiftedStructure(c) => softmax::generalized_lifted(&sq_, c)?,
         Loss::TripletCenter(_) | Loss::NPair(_) => {
             return Err(margin_core::MarginError::device(
                 "internal: this loss does not use the square path",
             ));
-        }
-        _ => {
-            return Err(margin_core::MarginError::config(format!(
-                "{} is not implemented on this backend yet",
-                loss.kind()
-            )));
         }
     };
 
