@@ -33,6 +33,14 @@ pub const SOURCES: &[(&str, &str)] = &[
         "quadruplet.cu",
         include_str!("../../../shaders/cuda/quadruplet.cu"),
     ),
+    (
+        "pml_losses.cu",
+        include_str!("../../../shaders/cuda/pml_losses.cu"),
+    ),
+    (
+        "quad_hard.cu",
+        include_str!("../../../shaders/cuda/quad_hard.cu"),
+    ),
 ];
 
 /// Every `extern "C"` kernel the backend loads.
@@ -63,6 +71,16 @@ pub const KERNEL_NAMES: &[&str] = &[
     "quad_pair_keys_f32",
     "quad_neg_pairs_f32",
     "quad_pos_pairs_f32",
+    "multi_similarity_rows_f32",
+    "circle_rows_f32",
+    "ntxent_rows_f32",
+    "supcon_rows_f32",
+    "gen_lifted_rows_f32",
+    "quad_hard_top2_f32",
+    "quad_hard_class_f32",
+    "quad_hard_rows_f32",
+    "quad_hard_class_w_f32",
+    "quad_hard_weights_f32",
 ];
 
 /// `common.cuh` followed by one kernel file: a self-contained NVRTC program.

@@ -9,12 +9,14 @@
 //!
 //! A loss runs the five stages of docs/ALGORITHMS.md on the backend's stream: normalize, the
 //! tiled FP32 distance matrix, per-loss weights (exact sorted counting for batch-all triplets and
-//! quadruplets, log-sum-exp for lifted structure and n-pair, arg-min/max for hard mining), the
-//! gradient product `M X̂` as a tiled GEMM, normalization backward. Sums accumulate in f64 on the
-//! device; the only host synchronization is reading the final few f64 stats.
+//! quadruplets, log-sum-exp for lifted structure, n-pair, multi-similarity, circle, NT-Xent,
+//! SupCon and generalized lifted structure, arg-min/max for hard mining, per-row top-2 negatives
+//! and per-class best pairs for hard-mined quadruplets), the gradient product `M X̂` as a tiled
+//! GEMM, normalization backward. Sums accumulate in f64 on the device; the only host
+//! synchronization is reading the final few f64 stats.
 //!
 //! Memory: the distance matrix and the weight matrix are both N x N f32 (2 x 16 GiB at
-//! N = 65536); the quadruplet loss additionally sorts all ordered positive pairs.
+//! N = 65536); the batch-all quadruplet loss additionally sorts all ordered positive pairs.
 
 mod backend;
 mod device;
@@ -23,6 +25,8 @@ mod labels;
 mod launch;
 mod losses;
 mod pipeline;
+mod pml_losses;
+mod quad_hard;
 mod quadruplet;
 
 pub use device::{CudaBackend, availability, driver_present};

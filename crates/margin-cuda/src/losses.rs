@@ -11,9 +11,10 @@ use margin_core::{Loss, LossStats, Mining, Result};
 /// How the final stats read from the device become the loss.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Finish {
-    /// `[pos sum, pos count, neg sum, neg count, ...]`.
+    /// `[pos sum, pos count, neg sum, neg count, ...]`: two AvgNonZero terms added (also the
+    /// hard-mined quadruplet: `[t1 sum, t1 count, t2 sum, t2 count, ...]`).
     Contrastive,
-    /// `[sum, count, ...]`, AvgNonZero.
+    /// `[sum, count, ...]`, AvgNonZero (also circle and SupCon).
     Triplet,
     /// `[sum of J²/2, count]`, mean over `pairs` ordered positive pairs.
     Lifted { pairs: u64 },
@@ -23,6 +24,11 @@ pub(crate) enum Finish {
     Quadruplet,
     /// `[sum, count]`, mean over `n` samples.
     TripletCenter { n: usize },
+    /// `[sum, first count, second count]`, mean over all `n` anchors (multi-similarity,
+    /// generalized lifted structure).
+    Mean { n: usize },
+    /// `[sum]`, mean over `pairs` ordered positive pairs, `[pairs, 0]` active (NT-Xent).
+    PairMean { pairs: u64 },
 }
 
 fn avg(sum: f64, count: f64) -> f64 {
@@ -56,6 +62,11 @@ impl Finish {
                 count(at(3)),
             ),
             Finish::TripletCenter { n } => LossStats::new(at(0) / n.max(1) as f64, count(at(1)), 0),
+            Finish::Mean { n } => {
+                LossStats::new(at(0) / n.max(1) as f64, count(at(1)), count(at(2)))
+            }
+            Finish::PairMean { pairs: 0 } => LossStats::empty(),
+            Finish::PairMean { pairs } => LossStats::new(at(0) / pairs as f64, pairs, 0),
         }
     }
 }
@@ -215,16 +226,23 @@ impl CudaBackend {
                     finish: Finish::NPair { k },
                 })
             }
-            Loss::Quadruplet(c) if c.mining == margin_core::Mining::All => {
+            Loss::Quadruplet(c) if c.mining == Mining::All => {
                 self.quadruplet(inp, w, c.margin, c.margin2)
             }
+            Loss::Quadruplet(c) if c.mining == Mining::Hard => {
+                self.quadruplet_hard(inp, w, c.margin, c.margin2)
+            }
+            Loss::MultiSimilarity(c) => self.multi_similarity(c, inp, w),
+            Loss::Circle(c) => self.circle(c, inp, w),
+            Loss::NTXent(c) => self.ntxent(c, inp, w),
+            Loss::SupCon(c) => self.supcon(c, inp, w),
+            Loss::GeneralizedLiftedStructure(c) => self.gen_lifted(c, inp, w),
             Loss::TripletCenter(_) => Err(margin_core::MarginError::input(
                 "triplet-center needs centers",
             )),
-            _ => Err(margin_core::MarginError::config(format!(
-                "{} is not implemented on this backend yet",
-                loss.kind()
-            ))),
+            Loss::Quadruplet(_) => Err(margin_core::MarginError::config(
+                "quadruplet mining must be all or hard",
+            )),
         }
     }
 
@@ -293,5 +311,17 @@ mod tests {
         assert_eq!(Finish::NPair { k: 4 }.apply(&[2.0]).loss, 0.5);
         assert_eq!(Finish::Lifted { pairs: 0 }.apply(&[0.0, 0.0]).loss, 0.0);
         assert_eq!(Finish::TripletCenter { n: 4 }.apply(&[2.0, 3.0]).active, 3);
+        let m = Finish::Mean { n: 4 }.apply(&[2.0, 3.0, 1.0]);
+        assert_eq!((m.loss, m.active_terms), (0.5, [3, 1]));
+        assert_eq!(
+            Finish::Mean { n: 2 }.apply(&[1.0, 1.0]).active_terms,
+            [1, 0]
+        );
+        assert_eq!(
+            Finish::PairMean { pairs: 0 }.apply(&[0.0]),
+            LossStats::empty()
+        );
+        let p = Finish::PairMean { pairs: 4 }.apply(&[2.0]);
+        assert_eq!((p.loss, p.active_terms), (0.5, [4, 0]));
     }
 }

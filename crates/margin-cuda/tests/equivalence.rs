@@ -1,6 +1,7 @@
 //! CUDA against the float64 reference for every loss x distance x normalize x mining, on odd
 //! sizes and edge cases (N = 1, one class, all distinct, D = 1), plus large-N cases against the
-//! fast CPU backend. Without a usable GPU each test prints "skipping: <reason>" and passes.
+//! fast CPU backend (every loss, including the log-sum-exp family and hard-mined quadruplets, on
+//! rows longer than a block). Without a usable GPU each test prints "skipping: <reason>" and passes.
 
 use margin_core::{
     Backend, Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, Metric,
@@ -60,7 +61,15 @@ fn losses() -> Vec<Loss> {
                             }));
                         }
                     }
-                } else {
+                } else if let Loss::Quadruplet(c) = loss {
+                    for mining in [Mining::All, Mining::Hard] {
+                        out.push(Loss::Quadruplet(margin_core::QuadrupletConfig {
+                            mining,
+                            ..c
+                        }));
+                    }
+                } else if loss.validate().is_ok() {
+                    // (circle exists for the cosine distance only)
                     out.push(loss);
                 }
             }
@@ -185,6 +194,28 @@ fn large_batches_match_the_cpu_backend() {
         9,
     ) {
         failures.push(e);
+    }
+    // The log-sum-exp losses and hard-mined quadruplets: rows longer than a block (N > 256).
+    let mut hard = Loss::default_for(LossKind::Quadruplet);
+    if let Loss::Quadruplet(c) = &mut hard {
+        c.mining = Mining::Hard;
+    }
+    let mut pml: Vec<Loss> = [
+        LossKind::MultiSimilarity,
+        LossKind::Circle,
+        LossKind::NTXent,
+        LossKind::SupCon,
+        LossKind::GeneralizedLiftedStructure,
+    ]
+    .map(Loss::default_for)
+    .to_vec();
+    pml.push(hard);
+    for loss in &pml {
+        for shape in [(2100usize, 64usize, 16usize), (1500, 24, 300)] {
+            if let Err(e) = compare(&cuda, &cpu, loss, shape, 10) {
+                failures.push(e);
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

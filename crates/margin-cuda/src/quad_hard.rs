@@ -1,0 +1,90 @@
+//! Stage 3 of the quadruplet loss with hard mining (shaders/cuda/quad_hard.cu): per-row top-2
+//! negatives, the best pair of each class, one term-1 / term-2 evaluation per anchor, then the
+//! weights once both AvgNonZero counts are known on the device. O(N^2) work, no host round trip.
+
+use crate::device::{CudaBackend, as_i32, elems_cfg, rows_cfg};
+use crate::launch::launch;
+use crate::losses::{Finish, SquareInput, StageThree};
+use cudarc::driver::CudaSlice;
+use margin_core::Result;
+
+impl CudaBackend {
+    /// Both terms of the hard-mined quadruplet loss; weights final (`scales` -1).
+    pub(crate) fn quadruplet_hard(
+        &self,
+        inp: &SquareInput<'_>,
+        w: &mut CudaSlice<f32>,
+        margin: f64,
+        margin2: f64,
+    ) -> Result<StageThree> {
+        let n = inp.n;
+        let ni = as_i32(n, "N")?;
+        let classes = inp.info.counts.len();
+        let ci = as_i32(classes, "classes")?;
+        let mut v1 = self.zeros::<f32>(n)?;
+        let mut l1 = self.zeros::<i32>(n)?;
+        let mut v2 = self.zeros::<f32>(n)?;
+        let mut l2 = self.zeros::<i32>(n)?;
+        launch!(
+            self,
+            "quad_hard_top2_f32",
+            rows_cfg(n)?,
+            [
+                inp.dmat, inp.lab, &ni, &inp.sg, &mut v1, &mut l1, &mut v2, &mut l2
+            ]
+        )?;
+        let mut cv = self.zeros::<f32>(classes)?;
+        let mut ck = self.zeros::<i32>(classes)?;
+        let mut cl = self.zeros::<i32>(classes)?;
+        launch!(
+            self,
+            "quad_hard_class_f32",
+            rows_cfg(classes)?,
+            [
+                inp.lab, &ni, &ci, &v1, &l1, &v2, &l2, &mut cv, &mut ck, &mut cl
+            ]
+        )?;
+        let mut sel = self.zeros::<i32>(n * 3)?;
+        let mut part = self.zeros::<f64>(n * 4)?;
+        let mut active2 = self.zeros::<i32>(classes)?;
+        launch!(
+            self,
+            "quad_hard_rows_f32",
+            rows_cfg(n)?,
+            [
+                inp.dmat,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &margin,
+                &margin2,
+                &cv,
+                &ck,
+                &mut sel,
+                &mut part,
+                &mut active2
+            ]
+        )?;
+        let mut stats = self.reduce_stats(&part, n, 4, 2)?;
+        self.safe_inverse(&mut stats, 1, 4)?;
+        self.safe_inverse(&mut stats, 3, 5)?;
+        launch!(
+            self,
+            "quad_hard_class_w_f32",
+            elems_cfg(classes)?,
+            [&active2, &ck, &cl, &ci, &ni, &mut *w]
+        )?;
+        let (s1, s2) = (4i32, 5i32);
+        launch!(
+            self,
+            "quad_hard_weights_f32",
+            rows_cfg(n)?,
+            [inp.lab, &ni, &inp.sg, &sel, &stats, &s1, &s2, w]
+        )?;
+        Ok(StageThree {
+            stats,
+            scales: (-1, -1),
+            finish: Finish::Contrastive,
+        })
+    }
+}

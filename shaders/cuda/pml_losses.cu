@@ -1,0 +1,308 @@
+// pml_losses.cu: stage 3 (weights) of the log-sum-exp family ported from PML 2.9:
+// multi-similarity, circle, NT-Xent, SupCon and generalized lifted structure. Exact math in
+// the brief new_losses.md; everything is O(N) per row, one block of MARGIN_THREADS per row.
+//
+// Same sign convention as pair_losses.cu: e = sg * D ("distance-like"), v = -e for the
+// temperature losses, W receives dL/dD = sg * dL/de. Margins are pre-multiplied by sg on the
+// host where the brief says so. Batch-level conditions (no positive pair at all, ...) are
+// decided on the host, which knows the labels.
+
+// log-sum-exp over the j of row i (j != i) where value(j, x) returns true and sets x; -inf when
+// no j qualifies. Two block reductions (max, then sum); every thread gets the result.
+template <class F>
+__device__ __forceinline__ double row_lse(int i, int n, F value, double* red) {
+    double mx = MARGIN_NEG_INF;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        double x = 0.0;
+        if (j != i && value(j, x)) {
+            mx = fmax(mx, x);
+        }
+    }
+    mx = block_max_f64(mx, red);
+    if (mx == MARGIN_NEG_INF) {
+        return MARGIN_NEG_INF;
+    }
+    double s = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        double x = 0.0;
+        if (j != i && value(j, x)) {
+            s += exp(x - mx);
+        }
+    }
+    s = block_sum_f64(s, red);
+    return mx + log(s);
+}
+
+// Multi-similarity. With bp = sg * base: x_p = alpha (e_ip - bp), x_n = beta (bp - e_in).
+// L_i = log(1 + sum_p exp x_p) / alpha + log(1 + sum_n exp x_n) / beta, computed as
+// M + log(exp(-M) + sum exp(x - M)) with M = max(0, max x). Mean over all N rows (inv_n).
+// part[i*3 + {0,1,2}] = L_i, [i has a positive], [i has a negative]. W final (scaled).
+extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* lab, int n,
+                                                     float sg, double alpha, double beta,
+                                                     double bp, double inv_n, float* W,
+                                                     double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    double mp = 0.0, mn = 0.0, cp = 0.0, cn = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == i) {
+            continue;
+        }
+        const double e = (double)(sg * D[row + j]);
+        if (lab[j] == li) {
+            mp = fmax(mp, alpha * (e - bp));
+            cp += 1.0;
+        } else {
+            mn = fmax(mn, beta * (bp - e));
+            cn += 1.0;
+        }
+    }
+    mp = block_max_f64(mp, red);
+    mn = block_max_f64(mn, red);
+    cp = block_sum_f64(cp, red);
+    cn = block_sum_f64(cn, red);
+    double sp = 0.0, sn = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == i) {
+            continue;
+        }
+        const double e = (double)(sg * D[row + j]);
+        if (lab[j] == li) {
+            sp += exp(alpha * (e - bp) - mp);
+        } else {
+            sn += exp(beta * (bp - e) - mn);
+        }
+    }
+    sp = exp(-mp) + block_sum_f64(sp, red);
+    sn = exp(-mn) + block_sum_f64(sn, red);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == i) {
+            continue;
+        }
+        const double e = (double)(sg * D[row + j]);
+        if (lab[j] == li) {
+            W[row + j] = (float)(sg * exp(alpha * (e - bp) - mp) / sp * inv_n);
+        } else {
+            W[row + j] = (float)(-sg * exp(beta * (bp - e) - mn) / sn * inv_n);
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 3 + 0] = (mp + log(sp)) / alpha + (mn + log(sn)) / beta;
+        part[(size_t)i * 3 + 1] = cp > 0.0 ? 1.0 : 0.0;
+        part[(size_t)i * 3 + 2] = cn > 0.0 ? 1.0 : 0.0;
+    }
+}
+
+// Circle (cosine only: D holds similarities s). For a row with a positive and a negative:
+// lp_j = -gamma relu(1 + m - s_ij) (s_ij - (1 - m)), ln_j = gamma relu(s_ij + m) (s_ij - m),
+// z = LSE_P(lp) + LSE_N(ln), L_i = softplus(z); AvgNonZero over rows. The relu factors are
+// constants for the gradient (detached in PML). part[i*2 + {0,1}] = L_i, [row has a positive and a negative]. W raw
+// (dL/ds = dL/dD), scaled by 1/count in chain_prep_f32.
+extern "C" __global__ void circle_rows_f32(const float* D, const int* lab, int n, double m,
+                                           double gamma, float* W, double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    auto lp = [&](int j, double& x) {
+        if (lab[j] != li) {
+            return false;
+        }
+        const double s = (double)D[row + j];
+        x = -gamma * fmax(1.0 + m - s, 0.0) * (s - (1.0 - m));
+        return true;
+    };
+    auto ln = [&](int j, double& x) {
+        if (lab[j] == li) {
+            return false;
+        }
+        const double s = (double)D[row + j];
+        x = gamma * fmax(s + m, 0.0) * (s - m);
+        return true;
+    };
+    const double lse_p = row_lse(i, n, lp, red);
+    const double lse_n = row_lse(i, n, ln, red);
+    double loss = 0.0;
+    // softplus > 0: every row with a positive and a negative counts, even where it underflows.
+    const bool live = lse_p != MARGIN_NEG_INF && lse_n != MARGIN_NEG_INF;
+    if (live) {
+        const double z = lse_p + lse_n;
+        loss = softplus_f64(z);
+        const double sz = sigmoid_f64(z);
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            if (j == i) {
+                continue;
+            }
+            const double s = (double)D[row + j];
+            double x = 0.0;
+            if (lp(j, x)) {
+                const double g = -gamma * fmax(1.0 + m - s, 0.0);
+                W[row + j] = (float)(sz * exp(x - lse_p) * g);
+            } else if (ln(j, x)) {
+                const double g = gamma * fmax(s + m, 0.0);
+                W[row + j] = (float)(sz * exp(x - lse_n) * g);
+            }
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 2 + 0] = loss;
+        part[(size_t)i * 2 + 1] = live ? 1.0 : 0.0;
+    }
+}
+
+// NT-Xent, x = v / tau with v = -e. Per ordered positive pair (a, p) with L_a = LSE_N(x_a.):
+// l_ap = log(exp x_ap + exp L_a) - x_ap = softplus(L_a - x_ap); t_ap = sigmoid(L_a - x_ap).
+// dL/dv_ap = -t_ap / (tau P); dL/dv_an = exp(x_an - L_a) sum_p t_ap / (tau P). An anchor
+// without negatives has L_a = -inf: l = 0, t = 0 (its pairs still count in P, host side).
+// inv_tp = 1 / (tau P). part[a] = sum_p l_ap. W final (scaled).
+extern "C" __global__ void ntxent_rows_f32(const float* D, const int* lab, int n, float sg,
+                                           double inv_tau, double inv_tp, float* W,
+                                           double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int a = blockIdx.x;
+    if (a >= n) {
+        return;
+    }
+    const size_t row = (size_t)a * n;
+    const int la = lab[a];
+    auto neg = [&](int j, double& x) {
+        if (lab[j] == la) {
+            return false;
+        }
+        x = -(double)(sg * D[row + j]) * inv_tau;
+        return true;
+    };
+    const double lse_n = row_lse(a, n, neg, red);
+    double loss = 0.0, acc = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == a || lab[j] != la) {
+            continue;
+        }
+        const double x = -(double)(sg * D[row + j]) * inv_tau;
+        loss += softplus_f64(lse_n - x);
+        const double t = sigmoid_f64(lse_n - x);
+        acc += t;
+        // dL/dD = sg dL/de = -sg dL/dv = sg t / (tau P).
+        W[row + j] = (float)(sg * t * inv_tp);
+    }
+    loss = block_sum_f64(loss, red);
+    acc = block_sum_f64(acc, red);
+    if (acc > 0.0 && lse_n != MARGIN_NEG_INF) {
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            double x = 0.0;
+            if (neg(j, x)) {
+                W[row + j] = (float)(-sg * exp(x - lse_n) * acc * inv_tp);
+            }
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[a] = loss;
+    }
+}
+
+// SupCon, x = v / tau with v = -e. For a row with |P| >= 1:
+// L_i = LSE_{j != i}(x_ij) - mean_P(x_ip); AvgNonZero over rows.
+// dL_i/dv_ij = (softmax_j - [j in P] / |P|) / tau for rows with a positive.
+// part[i*2 + {0,1}] = L_i, [|P| > 0]. W raw (dL/dD = -sg dL/dv), scaled by 1/count in
+// chain_prep_f32.
+extern "C" __global__ void supcon_rows_f32(const float* D, const int* lab, int n, float sg,
+                                           double inv_tau, float* W, double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    auto all = [&](int j, double& x) {
+        x = -(double)(sg * D[row + j]) * inv_tau;
+        return true;
+    };
+    const double lse = row_lse(i, n, all, red);
+    double sp = 0.0, cp = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j != i && lab[j] == li) {
+            sp += -(double)(sg * D[row + j]) * inv_tau;
+            cp += 1.0;
+        }
+    }
+    sp = block_sum_f64(sp, red);
+    cp = block_sum_f64(cp, red);
+    double loss = 0.0;
+    // With a negative in the batch, N >= 3 and L_i > 0 exactly for every row with a positive:
+    // counted as such, never from the rounded loss (as every backend does).
+    if (cp > 0.0) {
+        loss = lse - sp / cp;
+        const double inv_cp = 1.0 / cp;
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            if (j == i) {
+                continue;
+            }
+            const double x = -(double)(sg * D[row + j]) * inv_tau;
+            const double g = (exp(x - lse) - (lab[j] == li ? inv_cp : 0.0)) * inv_tau;
+            W[row + j] = (float)(-sg * g);
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 2 + 0] = loss;
+        part[(size_t)i * 2 + 1] = cp > 0.0 ? 1.0 : 0.0;
+    }
+}
+
+// Generalized lifted structure. With pos_m = sg * pos_margin, neg_m = sg * neg_margin:
+// L_i = relu(LSE_P(e_ip - pos_m) + LSE_N(neg_m - e_in)), an empty LSE counting 0; mean over all
+// N rows (inv_n). part[i*2 + {0,1}] = L_i, [L_i > 0]. W final (scaled).
+extern "C" __global__ void gen_lifted_rows_f32(const float* D, const int* lab, int n, float sg,
+                                               double pos_m, double neg_m, double inv_n,
+                                               float* W, double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * n;
+    const int li = lab[i];
+    auto pe = [&](int j, double& x) {
+        if (lab[j] != li) {
+            return false;
+        }
+        x = (double)(sg * D[row + j]) - pos_m;
+        return true;
+    };
+    auto ne = [&](int j, double& x) {
+        if (lab[j] == li) {
+            return false;
+        }
+        x = neg_m - (double)(sg * D[row + j]);
+        return true;
+    };
+    const double lse_p = row_lse(i, n, pe, red);
+    const double lse_n = row_lse(i, n, ne, red);
+    const double arg =
+        (lse_p == MARGIN_NEG_INF ? 0.0 : lse_p) + (lse_n == MARGIN_NEG_INF ? 0.0 : lse_n);
+    if (arg > 0.0) {
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            if (j == i) {
+                continue;
+            }
+            double x = 0.0;
+            if (pe(j, x)) {
+                W[row + j] = (float)(sg * exp(x - lse_p) * inv_n);
+            } else if (ne(j, x)) {
+                W[row + j] = (float)(-sg * exp(x - lse_n) * inv_n);
+            }
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 2 + 0] = arg > 0.0 ? arg : 0.0;
+        part[(size_t)i * 2 + 1] = arg > 0.0 ? 1.0 : 0.0;
+    }
+}

@@ -1,0 +1,209 @@
+// quad_hard.cu: the quadruplet loss with hard mining (stage 3), O(N^2), in five launches:
+//   1. quad_hard_top2_f32     per row k: its smallest negative entry (v1 at l1) and its smallest
+//                             entry among l with y_l not in {y_k, y_l1} (v2 at l2);
+//   2. quad_hard_class_f32    per class c: the smallest e_kl over ordered pairs whose labels differ
+//                             from each other and from c, as the min over rows k (y_k != c) of
+//                             (v1, l1) when y_l1 != c, else (v2, l2); ties lowest k, then lowest l;
+//   3. quad_hard_rows_f32     per anchor: hardest positive p*, hardest negative n*, both terms;
+//   (host: reduce the per-anchor partials, 1/count of each term on the device)
+//   4. quad_hard_class_w_f32  per class: adds the number of its anchors with an active term 2 to
+//                             W at its pair (integer-valued float atomics: exact, so the result
+//                             does not depend on the order);
+//   5. quad_hard_weights_f32  per anchor row: turns those counts into -sg * count / c2, then
+//                             writes the row's term-1 and positive weights.
+// e = sg * D; the margins are not multiplied by sg (as in triplet). Ties: lowest index.
+
+// v1/l1, v2/l2 per row (l = -1 when there is no such entry).
+extern "C" __global__ void quad_hard_top2_f32(const float* D, const int* lab, int n, float sg,
+                                              float* v1, int* l1, float* v2, int* l2) {
+    __shared__ float sval[MARGIN_THREADS];
+    __shared__ int sidx[MARGIN_THREADS];
+    const int k = blockIdx.x;
+    if (k >= n) {
+        return;
+    }
+    const size_t row = (size_t)k * n;
+    const int yk = lab[k];
+    float best = 0.0f;
+    int bi = -1;
+    for (int l = threadIdx.x; l < n; l += blockDim.x) {
+        const float e = sg * D[row + l];
+        if (lab[l] != yk && (bi < 0 || e < best)) {
+            best = e;
+            bi = l;
+        }
+    }
+    block_arg_best(best, bi, false, sval, sidx);
+    const int c1 = bi >= 0 ? lab[bi] : yk;
+    float best2 = 0.0f;
+    int bi2 = -1;
+    for (int l = threadIdx.x; l < n; l += blockDim.x) {
+        const float e = sg * D[row + l];
+        const int yl = lab[l];
+        if (yl != yk && yl != c1 && (bi2 < 0 || e < best2)) {
+            best2 = e;
+            bi2 = l;
+        }
+    }
+    block_arg_best(best2, bi2, false, sval, sidx);
+    if (threadIdx.x == 0) {
+        v1[k] = best;
+        l1[k] = bi;
+        v2[k] = best2;
+        l2[k] = bi2;
+    }
+}
+
+// cv/ck/cl per class c (ck = -1 when no pair avoids c). One block per class.
+extern "C" __global__ void quad_hard_class_f32(const int* lab, int n, int classes, const float* v1,
+                                               const int* l1, const float* v2, const int* l2,
+                                               float* cv, int* ck, int* cl) {
+    __shared__ float sval[MARGIN_THREADS];
+    __shared__ int sidx[MARGIN_THREADS];
+    const int c = blockIdx.x;
+    if (c >= classes) {
+        return;
+    }
+    float best = 0.0f;
+    int bk = -1;
+    for (int k = threadIdx.x; k < n; k += blockDim.x) {
+        if (lab[k] == c) {
+            continue;
+        }
+        const int a = l1[k];
+        float v;
+        if (a >= 0 && lab[a] != c) {
+            v = v1[k];
+        } else if (l2[k] >= 0) {
+            v = v2[k];
+        } else {
+            continue;
+        }
+        if (bk < 0 || v < best) {
+            best = v;
+            bk = k;
+        }
+    }
+    block_arg_best(best, bk, false, sval, sidx);
+    if (threadIdx.x == 0) {
+        int l = -1;
+        if (bk >= 0) {
+            const int a = l1[bk];
+            l = (a >= 0 && lab[a] != c) ? a : l2[bk];
+        }
+        cv[c] = best;
+        ck[c] = bk;
+        cl[c] = l;
+    }
+}
+
+// Per anchor a with a positive and a negative: t1 = relu(e_ap* - e_an* + m1),
+// t2 = relu(e_ap* - cv[y_a] + m2) when its class has a pair. part[a*4 + {0,1,2,3}] = t1, [t1 > 0],
+// t2, [t2 > 0]; sel[a*3 + {0,1,2}] = p*, n*, flags (1: t1 active, 2: t2 active);
+// active2[y_a] counts the anchors of the class with an active t2.
+extern "C" __global__ void quad_hard_rows_f32(const float* D, const int* lab, int n, float sg,
+                                              double m1, double m2, const float* cv,
+                                              const int* ck, int* sel, double* part,
+                                              int* active2) {
+    __shared__ float sval[MARGIN_THREADS];
+    __shared__ int sidx[MARGIN_THREADS];
+    const int a = blockIdx.x;
+    if (a >= n) {
+        return;
+    }
+    const size_t row = (size_t)a * n;
+    const int la = lab[a];
+    float bp = 0.0f, bn = 0.0f;
+    int ip = -1, in = -1;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == a) {
+            continue;
+        }
+        const float e = sg * D[row + j];
+        if (lab[j] == la) {
+            if (ip < 0 || e > bp) {
+                bp = e;
+                ip = j;
+            }
+        } else if (in < 0 || e < bn) {
+            bn = e;
+            in = j;
+        }
+    }
+    block_arg_best(bp, ip, true, sval, sidx);
+    block_arg_best(bn, in, false, sval, sidx);
+    if (threadIdx.x == 0) {
+        double t1 = 0.0, t2 = 0.0;
+        int flags = 0;
+        if (ip >= 0 && in >= 0) {
+            t1 = (double)bp - (double)bn + m1;
+            if (t1 > 0.0) {
+                flags |= 1;
+            }
+            if (ck[la] >= 0) {
+                t2 = (double)bp - (double)cv[la] + m2;
+                if (t2 > 0.0) {
+                    flags |= 2;
+                    atomicAdd(&active2[la], 1);
+                }
+            }
+        }
+        part[(size_t)a * 4 + 0] = (flags & 1) ? t1 : 0.0;
+        part[(size_t)a * 4 + 1] = (flags & 1) ? 1.0 : 0.0;
+        part[(size_t)a * 4 + 2] = (flags & 2) ? t2 : 0.0;
+        part[(size_t)a * 4 + 3] = (flags & 2) ? 1.0 : 0.0;
+        sel[(size_t)a * 3 + 0] = ip;
+        sel[(size_t)a * 3 + 1] = in;
+        sel[(size_t)a * 3 + 2] = flags;
+    }
+}
+
+// W[ck[c]][cl[c]] += active2[c] (a count, made a weight by quad_hard_weights_f32). W is zero
+// before: each entry ends as an exact integer sum. One thread per class.
+extern "C" __global__ void quad_hard_class_w_f32(const int* active2, const int* ck, const int* cl,
+                                                 int classes, int n, float* W) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= classes) {
+        return;
+    }
+    const int cnt = active2[c];
+    const int k = ck[c];
+    if (cnt > 0 && k >= 0) {
+        atomicAdd(&W[(size_t)k * n + cl[c]], (float)cnt);
+    }
+}
+
+// Row a: every negative entry (a count from quad_hard_class_w_f32) becomes -sg * count * s2;
+// then W[a][p*] = sg (s1 [t1 active] + s2 [t2 active]) and W[a][n*] -= sg s1 [t1 active].
+// s1 = stats[s1_idx], s2 = stats[s2_idx] (the AvgNonZero factors). One block per row.
+extern "C" __global__ void quad_hard_weights_f32(const int* lab, int n, float sg, const int* sel,
+                                                 const double* stats, int s1_idx, int s2_idx,
+                                                 float* W) {
+    const int a = blockIdx.x;
+    if (a >= n) {
+        return;
+    }
+    const size_t row = (size_t)a * n;
+    const int la = lab[a];
+    const double s1 = stats[s1_idx];
+    const double s2 = stats[s2_idx];
+    for (int l = threadIdx.x; l < n; l += blockDim.x) {
+        const float cnt = W[row + l];
+        if (lab[l] != la && cnt != 0.0f) {
+            W[row + l] = (float)(-sg * (double)cnt * s2);
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const int ip = sel[(size_t)a * 3 + 0];
+        const int in = sel[(size_t)a * 3 + 1];
+        const int flags = sel[(size_t)a * 3 + 2];
+        if (flags != 0) {
+            const double wp = ((flags & 1) ? s1 : 0.0) + ((flags & 2) ? s2 : 0.0);
+            W[row + ip] = (float)(sg * wp);
+        }
+        if (flags & 1) {
+            W[row + in] = (float)((double)W[row + in] - sg * s1);
+        }
+    }
+}
