@@ -122,7 +122,9 @@ pub struct DevicesCmd {
 
 #[derive(Debug, Args)]
 pub struct DemoCmd {
-    /// The loss to train with.
+    /// The loss to train with: contrastive | triplet | triplet-center | n-pair | quadruplet |
+    /// lifted-structure | multi-similarity | circle | nt-xent | supcon |
+    /// generalized-lifted-structure.
     #[arg(long, default_value = "triplet")]
     pub loss: String,
     #[arg(long, value_enum, default_value = "auto")]
@@ -148,6 +150,12 @@ pub struct DemoCmd {
     /// Print one JSON object (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Where to write the before/after picture of the held-out embeddings (PNG).
+    #[arg(long, default_value = "margin-demo.png", conflicts_with = "no_png")]
+    pub png: PathBuf,
+    /// Do not write the picture.
+    #[arg(long)]
+    pub no_png: bool,
 }
 
 #[derive(Debug, Args)]

@@ -57,34 +57,12 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Devices(cmd) => cmd_devices::run(&cmd),
         Command::Eval(cmd) => println!("{}", cmd_eval::run(&cmd)?),
         Command::Demo(cmd) => {
+            // The human report (metrics table, PNG path) is printed by the demo itself.
             let summary = demo::run(&cmd)?;
             if cmd.json {
                 println!("{summary}");
-            } else {
-                print_demo(&summary);
             }
         }
     }
     Ok(())
-}
-
-fn print_demo(s: &serde_json::Value) {
-    println!(
-        "trained a 64 -> 16 projection of the digits data with the {} loss on {}",
-        s["loss_name"].as_str().unwrap_or("?"),
-        s["backend"].as_str().unwrap_or("?")
-    );
-    println!(
-        "{} steps of {} samples in {:.1} s, final loss {:.4}",
-        s["steps"],
-        s["batch"],
-        s["train_seconds"].as_f64().unwrap_or(0.0),
-        s["final_loss"].as_f64().unwrap_or(0.0)
-    );
-    println!(
-        "Recall@1 on {} held-out samples: {:.4} before, {:.4} after",
-        s["test_samples"],
-        s["recall_at_1_before"].as_f64().unwrap_or(0.0),
-        s["recall_at_1_after"].as_f64().unwrap_or(0.0)
-    );
 }

@@ -88,6 +88,11 @@ impl Model {
         }
     }
 
+    /// Width of the embeddings.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
     /// Embeds `rows` samples.
     pub fn embed(&self, x: &[f32], rows: usize) -> Vec<f32> {
         project(x, rows, self.inputs, &self.w, self.outputs)
