@@ -40,7 +40,11 @@ pub(crate) fn merge_symmetric(
     e: &mut [f32],
     n: usize,
 ) -> Vec<f64> {
+    // Row tiles of `e` in parallel; within one, column tiles of T: the transposed tile of the
+    // weights is gathered into a small buffer first (contiguous reads of the source rows), so
+    // that the arithmetic runs over contiguous slices and vectorizes.
     const T: usize = 64;
+    const L: usize = 8;
     let euclid = distance == Distance::Euclidean;
     let two = !w1.is_empty();
     e[..n * n]
@@ -50,30 +54,107 @@ pub(crate) fn merge_symmetric(
             let i0 = t * T;
             let ti = rows.len() / n;
             let mut sums = vec![0.0f64; ti];
+            let mut bt = vec![0.0f32; T * T];
             for j0 in (0..n).step_by(T) {
                 let tj = T.min(n - j0);
-                for (di, sum) in sums.iter_mut().enumerate() {
-                    let i = i0 + di;
-                    let o = &mut rows[di * n + j0..di * n + j0 + tj];
-                    let mut part = 0.0f32;
-                    for (dj, v) in o.iter_mut().enumerate() {
-                        let j = j0 + dj;
-                        let mut m = s0 * (w0[i * n + j] + w0[j * n + i]);
-                        if two {
-                            m += s1 * (w1[i * n + j] + w1[j * n + i]);
-                        }
-                        if euclid {
-                            m = if *v > 0.0 { m / *v } else { 0.0 };
-                        }
-                        *v = m;
-                        part += m;
+                // bt[di][dj] = s0 w0[j0+dj][i0+di] + s1 w1[j0+dj][i0+di]
+                for dj in 0..tj {
+                    let src = (j0 + dj) * n + i0;
+                    let col0 = &w0[src..src + ti];
+                    for (di, &v) in col0.iter().enumerate() {
+                        bt[di * T + dj] = s0 * v;
                     }
-                    *sum += f64::from(part);
+                    if two {
+                        let col1 = &w1[src..src + ti];
+                        for (di, &v) in col1.iter().enumerate() {
+                            bt[di * T + dj] += s1 * v;
+                        }
+                    }
+                }
+                for (di, sum) in sums.iter_mut().enumerate() {
+                    let at = (i0 + di) * n + j0;
+                    let a0 = &w0[at..at + tj];
+                    let b = &bt[di * T..di * T + tj];
+                    let o = &mut rows[di * n + j0..di * n + j0 + tj];
+                    if two {
+                        let a1 = &w1[at..at + tj];
+                        for (((v, &x0), &x1), &y) in o.iter_mut().zip(a0).zip(a1).zip(b) {
+                            let m = s0 * x0 + s1 * x1 + y;
+                            *v = finish(euclid, m, *v);
+                        }
+                    } else {
+                        for ((v, &x0), &y) in o.iter_mut().zip(a0).zip(b) {
+                            *v = finish(euclid, s0 * x0 + y, *v);
+                        }
+                    }
+                    let mut lanes = [0.0f32; L];
+                    let mut it = o.chunks_exact(L);
+                    for c in &mut it {
+                        for l in 0..L {
+                            lanes[l] += c[l];
+                        }
+                    }
+                    let tail: f32 = it.remainder().iter().sum();
+                    *sum += lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail);
                 }
             }
             sums
         })
         .collect()
+}
+
+/// [`merge_symmetric`] for symmetric weights (`W = Wᵀ`): `e ← 2 (s0 W0 + s1 W1) / d`, one
+/// contiguous, vectorized pass with no transpose.
+pub(crate) fn merge_doubled(
+    distance: Distance,
+    w0: &[f32],
+    w1: &[f32],
+    [s0, s1]: [f32; 2],
+    e: &mut [f32],
+    n: usize,
+) -> Vec<f64> {
+    const L: usize = 8;
+    let euclid = distance == Distance::Euclidean;
+    let two = !w1.is_empty();
+    let (t0, t1) = (2.0 * s0, 2.0 * s1);
+    e[..n * n]
+        .par_chunks_mut(n)
+        .enumerate()
+        .map(|(i, o)| {
+            let a0 = &w0[i * n..(i + 1) * n];
+            if two {
+                let a1 = &w1[i * n..(i + 1) * n];
+                for ((v, &x0), &x1) in o.iter_mut().zip(a0).zip(a1) {
+                    *v = finish(euclid, t0 * x0 + t1 * x1, *v);
+                }
+            } else {
+                for (v, &x0) in o.iter_mut().zip(a0) {
+                    *v = finish(euclid, t0 * x0, *v);
+                }
+            }
+            let mut lanes = [0.0f32; L];
+            let mut it = o.chunks_exact(L);
+            for c in &mut it {
+                for l in 0..L {
+                    lanes[l] += c[l];
+                }
+            }
+            let tail: f32 = it.remainder().iter().sum();
+            lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail)
+        })
+        .collect()
+}
+
+/// `m / d` for euclidean (0 where `d = 0`), `m` otherwise; `d` is the old value of the entry.
+#[inline(always)]
+fn finish(euclid: bool, m: f32, d: f32) -> f32 {
+    if !euclid {
+        m
+    } else if d > 0.0 {
+        m / d
+    } else {
+        0.0
+    }
 }
 
 /// The gradient w.r.t. `xh` of `Σ_ij W_ij d_ij` from the whole symmetric `M'` of

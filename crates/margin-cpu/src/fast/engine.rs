@@ -34,6 +34,9 @@ pub(crate) trait RowKernel: Sync {
     type Scratch: Send;
     /// Number of weight groups (1 or 2).
     const GROUPS: usize;
+    /// True when `W[i,j]` depends only on `e_ij` and the two labels (contrastive), so that
+    /// `W + Wᵀ = 2W` and the resident finish needs no transpose.
+    const SYMMETRIC: bool = false;
     /// A fresh scratch.
     fn scratch(&self) -> Self::Scratch;
     /// Row `i` with its `e` row; `w0`, `w1` are zeroed weight rows (`w1` empty for one group).
@@ -129,8 +132,12 @@ fn run_resident<K: RowKernel>(
     let mut w1 = scratch::take(if K::GROUPS > 1 { n * n } else { 0 }, "the weight matrix")?;
     let acc = kernel_rows(kernel, 0, n, &e, &mut w0, &mut w1);
     let [s0, s1] = kernel.scales(&acc);
-    let rowsum =
-        chain::merge_symmetric(metric.distance, &w0, &w1, [s0 as f32, s1 as f32], &mut e, n);
+    let merge = if K::SYMMETRIC {
+        chain::merge_doubled
+    } else {
+        chain::merge_symmetric
+    };
+    let rowsum = merge(metric.distance, &w0, &w1, [s0 as f32, s1 as f32], &mut e, n);
     drop((w0, w1));
     let grad = chain::square(rows, metric.distance, &e, &rowsum)?;
     Ok(Pass { acc, grad })

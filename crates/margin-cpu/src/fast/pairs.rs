@@ -18,6 +18,7 @@ pub(crate) struct Contrastive<'a> {
 impl RowKernel for Contrastive<'_> {
     type Scratch = ();
     const GROUPS: usize = 2;
+    const SYMMETRIC: bool = true;
     fn scratch(&self) {}
     fn row(&self, _: &mut (), i: usize, e: &[f32], w0: &mut [f32], w1: &mut [f32]) -> Acc {
         let ids = &self.classes.id[..e.len()];
