@@ -10,7 +10,9 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use margin_benches::{Batch, backends, time_loss, time_pairwise};
-use margin_core::{Distance, HostBackend, Loss, LossKind, Metric, Mining, TripletConfig};
+use margin_core::{
+    Distance, HostBackend, Loss, LossKind, Metric, Mining, QuadrupletConfig, TripletConfig,
+};
 use std::time::Duration;
 
 const NS: [usize; 3] = [256, 1024, 4096];
@@ -66,6 +68,27 @@ fn losses() -> Vec<Case> {
         (
             "lifted-structure",
             Loss::default_for(LossKind::LiftedStructure),
+            always,
+        ),
+        (
+            "quadruplet-hard",
+            Loss::Quadruplet(QuadrupletConfig {
+                mining: Mining::Hard,
+                ..Default::default()
+            }),
+            always,
+        ),
+        (
+            "multi-similarity",
+            Loss::default_for(LossKind::MultiSimilarity),
+            always,
+        ),
+        ("circle", Loss::default_for(LossKind::Circle), always),
+        ("nt-xent", Loss::default_for(LossKind::NTXent), always),
+        ("supcon", Loss::default_for(LossKind::SupCon), always),
+        (
+            "generalized-lifted-structure",
+            Loss::default_for(LossKind::GeneralizedLiftedStructure),
             always,
         ),
     ]
