@@ -31,4 +31,20 @@ for line in sys.stdin:
     shutil.copy(msg["executable"], dest + "/" + name)
     print("copied", name)
 ' "$DEST"
+
+# The generic cross-backend suite (tests/tests/equivalence.rs: cpu, wgpu and cuda instantiations).
+cargo test --release -p margin-tests --test equivalence --no-run --message-format=json \
+    | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+            and msg["target"]["name"] == "equivalence":
+        shutil.copy(msg["executable"], sys.argv[1] + "/margin_tests_equivalence")
+        print("copied margin_tests_equivalence")
+' "$DEST"
 ls -l "$DEST"
+du -sh "$DEST"

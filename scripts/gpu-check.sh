@@ -72,6 +72,32 @@ for t in margin_cuda_nvrtc_compile margin_cuda_equivalence margin_cuda_unit; do
     fi
 done
 
+# 1b. The generic suite: every loss config on CUDA (required) and on a Vulkan wgpu adapter (the
+# machine may have no Vulkan ICD: then it is reported as skipped, not failed).
+exe="$BIN/margin_tests_equivalence"
+if [ -x "$exe" ]; then
+    MARGIN_REQUIRE_CUDA=1 run_capped generic-cuda 200 "$exe" cuda --test-threads=1 --nocapture \
+        >"$OUT/generic-cuda.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        note generic-cuda FAIL "exit $rc (see $OUT/generic-cuda.log)"
+    else
+        note generic-cuda PASS "$(grep -E '^test result' "$OUT/generic-cuda.log" | tail -1)"
+    fi
+    run_capped generic-wgpu 200 "$exe" wgpu --test-threads=1 --nocapture \
+        >"$OUT/generic-wgpu.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        note generic-wgpu FAIL "exit $rc (see $OUT/generic-wgpu.log)"
+    elif grep -q "skipping" "$OUT/generic-wgpu.log"; then
+        note generic-wgpu SKIP "$(grep -m1 'skipping' "$OUT/generic-wgpu.log")"
+    else
+        note generic-wgpu PASS "$(grep -m1 'testing backend' "$OUT/generic-wgpu.log")"
+    fi
+else
+    note generic MISSING "$exe not found (run scripts/build-gpu-bin.sh)"
+fi
+
 # 2. CLI parity against the PML fixtures.
 if [ -x "$BIN/margin" ] && ls tests/fixtures/pml/*.json >/dev/null 2>&1; then
     run_capped cli-parity 90 "$PY" - "$BIN/margin" "$OUT/parity" >"$OUT/cli-parity.log" 2>&1 <<'PYEOF'
