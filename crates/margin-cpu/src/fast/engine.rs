@@ -124,7 +124,7 @@ fn run_resident<K: RowKernel>(
         Some(e) => e,
         None => {
             let mut e = scratch::take(n * n, "the distance matrix")?;
-            rows.e_block(metric, 0, n, &mut e);
+            rows.e_square(metric, &mut e);
             e
         }
     };
@@ -176,7 +176,7 @@ pub(crate) fn resident_e(
         return Ok(None);
     }
     let mut e = scratch::take(n * n, "the distance matrix")?;
-    rows.e_block(metric, 0, n, &mut e);
+    rows.e_square(metric, &mut e);
     Ok(Some(e))
 }
 

@@ -179,6 +179,73 @@ pub(crate) fn cross_block(
 }
 
 impl Rows {
+    /// `e = sign * d` for every row against every row (`out` is `n x n`): only the upper
+    /// triangle is computed, in row strips, and mirrored, so that the GEMM does about half the
+    /// work of [`Rows::e_block`] over the whole matrix; `e` also comes out exactly symmetric.
+    pub fn e_square(&self, metric: Metric, out: &mut [f32]) {
+        let (n, d) = (self.n, self.d);
+        let distance = metric.distance;
+        let sgn = sign(metric);
+        // Many strips: the triangle makes their costs unequal, and work stealing evens them out.
+        let strip = n.div_ceil(16).max(64);
+        let direct_sum = d <= DIRECT_MAX_D && !distance.is_similarity();
+        out[..n * n]
+            .par_chunks_mut(strip * n)
+            .enumerate()
+            .for_each(|(s, o)| {
+                let r0 = s * strip;
+                let rows = o.len() / n;
+                let cols = n - r0;
+                let a = &self.xh[r0 * d..(r0 + rows) * d];
+                let b = &self.xh[r0 * d..];
+                if direct_sum {
+                    for (k, ar) in a.chunks(d).enumerate() {
+                        let row = &mut o[k * n + r0..(k + 1) * n];
+                        for (v, br) in row.iter_mut().zip(b.chunks(d)) {
+                            *v = sgn * direct(distance, ar, br);
+                        }
+                    }
+                    return;
+                }
+                matmul_serial(
+                    rows,
+                    cols,
+                    d,
+                    &mut o[r0..],
+                    n,
+                    false,
+                    1.0,
+                    View::rows(a, d),
+                    View::transposed(b, d),
+                );
+                for (k, &qa) in self.sq[r0..r0 + rows].iter().enumerate() {
+                    let row = &mut o[k * n + r0..(k + 1) * n];
+                    for (v, &qb) in row.iter_mut().zip(&self.sq[r0..]) {
+                        *v = sgn * value(distance, *v, qa, qb);
+                    }
+                }
+            });
+        // The lower triangle of each strip from the rows above it, 16 rows at a time so that
+        // each read of the upper part is one cache line.
+        for r0 in (strip..n).step_by(strip) {
+            let (upper, rest) = out.split_at_mut(r0 * n);
+            let rows = strip.min(n - r0);
+            rest[..rows * n]
+                .par_chunks_mut(16 * n)
+                .enumerate()
+                .for_each(|(t, tile)| {
+                    let i0 = r0 + 16 * t;
+                    let th = tile.len() / n;
+                    for j in 0..r0 {
+                        let src = &upper[j * n + i0..j * n + i0 + th];
+                        for (k, &v) in src.iter().enumerate() {
+                            tile[k * n + j] = v;
+                        }
+                    }
+                });
+        }
+    }
+
     /// Stage 2 for rows `r0..r0 + b` against all rows: `out (b x n) = e`.
     pub fn e_block(&self, metric: Metric, r0: usize, b: usize, out: &mut [f32]) {
         let d = self.d;
