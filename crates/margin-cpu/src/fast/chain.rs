@@ -44,7 +44,6 @@ pub(crate) fn merge_symmetric(
     // weights is gathered into a small buffer first (contiguous reads of the source rows), so
     // that the arithmetic runs over contiguous slices and vectorizes.
     const T: usize = 64;
-    const L: usize = 8;
     let euclid = distance == Distance::Euclidean;
     let two = !w1.is_empty();
     e[..n * n]
@@ -87,15 +86,7 @@ pub(crate) fn merge_symmetric(
                             *v = finish(euclid, s0 * x0 + y, *v);
                         }
                     }
-                    let mut lanes = [0.0f32; L];
-                    let mut it = o.chunks_exact(L);
-                    for c in &mut it {
-                        for l in 0..L {
-                            lanes[l] += c[l];
-                        }
-                    }
-                    let tail: f32 = it.remainder().iter().sum();
-                    *sum += lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail);
+                    *sum += lane_sum(o);
                 }
             }
             sums
@@ -113,7 +104,6 @@ pub(crate) fn merge_doubled(
     e: &mut [f32],
     n: usize,
 ) -> Vec<f64> {
-    const L: usize = 8;
     let euclid = distance == Distance::Euclidean;
     let two = !w1.is_empty();
     let (t0, t1) = (2.0 * s0, 2.0 * s1);
@@ -132,17 +122,24 @@ pub(crate) fn merge_doubled(
                     *v = finish(euclid, t0 * x0, *v);
                 }
             }
-            let mut lanes = [0.0f32; L];
-            let mut it = o.chunks_exact(L);
-            for c in &mut it {
-                for l in 0..L {
-                    lanes[l] += c[l];
-                }
-            }
-            let tail: f32 = it.remainder().iter().sum();
-            lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail)
+            lane_sum(o)
         })
         .collect()
+}
+
+/// `Σ v` of a short row segment: f32 in 8 lanes (the form that vectorizes), then f64.
+#[inline]
+fn lane_sum(o: &[f32]) -> f64 {
+    const L: usize = 8;
+    let mut lanes = [0.0f32; L];
+    let mut it = o.chunks_exact(L);
+    for c in &mut it {
+        for l in 0..L {
+            lanes[l] += c[l];
+        }
+    }
+    let tail: f32 = it.remainder().iter().sum();
+    lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail)
 }
 
 /// `m / d` for euclidean (0 where `d = 0`), `m` otherwise; `d` is the old value of the entry.
@@ -196,11 +193,8 @@ pub(crate) fn square(
 }
 
 /// Adds to `g` (`n x d`, w.r.t. `xh`) the gradient of `Σ W_ij d_ij` over the block of rows
-/// `r0..r0 + b` against all rows. `w` (`b x n`) is overwritten; `e` is the block's `e`.
-/// `symmetric`: `w` is the whole `n x n` matrix already holding `M = W + Wᵀ`, already divided
-/// by `d` for euclidean ([`prepare`]; `e` is then unused), so only the block's own rows need a
-/// product (one GEMM instead of two).
-#[allow(clippy::too_many_arguments)]
+/// `r0..r0 + b` against all rows (the streaming path: two GEMMs, for `W` and `Wᵀ`). `w`
+/// (`b x n`) is overwritten; `e` is the block's `e`.
 pub(crate) fn block(
     rows: &Rows,
     distance: Distance,
@@ -209,13 +203,10 @@ pub(crate) fn block(
     w: &mut [f32],
     e: &[f32],
     g: &mut [f32],
-    symmetric: bool,
 ) -> Result<()> {
     let (n, d) = (rows.n, rows.d);
     let w = &mut w[..b * n];
-    if !symmetric {
-        prepare(distance, w, &e[..b * n]);
-    }
+    prepare(distance, w, &e[..b * n]);
     let xb = &rows.xh[r0 * d..(r0 + b) * d];
     let f = factor(distance);
     let beta = f.map_or(1.0, |f| -f);
@@ -245,9 +236,6 @@ pub(crate) fn block(
                 *gv += tv + rs * xv;
             }
         });
-    if symmetric {
-        return Ok(());
-    }
     // Every row j: g_j += beta * (Wᵀ X_B)_j (+ f * colsum_j * x_j).
     if let Some(f) = f {
         // Column sums, parallel over column strips (the block is row-major).

@@ -213,9 +213,9 @@ pub(crate) fn run_in<K: RowKernel>(
         };
         acc += kernel_rows(kernel, r0, n, &e[..b * n], &mut w0[..b * n], w1b);
         let dist = metric.distance;
-        chain::block(rows, dist, r0, b, &mut w0, &e, &mut grads[0], false)?;
+        chain::block(rows, dist, r0, b, &mut w0, &e, &mut grads[0])?;
         if groups > 1 {
-            chain::block(rows, dist, r0, b, &mut w1, &e, &mut grads[1], false)?;
+            chain::block(rows, dist, r0, b, &mut w1, &e, &mut grads[1])?;
         }
         r0 += b;
     }
