@@ -3,9 +3,9 @@
 # toolchain. Runs the prebuilt binaries of scripts/build-gpu-bin.sh (out/gpu-bin/):
 #   1. the margin-cuda NVRTC compile test and CUDA-vs-reference equivalence tests,
 #   2. CLI parity of `margin loss --backend cuda` against tests/fixtures/pml/*.json,
-#   3. `margin bench` (pairwise, contrastive, triplet) for N in {4096, 16384, 65536}, and every
-#      other loss at N in {4096, 16384}, D = 128,
-#      D in {128, 512}, beside torch.cdist,
+#   1b. the generic equivalence suite (every loss config) on CUDA, and on wgpu if Vulkan exists,
+#   3. `margin bench` (pairwise, contrastive, triplet) for N in {4096, 16384, 65536} and D in
+#      {128, 512}, every other loss at N in {4096, 16384} and D = 128, beside torch.cdist,
 # and prints a summary table last. Logs go under $OUT (default ./out). Whole run < 8 minutes:
 # every step has a timeout and later steps are skipped when the overall budget is spent.
 set -u
