@@ -227,6 +227,63 @@ __device__ __forceinline__ double sigmoid_f64(double v) {
     return e / (1.0 + e);
 }
 
+// log-sum-exp over the j of row i (j != i) where value(j, x) returns true and sets x; -inf when
+// no j qualifies. Two block reductions (max, then sum); every thread gets the result.
+template <class F>
+__device__ __forceinline__ double row_lse(int i, int n, F value, double* red) {
+    double mx = MARGIN_NEG_INF;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        double x = 0.0;
+        if (j != i && value(j, x)) {
+            mx = fmax(mx, x);
+        }
+    }
+    mx = block_max_f64(mx, red);
+    if (mx == MARGIN_NEG_INF) {
+        return MARGIN_NEG_INF;
+    }
+    double s = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        double x = 0.0;
+        if (j != i && value(j, x)) {
+            s += exp(x - mx);
+        }
+    }
+    s = block_sum_f64(s, red);
+    return mx + log(s);
+}
+
+// The batch-hard picks of anchor row a of E = sg * D: its farthest positive (bp at ip) and its
+// nearest negative (bn at in), smallest index on ties; ip / in = -1 when there is none. Every
+// thread of the block gets the result (batch-hard triplet and batch-hard quadruplet share it).
+__device__ __forceinline__ void row_hardest(const float* D, const int* lab, int n, float sg, int a,
+                                            float& bp, int& ip, float& bn, int& in, float* sval,
+                                            int* sidx) {
+    const size_t row = (size_t)a * n;
+    const int la = lab[a];
+    bp = 0.0f;
+    bn = 0.0f;
+    ip = -1;
+    in = -1;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        if (j == a) {
+            continue;
+        }
+        const float e = sg * D[row + j];
+        if (lab[j] == la) {
+            if (ip < 0 || e > bp) {
+                bp = e;
+                ip = j;
+            }
+        } else if (in < 0 || e < bn) {
+            bn = e;
+            in = j;
+        }
+    }
+    block_arg_best(bp, ip, true, sval, sidx);
+    block_arg_best(bn, in, false, sval, sidx);
+}
+
 // Scale stored in stats[idx], or 1 when idx < 0.
 __device__ __forceinline__ double stat_scale(const double* stats, int idx) {
     return idx >= 0 ? stats[idx] : 1.0;

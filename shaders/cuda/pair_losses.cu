@@ -64,28 +64,16 @@ extern "C" __global__ void lifted_lse_f32(const float* D, const int* lab, int n,
     }
     const size_t row = (size_t)i * n;
     const int li = lab[i];
-    double mx = MARGIN_NEG_INF;
-    for (int k = threadIdx.x; k < n; k += blockDim.x) {
-        if (lab[k] != li) {
-            mx = fmax(mx, neg_m - (double)(sg * D[row + k]));
+    auto neg = [&](int k, double& x) {
+        if (lab[k] == li) {
+            return false;
         }
-    }
-    mx = block_max_f64(mx, red);
-    if (mx == MARGIN_NEG_INF) {
-        if (threadIdx.x == 0) {
-            lse[i] = MARGIN_NEG_INF;
-        }
-        return;
-    }
-    double s = 0.0;
-    for (int k = threadIdx.x; k < n; k += blockDim.x) {
-        if (lab[k] != li) {
-            s += exp(neg_m - (double)(sg * D[row + k]) - mx);
-        }
-    }
-    s = block_sum_f64(s, red);
+        x = neg_m - (double)(sg * D[row + k]);
+        return true;
+    };
+    const double v = row_lse(i, n, neg, red);
     if (threadIdx.x == 0) {
-        lse[i] = mx + log(s);
+        lse[i] = v;
     }
 }
 
@@ -239,26 +227,9 @@ extern "C" __global__ void triplet_hard_rows_f32(const float* D, const int* lab,
         return;
     }
     const size_t row = (size_t)a * n;
-    const int la = lab[a];
-    float bp = 0.0f, bn = 0.0f;
-    int ip = -1, in = -1;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == a) {
-            continue;
-        }
-        const float e = sg * D[row + j];
-        if (lab[j] == la) {
-            if (ip < 0 || e > bp) {
-                bp = e;
-                ip = j;
-            }
-        } else if (in < 0 || e < bn) {
-            bn = e;
-            in = j;
-        }
-    }
-    block_arg_best(bp, ip, true, sval, sidx);
-    block_arg_best(bn, in, false, sval, sidx);
+    float bp, bn;
+    int ip, in;
+    row_hardest(D, lab, n, sg, a, bp, ip, bn, in, sval, sidx);
     if (threadIdx.x == 0) {
         double loss = 0.0, cnt = 0.0;
         if (ip >= 0 && in >= 0) {

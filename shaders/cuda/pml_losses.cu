@@ -7,32 +7,6 @@
 // host where the brief says so. Batch-level conditions (no positive pair at all, ...) are
 // decided on the host, which knows the labels.
 
-// log-sum-exp over the j of row i (j != i) where value(j, x) returns true and sets x; -inf when
-// no j qualifies. Two block reductions (max, then sum); every thread gets the result.
-template <class F>
-__device__ __forceinline__ double row_lse(int i, int n, F value, double* red) {
-    double mx = MARGIN_NEG_INF;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        double x = 0.0;
-        if (j != i && value(j, x)) {
-            mx = fmax(mx, x);
-        }
-    }
-    mx = block_max_f64(mx, red);
-    if (mx == MARGIN_NEG_INF) {
-        return MARGIN_NEG_INF;
-    }
-    double s = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        double x = 0.0;
-        if (j != i && value(j, x)) {
-            s += exp(x - mx);
-        }
-    }
-    s = block_sum_f64(s, red);
-    return mx + log(s);
-}
-
 // Multi-similarity. With bp = sg * base: x_p = alpha (e_ip - bp), x_n = beta (bp - e_in).
 // L_i = log(1 + sum_p exp x_p) / alpha + log(1 + sum_n exp x_n) / beta, computed as
 // M + log(exp(-M) + sum exp(x - M)) with M = max(0, max x). Mean over all N rows (inv_n).

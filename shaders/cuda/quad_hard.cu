@@ -111,27 +111,10 @@ extern "C" __global__ void quad_hard_rows_f32(const float* D, const int* lab, in
     if (a >= n) {
         return;
     }
-    const size_t row = (size_t)a * n;
     const int la = lab[a];
-    float bp = 0.0f, bn = 0.0f;
-    int ip = -1, in = -1;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == a) {
-            continue;
-        }
-        const float e = sg * D[row + j];
-        if (lab[j] == la) {
-            if (ip < 0 || e > bp) {
-                bp = e;
-                ip = j;
-            }
-        } else if (in < 0 || e < bn) {
-            bn = e;
-            in = j;
-        }
-    }
-    block_arg_best(bp, ip, true, sval, sidx);
-    block_arg_best(bn, in, false, sval, sidx);
+    float bp, bn;
+    int ip, in;
+    row_hardest(D, lab, n, sg, a, bp, ip, bn, in, sval, sidx);
     if (threadIdx.x == 0) {
         double t1 = 0.0, t2 = 0.0;
         int flags = 0;
