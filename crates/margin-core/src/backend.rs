@@ -7,7 +7,39 @@ use crate::distance::Metric;
 use crate::error::{MarginError, Result};
 use crate::loss::Loss;
 use crate::output::{LossOutput, LossStats};
-use crate::tensor::{Embeddings, LossInput};
+use crate::tensor::{Embeddings, LossInput, check_reference};
+
+/// A reference set already on the device (see [`crate::ReferenceSet`]).
+#[derive(Debug)]
+pub struct DeviceReference<'a, B> {
+    /// M x D reference embeddings (the batch's D), row-major. Never written.
+    pub embeddings: &'a B,
+    /// M.
+    pub m: usize,
+    /// M labels, on the host like the batch's.
+    pub labels: &'a [i64],
+    /// Per batch row, its own copy's reference row or [`crate::NO_SELF`]; `None`: no copies.
+    pub self_index: Option<&'a [u32]>,
+}
+
+impl<B> Clone for DeviceReference<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for DeviceReference<'_, B> {}
+
+/// The `k` nearest reference rows of each query row, closest first (smallest distance, or
+/// largest similarity); ties go to the lower reference index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbours {
+    /// Neighbours per query row.
+    pub k: usize,
+    /// `nq x k` reference row indices, row-major.
+    pub indices: Vec<u32>,
+    /// `nq x k` distances (or similarities) of those neighbours, as the backend computed them.
+    pub scores: Vec<f32>,
+}
 
 /// Embeddings, labels and centers already on the device.
 #[derive(Debug)]
@@ -22,6 +54,8 @@ pub struct DeviceLossInput<'a, B> {
     pub labels: &'a [i64],
     /// `(buffer, K)`: K x D centers, for triplet-center.
     pub centers: Option<(&'a B, usize)>,
+    /// Positives and negatives from this set instead of the batch.
+    pub reference: Option<DeviceReference<'a, B>>,
 }
 
 impl<B> Clone for DeviceLossInput<'_, B> {
@@ -80,6 +114,72 @@ pub trait Backend {
         out: &mut Self::Buffer,
     ) -> Result<()>;
 
+    /// The `k` nearest `reference` rows of every query row (`reference = None`: the queries
+    /// themselves, each query's own row excluded). `1 <= k <=` the number of candidates.
+    ///
+    /// The default compares blocks of query rows through [`Backend::pairwise_on_device`] and
+    /// selects on the host, so it never holds more than one block of the distance matrix; GPU
+    /// backends override it with a fused distance + top-k kernel that never writes the matrix.
+    fn knn_on_device(
+        &self,
+        metric: Metric,
+        query: &Self::Buffer,
+        nq: usize,
+        reference: Option<(&Self::Buffer, usize)>,
+        d: usize,
+        k: usize,
+    ) -> Result<Neighbours> {
+        check_knn(nq, reference.map(|r| r.1), d, k)?;
+        let q = self.download(query)?;
+        let refs = reference.unwrap_or((query, nq));
+        let nr = refs.1;
+        let block = crate::retrieval::default_block_rows(nr);
+        let mut out = Neighbours {
+            k,
+            indices: Vec::with_capacity(nq * k),
+            scores: Vec::with_capacity(nq * k),
+        };
+        let mut start = 0;
+        while start < nq {
+            let end = start.saturating_add(block).min(nq);
+            let qb = self.upload(&q[start * d..end * d])?;
+            let mut mat = self.alloc_zeros((end - start) * nr)?;
+            self.pairwise_on_device(metric, &qb, end - start, Some(refs), d, &mut mat)?;
+            let mat = self.download(&mat)?;
+            for (offset, row) in mat.chunks_exact(nr).enumerate() {
+                let own = reference.is_none().then_some(start + offset);
+                crate::retrieval::top_k_row(row, own, metric.is_similarity(), k, &mut out);
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Copies `len` values from `src[src_offset..]` to `dst[dst_offset..]` (for example batch
+    /// rows into a cross-batch memory). The default goes through the host; backends override it
+    /// with a device copy.
+    fn copy_values(
+        &self,
+        src: &Self::Buffer,
+        src_offset: usize,
+        dst: &mut Self::Buffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        check_copy(
+            self.buffer_len(src),
+            src_offset,
+            self.buffer_len(dst),
+            dst_offset,
+            len,
+        )?;
+        let s = self.download(src)?;
+        let mut t = self.download(dst)?;
+        t[dst_offset..dst_offset + len].copy_from_slice(&s[src_offset..src_offset + len]);
+        *dst = self.upload(&t)?;
+        Ok(())
+    }
+
     /// Host convenience: validates `input`, computes the loss and returns the gradients.
     fn loss(&self, loss: &Loss, input: &LossInput<'_>) -> Result<LossOutput> {
         loss.validate_input(input)?;
@@ -93,12 +193,22 @@ pub trait Backend {
             .as_ref()
             .map(|(_, k)| self.alloc_zeros(k * input.d()))
             .transpose()?;
+        let reference = input
+            .reference
+            .map(|r| self.upload(r.embeddings.data()).map(|b| (b, r)))
+            .transpose()?;
         let device_input = DeviceLossInput {
             embeddings: &x,
             n: input.n(),
             d: input.d(),
             labels: input.labels,
             centers: centers.as_ref().map(|(b, k)| (b, *k)),
+            reference: reference.as_ref().map(|(b, r)| DeviceReference {
+                embeddings: b,
+                m: r.embeddings.rows(),
+                labels: r.labels,
+                self_index: r.self_index,
+            }),
         };
         let stats = self.loss_on_device(loss, device_input, &mut grad, center_grad.as_mut())?;
         Ok(LossOutput {
@@ -106,6 +216,37 @@ pub trait Backend {
             grad: self.download(&grad)?,
             center_grad: center_grad.map(|g| self.download(&g)).transpose()?,
         })
+    }
+
+    /// Host convenience: the `k` nearest reference rows of each query row (see
+    /// [`Backend::knn_on_device`]).
+    fn knn(
+        &self,
+        metric: Metric,
+        query: Embeddings<'_>,
+        reference: Option<Embeddings<'_>>,
+        k: usize,
+    ) -> Result<Neighbours> {
+        if let Some(r) = reference
+            && r.cols() != query.cols()
+        {
+            return Err(MarginError::input(format!(
+                "reference width {} differs from query width {}",
+                r.cols(),
+                query.cols()
+            )));
+        }
+        let q = self.upload(query.data())?;
+        let r = reference.map(|r| self.upload(r.data())).transpose()?;
+        let nr = reference.map(|r| r.rows());
+        self.knn_on_device(
+            metric,
+            &q,
+            query.rows(),
+            r.as_ref().zip(nr),
+            query.cols(),
+            k,
+        )
     }
 
     /// Host convenience: the `nq x nr` matrix between `query` and `reference` (or `query` itself).
@@ -154,6 +295,14 @@ pub trait HostBackend {
         query: Embeddings<'_>,
         reference: Option<Embeddings<'_>>,
     ) -> Result<Vec<f32>>;
+    /// See [`Backend::knn`].
+    fn host_knn(
+        &self,
+        metric: Metric,
+        query: Embeddings<'_>,
+        reference: Option<Embeddings<'_>>,
+        k: usize,
+    ) -> Result<Neighbours>;
     /// See [`Backend::synchronize`].
     fn host_synchronize(&self) -> Result<()>;
 }
@@ -173,9 +322,54 @@ impl<T: Backend> HostBackend for T {
     ) -> Result<Vec<f32>> {
         self.pairwise(metric, query, reference)
     }
+    fn host_knn(
+        &self,
+        metric: Metric,
+        query: Embeddings<'_>,
+        reference: Option<Embeddings<'_>>,
+        k: usize,
+    ) -> Result<Neighbours> {
+        self.knn(metric, query, reference, k)
+    }
     fn host_synchronize(&self) -> Result<()> {
         self.synchronize()
     }
+}
+
+/// Checks the shapes of a k-nearest-neighbour request: `1 <= k <=` candidates per query
+/// (`nr`, or `nq - 1` when the queries are their own references).
+pub fn check_knn(nq: usize, nr: Option<usize>, d: usize, k: usize) -> Result<()> {
+    if nq == 0 || d == 0 || nr == Some(0) {
+        return Err(MarginError::input(format!(
+            "k-nearest neighbours need non-empty inputs, got {nq} queries, {} references, width {d}",
+            nr.unwrap_or(nq)
+        )));
+    }
+    let candidates = nr.unwrap_or(nq - 1);
+    if k == 0 || k > candidates {
+        return Err(MarginError::input(format!(
+            "k = {k} must be in 1..={candidates} (the candidates per query)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a copy of `len` values stays inside both buffers.
+pub fn check_copy(
+    src_len: usize,
+    src_offset: usize,
+    dst_len: usize,
+    dst_offset: usize,
+    len: usize,
+) -> Result<()> {
+    let fits = |off: usize, total: usize| off.checked_add(len).is_some_and(|end| end <= total);
+    if !fits(src_offset, src_len) || !fits(dst_offset, dst_len) {
+        return Err(MarginError::input(format!(
+            "copy of {len} values from offset {src_offset} of {src_len} to offset {dst_offset} \
+             of {dst_len} leaves a buffer"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a device input's shapes against its buffers; backends call this first in
@@ -212,6 +406,19 @@ pub fn check_device_input<B: Backend + ?Sized>(
             "label count {} does not match the {n} embedding rows",
             input.labels.len()
         )));
+    }
+    if let Some(r) = input.reference {
+        if !loss.supports_reference() {
+            return Err(loss.reference_unsupported());
+        }
+        check_reference(input.labels, d, r.m, d, r.labels, r.self_index)?;
+        if backend.buffer_len(r.embeddings) < r.m * d {
+            return Err(MarginError::input(format!(
+                "reference buffer holds {} values, expected {} x {d}",
+                backend.buffer_len(r.embeddings),
+                r.m
+            )));
+        }
     }
     match (loss.needs_centers(), input.centers) {
         (true, None) => Err(MarginError::input(

@@ -18,7 +18,10 @@ mod overrides;
 pub mod retrieval;
 mod tensor;
 
-pub use backend::{Backend, DeviceLossInput, HostBackend, check_device_input};
+pub use backend::{
+    Backend, DeviceLossInput, DeviceReference, HostBackend, Neighbours, check_copy,
+    check_device_input, check_knn,
+};
 pub use config::{
     CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,
     Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig, QuadrupletConfig, SupConConfig,
@@ -30,4 +33,4 @@ pub use loss::{Loss, LossKind};
 pub use output::{LossOutput, LossStats};
 pub use overrides::LossOverrides;
 pub use retrieval::{RetrievalMetrics, default_block_rows, evaluate_retrieval};
-pub use tensor::{Embeddings, LossInput};
+pub use tensor::{Embeddings, LossInput, NO_SELF, ReferenceSet, check_reference};

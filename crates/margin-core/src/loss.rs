@@ -136,6 +136,21 @@ impl Loss {
         matches!(self, Loss::TripletCenter(_))
     }
 
+    /// False for the losses that reject a reference set: n-pair (PML raises) and triplet-center
+    /// (its centers already are its reference); see `docs/REFERENCE_SETS.md`.
+    pub fn supports_reference(&self) -> bool {
+        !matches!(self, Loss::NPair(_) | Loss::TripletCenter(_))
+    }
+
+    /// The error for a reference set given to a loss that does not take one.
+    pub fn reference_unsupported(&self) -> MarginError {
+        MarginError::config(format!(
+            "{} does not take a reference set (supported: every loss but n-pair and \
+             triplet-center)",
+            self.kind()
+        ))
+    }
+
     /// The numeric parameters of this loss, by flag name, for validation and reporting.
     pub fn params(&self) -> Vec<(&'static str, f64)> {
         match self {
@@ -194,6 +209,9 @@ impl Loss {
     /// centers and every label in `0..K`; other losses take no centers.
     pub fn validate_input(&self, input: &LossInput<'_>) -> Result<()> {
         self.validate()?;
+        if input.reference.is_some() && !self.supports_reference() {
+            return Err(self.reference_unsupported());
+        }
         match (self.needs_centers(), input.centers) {
             (true, None) => Err(MarginError::input(
                 "triplet-center needs centers (K x D); none were given",

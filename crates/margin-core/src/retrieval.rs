@@ -219,6 +219,33 @@ fn fill_candidates(out: &mut Vec<(f32, usize)>, row: &[f32], own: Option<usize>,
     );
 }
 
+/// Appends the `k` closest entries of one distance row to `out` (closest first, ties by index),
+/// leaving out column `own`. Used by the default [`crate::Backend::knn_on_device`] and as the
+/// oracle of the fused kernels.
+pub fn top_k_row(
+    row: &[f32],
+    own: Option<usize>,
+    similarity: bool,
+    k: usize,
+    out: &mut crate::backend::Neighbours,
+) {
+    let mut candidates = Vec::with_capacity(row.len());
+    fill_candidates(&mut candidates, row, own, similarity);
+    let k = k.min(candidates.len());
+    if k == 0 {
+        return;
+    }
+    if k < candidates.len() {
+        candidates.select_nth_unstable_by(k - 1, closer);
+    }
+    let top = &mut candidates[..k];
+    top.sort_unstable_by(closer);
+    for &(_, j) in top.iter() {
+        out.indices.push(j as u32);
+        out.scores.push(row[j]);
+    }
+}
+
 /// Closer first; ties by reference index. `total_cmp` keeps the order total even for NaN.
 fn closer(a: &(f32, usize), b: &(f32, usize)) -> Ordering {
     a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))

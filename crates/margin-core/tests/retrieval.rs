@@ -2,8 +2,8 @@
 //! hand-computed metrics, block-size invariance, lone queries, and input validation.
 
 use margin_core::{
-    Distance, Embeddings, HostBackend, Loss, LossInput, LossOutput, MarginError, Metric, Result,
-    evaluate_retrieval,
+    Distance, Embeddings, HostBackend, Loss, LossInput, LossOutput, MarginError, Metric,
+    Neighbours, Result, evaluate_retrieval,
 };
 use std::cell::Cell;
 
@@ -19,6 +19,15 @@ impl HostBackend for Naive {
     }
     fn host_loss(&self, _: &Loss, _: &LossInput<'_>) -> Result<LossOutput> {
         Err(MarginError::unavailable("naive test backend has no losses"))
+    }
+    fn host_knn(
+        &self,
+        _: Metric,
+        _: Embeddings<'_>,
+        _: Option<Embeddings<'_>>,
+        _: usize,
+    ) -> Result<Neighbours> {
+        Err(MarginError::unavailable("naive test backend has no k-NN"))
     }
     fn host_pairwise(
         &self,

@@ -51,6 +51,7 @@ fn device_path_rejects_bad_shapes() {
         d,
         labels,
         centers: None,
+        reference: None,
     };
     let mut grad = vec![0.0f32; 12];
     let short_labels: &[i64] = &labels[..2];
@@ -76,6 +77,7 @@ fn device_path_rejects_bad_shapes() {
         &tc,
         DeviceLossInput {
             centers: Some((&c, 2)),
+            reference: None,
             ..input(3, 4, &bad)
         },
         &mut grad,
@@ -112,6 +114,7 @@ fn non_finite_device_data_does_not_panic() {
             d: 3,
             labels: &labels,
             centers: loss.needs_centers().then_some((&c, 4)),
+            reference: None,
         };
         let _ = b.loss_on_device(&loss, input, &mut grad, None);
     }

@@ -62,6 +62,7 @@ fn device_path_overwrites_gradients() {
         d,
         labels: &labels,
         centers: None,
+        reference: None,
     };
     let mut fresh = vec![0.0f32; n * d];
     let mut dirty = vec![123.0f32; n * d];

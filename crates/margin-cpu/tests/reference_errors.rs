@@ -125,6 +125,7 @@ fn backend_path_checks_shapes_and_finiteness() {
         d: 2,
         labels: &[0, 0, 1],
         centers: None,
+        reference: None,
     };
     assert_input_error(
         b.loss_on_device(&triplet(), input, &mut grad, None),

@@ -252,6 +252,7 @@ fn device_buffers_are_checked() {
         d: 3,
         labels: &[0, 1, 0, 1],
         centers: None,
+        reference: None,
     };
     let err = cuda
         .loss_on_device(

@@ -111,6 +111,12 @@ impl Backend for WgpuBackend {
         center_grad: Option<&mut wgpu::Buffer>,
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
+        if input.reference.is_some() {
+            return Err(MarginError::config(format!(
+                "reference sets are not implemented on this backend yet ({})",
+                loss.kind()
+            )));
+        }
         let (n, d) = (input.n, input.d);
         let gpu = &self.gpu;
         gpu.scoped(|| match loss {

@@ -47,6 +47,7 @@ fn bad_inputs_are_errors() {
         d,
         labels: &labels,
         centers: None,
+        reference: None,
     };
     let err = b.loss_on_device(&loss, input, &mut g, None).unwrap_err();
     assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
@@ -58,6 +59,7 @@ fn bad_inputs_are_errors() {
         d,
         labels: &labels,
         centers: None,
+        reference: None,
     };
     let err = b.loss_on_device(&loss, input, &mut g, None).unwrap_err();
     assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
@@ -71,6 +73,7 @@ fn bad_inputs_are_errors() {
         d,
         labels: &labels,
         centers: Some((&c, 3)),
+        reference: None,
     };
     let err = b.loss_on_device(&tc, input, &mut g, None).unwrap_err();
     assert!(matches!(err, MarginError::InvalidInput(_)), "{err}");
@@ -107,6 +110,7 @@ fn oversize_matrix_is_out_of_memory() {
         d: 1,
         labels: &labels,
         centers: None,
+        reference: None,
     };
     let err = b
         .loss_on_device(

@@ -42,6 +42,7 @@ fn stage_timings() {
             d,
             labels: &y,
             centers: None,
+            reference: None,
         };
         b.loss_on_device(&Loss::default_for(kind), input, &mut g, None)
             .unwrap();

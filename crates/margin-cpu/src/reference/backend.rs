@@ -69,6 +69,12 @@ impl Backend for ReferenceBackend {
         center_grad: Option<&mut Vec<f32>>,
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
+        if input.reference.is_some() {
+            return Err(MarginError::config(format!(
+                "reference sets are not implemented on this backend yet ({})",
+                loss.kind()
+            )));
+        }
         let (n, d) = (input.n, input.d);
         let x = widen(input.embeddings, n, d, "embeddings")?;
         let centers = input
