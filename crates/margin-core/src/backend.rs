@@ -129,30 +129,7 @@ pub trait Backend {
         d: usize,
         k: usize,
     ) -> Result<Neighbours> {
-        check_knn(nq, reference.map(|r| r.1), d, k)?;
-        let q = self.download(query)?;
-        let refs = reference.unwrap_or((query, nq));
-        let nr = refs.1;
-        let block = crate::retrieval::default_block_rows(nr);
-        let mut out = Neighbours {
-            k,
-            indices: Vec::with_capacity(nq * k),
-            scores: Vec::with_capacity(nq * k),
-        };
-        let mut start = 0;
-        while start < nq {
-            let end = start.saturating_add(block).min(nq);
-            let qb = self.upload(&q[start * d..end * d])?;
-            let mut mat = self.alloc_zeros((end - start) * nr)?;
-            self.pairwise_on_device(metric, &qb, end - start, Some(refs), d, &mut mat)?;
-            let mat = self.download(&mat)?;
-            for (offset, row) in mat.chunks_exact(nr).enumerate() {
-                let own = reference.is_none().then_some(start + offset);
-                crate::retrieval::top_k_row(row, own, metric.is_similarity(), k, &mut out);
-            }
-            start = end;
-        }
-        Ok(out)
+        knn_blocked(self, metric, query, nq, reference, d, k)
     }
 
     /// Copies `len` values from `src[src_offset..]` to `dst[dst_offset..]` (for example batch
@@ -334,6 +311,44 @@ impl<T: Backend> HostBackend for T {
     fn host_synchronize(&self) -> Result<()> {
         self.synchronize()
     }
+}
+
+/// The default [`Backend::knn_on_device`]: blocks of query rows through
+/// [`Backend::pairwise_on_device`] (at most [`crate::retrieval::BLOCK_VALUES`] values at a time),
+/// selection on the host. Fused kernels fall back to it for a `k` they do not handle.
+pub fn knn_blocked<B: Backend + ?Sized>(
+    backend: &B,
+    metric: Metric,
+    query: &B::Buffer,
+    nq: usize,
+    reference: Option<(&B::Buffer, usize)>,
+    d: usize,
+    k: usize,
+) -> Result<Neighbours> {
+    check_knn(nq, reference.map(|r| r.1), d, k)?;
+    let q = backend.download(query)?;
+    let refs = reference.unwrap_or((query, nq));
+    let nr = refs.1;
+    let block = crate::retrieval::default_block_rows(nr);
+    let mut out = Neighbours {
+        k,
+        indices: Vec::with_capacity(nq * k),
+        scores: Vec::with_capacity(nq * k),
+    };
+    let mut start = 0;
+    while start < nq {
+        let end = start.saturating_add(block).min(nq);
+        let qb = backend.upload(&q[start * d..end * d])?;
+        let mut mat = backend.alloc_zeros((end - start) * nr)?;
+        backend.pairwise_on_device(metric, &qb, end - start, Some(refs), d, &mut mat)?;
+        let mat = backend.download(&mat)?;
+        for (offset, row) in mat.chunks_exact(nr).enumerate() {
+            let own = reference.is_none().then_some(start + offset);
+            crate::retrieval::top_k_row(row, own, metric.is_similarity(), k, &mut out);
+        }
+        start = end;
+    }
+    Ok(out)
 }
 
 /// Checks the shapes of a k-nearest-neighbour request: `1 <= k <=` candidates per query

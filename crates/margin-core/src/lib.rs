@@ -20,7 +20,7 @@ mod tensor;
 
 pub use backend::{
     Backend, DeviceLossInput, DeviceReference, HostBackend, Neighbours, check_copy,
-    check_device_input, check_knn,
+    check_device_input, check_knn, knn_blocked,
 };
 pub use config::{
     CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,

@@ -212,8 +212,7 @@ impl<'a> LossInput<'a> {
 
     /// The number of columns of the loss's pair matrix: M with a reference set, else N.
     pub fn columns(&self) -> usize {
-        self.reference
-            .map_or(self.n(), |r| r.embeddings.rows())
+        self.reference.map_or(self.n(), |r| r.embeddings.rows())
     }
 
     /// Shorthand: validates raw slices in one call; centers are `(data, K, width)`.
