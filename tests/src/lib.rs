@@ -2,6 +2,9 @@
 //! inputs, the table of every loss configuration the SPEC allows, and comparison against the
 //! float64 reference with the SPEC's named tolerances.
 
+pub mod ref_fixtures;
+pub mod ref_random;
+
 use margin_core::{
     Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, LossOverrides, Metric, Mining,
 };
@@ -142,6 +145,16 @@ pub fn check_loss(
     let got = backend
         .host_loss(loss, &input)
         .map_err(|e| format!("{} failed on {case}: {e}", backend.backend_name()))?;
+    compare_outputs(&got, &want, &case)
+}
+
+/// Compares a backend's output with the reference's under the SPEC's tolerances (wider, within
+/// limits, where f32 rounding moved a term across a selection boundary).
+pub fn compare_outputs(
+    got: &margin_core::LossOutput,
+    want: &margin_core::LossOutput,
+    case: &str,
+) -> Result<(), String> {
     let (lg, lw) = (got.stats.loss, want.stats.loss);
     let (ag, aw) = (got.stats.active, want.stats.active);
     // A term that sits on a selection boundary (semihard's `gap > 0`, hard mining's arg-max) can
