@@ -266,6 +266,37 @@ pub fn wgpu_for_tests() -> margin_core::Result<Box<dyn HostBackend>> {
     made.map(|b| Box::new(b) as Box<dyn HostBackend>)
 }
 
+/// Like [`backend_or_skip`] for code that needs the concrete backend type.
+pub fn concrete_or_skip<B: margin_core::Backend>(
+    made: margin_core::Result<B>,
+    require: &str,
+) -> Option<B> {
+    match made {
+        Ok(b) => {
+            eprintln!("testing backend: {}", b.name());
+            Some(b)
+        }
+        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
+            panic!("{require}=1 but the backend is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e} (set {require}=1 to make this a failure)");
+            None
+        }
+    }
+}
+
+/// The concrete wgpu backend, chosen as [`wgpu_for_tests`] does.
+pub fn wgpu_concrete() -> margin_core::Result<margin_wgpu::WgpuBackend> {
+    use margin_wgpu::WgpuBackend;
+    match std::env::var("MARGIN_WGPU_ADAPTER") {
+        Ok(name) => WgpuBackend::with_adapter(&name),
+        Err(_) => {
+            WgpuBackend::new().or_else(|e| WgpuBackend::with_adapter("llvmpipe").map_err(|_| e))
+        }
+    }
+}
+
 /// Runs every check and reports all failures at once.
 pub fn assert_all(results: impl IntoIterator<Item = Result<(), String>>) {
     let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();

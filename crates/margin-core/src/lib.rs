@@ -13,6 +13,7 @@ mod config;
 mod distance;
 mod error;
 mod loss;
+mod memory;
 mod output;
 mod overrides;
 pub mod retrieval;
@@ -30,6 +31,7 @@ pub use config::{
 pub use distance::{Distance, Metric, NORM_EPS};
 pub use error::{MarginError, Result};
 pub use loss::{Loss, LossKind};
+pub use memory::CrossBatchMemory;
 pub use output::{LossOutput, LossStats};
 pub use overrides::LossOverrides;
 pub use retrieval::{RetrievalMetrics, default_block_rows, evaluate_retrieval};
