@@ -90,9 +90,10 @@ def sample(rng, centers, n, classes):
     return x.astype(np.float32), labels
 
 
-def pml_metrics(distance, normalize, q, ql, r, rl):
+def pml_metrics(distance, normalize, q, ql, r, rl, k=None):
     calc = AccuracyCalculator(
         include=METRICS,
+        k=k,
         device=torch.device("cpu"),
         knn_func=CustomKNN(pml_distance(distance, normalize)),
         kmeans_func=lambda x, k: None,
@@ -112,7 +113,7 @@ def queries_evaluated(ql, rl, same):
     return sum(1 for label in ql.tolist() if counts.get(label, 0) - int(same) > 0)
 
 
-def make_case(rng, name, distance, normalize, n, d, query_classes, m=None, ref_classes=None):
+def make_case(rng, name, distance, normalize, n, d, query_classes, m=None, ref_classes=None, k=None):
     """One case; `m` None means query = reference. Resamples points in near-tie rows."""
     centers = rng.normal(size=(max(query_classes + (ref_classes or [])) + 1, d))
     centers = centers.astype(np.float32)
@@ -132,8 +133,9 @@ def make_case(rng, name, distance, normalize, n, d, query_classes, m=None, ref_c
             r[pick] = r[pick] + 0.05 * rng.normal(size=(len(pick), d)).astype(np.float32)
     else:
         raise RuntimeError(f"{name}: could not avoid near-ties")
-    expected = pml_metrics(distance, normalize, q, ql, r, rl)
-    return {
+    expected = pml_metrics(distance, normalize, q, ql, r, rl, k)
+    case = {} if k is None else {"k": k}
+    return case | {
         "name": name,
         "distance": distance,
         "normalize": normalize,
@@ -206,6 +208,31 @@ def all_lone_cases(rng):
     return out
 
 
+def k_cases(rng):
+    """PML's AccuracyCalculator(k=K): metrics from the K nearest neighbours only (R-precision's
+    denominator min(R, K), MAP@R's R, MRR 0 when no match is among the K), and k="max_bin_count"."""
+    specs = [
+        # (distance, normalize, n, m, d, query classes, reference classes, k)
+        ("euclidean", False, 40, None, 8, list(range(6)), None, 1),
+        ("euclidean", False, 40, None, 8, list(range(6)), None, 3),
+        ("euclidean", False, 60, None, 4, list(range(4)), None, 10),
+        ("euclidean", False, 60, None, 4, list(range(4)), None, "max_bin_count"),
+        ("cosine", True, 50, 80, 6, list(range(5)), list(range(7)), 5),
+        ("cosine", True, 50, 80, 6, list(range(5)), list(range(7)), "max_bin_count"),
+        ("squared-euclidean", False, 30, 45, 5, [0, 1, 2, 3], [1, 2, 3, 9], 7),
+        ("dot", False, 45, None, 6, list(range(9)), None, 4),
+        ("euclidean", True, 200, None, 16, list(range(12)), None, 25),
+        ("euclidean", False, 150, 300, 8, list(range(10)), list(range(10)), "max_bin_count"),
+    ]
+    out = []
+    for distance, normalize, n, m, d, qc, rc, k in specs:
+        tag = distance + ("-norm" if normalize and distance != "cosine" else "")
+        src = "same" if m is None else f"sep-m{m}"
+        name = f"k{k}-{src}-{tag}-n{n}-d{d}"
+        out.append(make_case(rng, name, distance, normalize, n, d, qc, m, rc, k))
+    return out
+
+
 def write(name, cases):
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, name + ".json")
@@ -226,6 +253,7 @@ def main():
         + same_source_cases(rng, "dot", False)[:4]
         + all_lone_cases(rng),
     )
+    write("knn", k_cases(np.random.default_rng(20261130)))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,17 @@ pub struct LossCmd {
     /// K x D centers (.npy), triplet-center only.
     #[arg(long)]
     pub centers: Option<PathBuf>,
+    /// M x D reference embeddings (.npy): anchors come from the batch, positives and negatives
+    /// from these (PML's `ref_emb`); every loss but n-pair and triplet-center.
+    #[arg(long, requires = "ref_labels")]
+    pub ref_embeddings: Option<PathBuf>,
+    /// M reference labels (.npy, any integer dtype).
+    #[arg(long, requires = "ref_embeddings")]
+    pub ref_labels: Option<PathBuf>,
+    /// N integers (.npy): the reference row holding each batch row's own copy, which is then not
+    /// its positive; -1 for none (a cross-batch memory's slots).
+    #[arg(long, requires = "ref_embeddings")]
+    pub ref_self_index: Option<PathBuf>,
     #[command(flatten)]
     pub flags: LossFlags,
     #[arg(long, value_enum, default_value = "auto")]
@@ -207,6 +218,11 @@ pub struct EvalCmd {
     /// Do not normalize rows (the default).
     #[arg(long)]
     pub no_normalize: bool,
+    /// Neighbours per query, as PML's `AccuracyCalculator(k=...)`: a number, `max-bin-count`, or
+    /// `all` (the default: the full ranking). With a number, the GPU backends use a fused
+    /// distance + top-k kernel.
+    #[arg(long, default_value = "all")]
+    pub k: String,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
 }

@@ -5,13 +5,22 @@ use crate::args::EvalCmd;
 use crate::backends;
 use crate::error::CliError;
 use crate::npy_io::{read_labels, read_matrix};
-use margin_core::{Distance, Embeddings, Metric, default_block_rows, evaluate_retrieval};
+use margin_core::{Distance, Embeddings, Metric, RetrievalK, evaluate_retrieval_k};
 use serde_json::json;
 
 /// Runs the command and returns the JSON line to print. Metrics are `null` when every query label
 /// is lone (PML reports NaN); a warning line on stderr says so.
 pub fn run(cmd: &EvalCmd) -> Result<serde_json::Value, CliError> {
     let metric = metric(cmd)?;
+    let k = match cmd.k.as_str() {
+        "all" => RetrievalK::All,
+        "max-bin-count" => RetrievalK::MaxBinCount,
+        text => RetrievalK::Fixed(text.parse().map_err(|_| {
+            CliError::input(format!(
+                "--k must be a positive integer, max-bin-count or all, got '{text}'"
+            ))
+        })?),
+    };
     let q = read_matrix(&cmd.query, "query embeddings")?;
     let q_labels = read_labels(&cmd.query_labels, "query labels")?;
     let reference = match (&cmd.reference, &cmd.reference_labels) {
@@ -35,13 +44,13 @@ pub fn run(cmd: &EvalCmd) -> Result<serde_json::Value, CliError> {
         .transpose()?;
     let references = reference_view.map_or(q.rows, |(r, _)| r.rows());
     let backend = backends::select(cmd.backend)?;
-    let m = evaluate_retrieval(
+    let m = evaluate_retrieval_k(
         backend.as_ref(),
         metric,
         query,
         &q_labels,
         reference_view,
-        default_block_rows(references),
+        k,
     )?;
     if m.queries_evaluated == 0 {
         eprintln!(
@@ -59,6 +68,7 @@ pub fn run(cmd: &EvalCmd) -> Result<serde_json::Value, CliError> {
         "references": references,
         "distance": metric.distance.name(),
         "normalize": metric.normalizes(),
+        "k": cmd.k,
     }))
 }
 

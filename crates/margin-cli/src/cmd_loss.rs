@@ -5,7 +5,7 @@ use crate::backends;
 use crate::error::CliError;
 use crate::flags::build_loss;
 use crate::npy_io::{read_labels, read_matrix, write_matrix};
-use margin_core::{Embeddings, LossInput};
+use margin_core::{Embeddings, LossInput, NO_SELF, ReferenceSet};
 use serde_json::json;
 
 /// Runs the command and returns the JSON line to print. Output files are written only after the
@@ -30,7 +30,15 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
         .as_ref()
         .map(|c| Embeddings::named(&c.data, c.rows, c.cols, "centers"))
         .transpose()?;
-    let input = LossInput::new(embeddings, &labels, center_view)?;
+    let mut input = LossInput::new(embeddings, &labels, center_view)?;
+    let reference = read_reference(cmd)?;
+    if let Some(r) = &reference {
+        input = input.with_reference(ReferenceSet {
+            embeddings: Embeddings::named(&r.x.data, r.x.rows, r.x.cols, "reference embeddings")?,
+            labels: &r.labels,
+            self_index: r.self_index.as_deref(),
+        })?;
+    }
     loss.validate_input(&input)?;
     let backend = backends::select(cmd.backend)?;
     let out = backend.host_loss(&loss, &input)?;
@@ -48,7 +56,7 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
         write_matrix(path, cg, c.rows, c.cols)?;
     }
     let metric = loss.metric();
-    Ok(json!({
+    let mut out_json = json!({
         "loss": out.stats.loss,
         "backend": backend.backend_name(),
         "loss_name": loss.kind().name(),
@@ -58,5 +66,47 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
         "d": x.cols,
         "active": out.stats.active,
         "active_terms": out.stats.active_terms,
+    });
+    if let Some(r) = &reference {
+        out_json["m"] = json!(r.x.rows);
+    }
+    Ok(out_json)
+}
+
+/// `--ref-embeddings`, `--ref-labels` and `--ref-self-index`, read (clap makes the first two
+/// come together).
+struct ReferenceFiles {
+    x: crate::npy_io::Matrix,
+    labels: Vec<i64>,
+    self_index: Option<Vec<u32>>,
+}
+
+fn read_reference(cmd: &LossCmd) -> Result<Option<ReferenceFiles>, CliError> {
+    let (Some(xp), Some(lp)) = (&cmd.ref_embeddings, &cmd.ref_labels) else {
+        return Ok(None);
+    };
+    let x = read_matrix(xp, "reference embeddings")?;
+    let labels = read_labels(lp, "reference labels")?;
+    let self_index = cmd
+        .ref_self_index
+        .as_deref()
+        .map(|p| {
+            read_labels(p, "reference self index")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    -1 => Ok(NO_SELF),
+                    v if v >= 0 && v < i64::from(NO_SELF) => Ok(v as u32),
+                    v => Err(CliError::input(format!(
+                        "reference self index {v} at row {i} is neither -1 nor a row index"
+                    ))),
+                })
+                .collect::<Result<Vec<u32>, CliError>>()
+        })
+        .transpose()?;
+    Ok(Some(ReferenceFiles {
+        x,
+        labels,
+        self_index,
     }))
 }

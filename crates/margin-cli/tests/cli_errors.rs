@@ -98,6 +98,14 @@ fn malformed_inputs_exit_2_with_one_line() {
     )
     .unwrap();
 
+    write_npy(&dir.join("r.npy"), &x[..20], &[5, 4]);
+    write_npy(&dir.join("rwide.npy"), &x[..15], &[3, 5]);
+    write_npy(&dir.join("rl.npy"), &[0i64, 1, 2, 0, 1], &[5]);
+    write_npy(&dir.join("rl4.npy"), &[0i64, 1, 2, 0], &[4]);
+    write_npy(&dir.join("s.npy"), &[0i64, 3, 1, -1, 2, -1], &[6]);
+    write_npy(&dir.join("s_far.npy"), &[0i64, 3, 1, -1, 9, -1], &[6]);
+    write_npy(&dir.join("s_label.npy"), &[1i64, 3, 1, -1, 2, -1], &[6]);
+    write_npy(&dir.join("s5.npy"), &[0i64, 3, 1, -1, 2], &[5]);
     let (xs, ys) = (p("x.npy"), p("y.npy"));
     let base = |file: &str, labels: &str| {
         vec![
@@ -232,6 +240,98 @@ fn malformed_inputs_exit_2_with_one_line() {
         (
             "centers for a loss without centers",
             with(base("x.npy", "y.npy"), &["--centers", &p("c.npy")]),
+        ),
+        (
+            "reference embeddings without labels",
+            with(base("x.npy", "y.npy"), &["--ref-embeddings", &p("r.npy")]),
+        ),
+        (
+            "reference labels without embeddings",
+            with(base("x.npy", "y.npy"), &["--ref-labels", &p("rl.npy")]),
+        ),
+        (
+            "reference of the wrong width",
+            with(
+                base("x.npy", "y.npy"),
+                &[
+                    "--ref-embeddings",
+                    &p("rwide.npy"),
+                    "--ref-labels",
+                    &p("rl.npy"),
+                ],
+            ),
+        ),
+        (
+            "reference label count != M",
+            with(
+                base("x.npy", "y.npy"),
+                &[
+                    "--ref-embeddings",
+                    &p("r.npy"),
+                    "--ref-labels",
+                    &p("rl4.npy"),
+                ],
+            ),
+        ),
+        (
+            "reference set for n-pair",
+            vec![
+                "n-pair".into(),
+                "--embeddings".into(),
+                xs.clone(),
+                "--labels".into(),
+                ys.clone(),
+                "--ref-embeddings".into(),
+                p("r.npy"),
+                "--ref-labels".into(),
+                p("rl.npy"),
+            ],
+        ),
+        (
+            "self index outside the reference",
+            with(
+                base("x.npy", "y.npy"),
+                &[
+                    "--ref-embeddings",
+                    &p("r.npy"),
+                    "--ref-labels",
+                    &p("rl.npy"),
+                    "--ref-self-index",
+                    &p("s_far.npy"),
+                ],
+            ),
+        ),
+        (
+            "self index with another label",
+            with(
+                base("x.npy", "y.npy"),
+                &[
+                    "--ref-embeddings",
+                    &p("r.npy"),
+                    "--ref-labels",
+                    &p("rl.npy"),
+                    "--ref-self-index",
+                    &p("s_label.npy"),
+                ],
+            ),
+        ),
+        (
+            "self index count != N",
+            with(
+                base("x.npy", "y.npy"),
+                &[
+                    "--ref-embeddings",
+                    &p("r.npy"),
+                    "--ref-labels",
+                    &p("rl.npy"),
+                    "--ref-self-index",
+                    &p("s5.npy"),
+                ],
+            ),
+        ),
+        (
+            "self index without a reference",
+            with(base("x.npy", "y.npy"), &["--ref-self-index", &p("s.npy")]),
         ),
     ];
     let mut failures = Vec::new();

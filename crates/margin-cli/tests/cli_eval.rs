@@ -111,6 +111,11 @@ fn run_case(dir: &Path, case: &Value, backend: &str) -> Value {
     } else {
         "--no-normalize".into()
     });
+    match &case["k"] {
+        Value::Null => {}
+        Value::String(k) => args.extend(["--k".into(), k.replace('_', "-")]),
+        k => args.extend(["--k".into(), k.to_string()]),
+    }
     if !case["reference"].is_null() {
         let r = dir.join(format!("{name}-r.npy"));
         let rl = dir.join(format!("{name}-rl.npy"));
@@ -163,13 +168,35 @@ fn golden_fixtures_reference() {
     fixtures_through_cli("reference");
 }
 
+/// On wgpu (lavapipe in CI) the `--k` cases run through the fused distance + top-k kernel.
+#[test]
+fn golden_fixtures_wgpu() {
+    let probe = margin(&["devices", "--json"]);
+    let devices: Value = serde_json::from_slice(&probe.stdout).expect("devices json");
+    let has_wgpu = devices["devices"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|d| d["backend"] == "wgpu" && d["available"] == true);
+    if !has_wgpu {
+        assert!(
+            std::env::var("MARGIN_REQUIRE_WGPU").as_deref() != Ok("1"),
+            "MARGIN_REQUIRE_WGPU=1 but no wgpu adapter"
+        );
+        eprintln!("skipping: no wgpu adapter");
+        return;
+    }
+    fixtures_through_cli("wgpu");
+}
+
 /// The library call on both CPU backends: tiny blocks (many backend calls) give results identical
 /// to one block, and both agree with the fixtures.
 #[test]
 fn block_size_is_invisible() {
     let backends: [Box<dyn HostBackend>; 2] =
         [Box::new(CpuBackend::new()), Box::new(ReferenceBackend)];
-    for case in fixtures() {
+    // The `--k` cases rank only k neighbours; this test is about the full ranking.
+    for case in fixtures().into_iter().filter(|c| c["k"].is_null()) {
         let name = case["name"].as_str().expect("name");
         let (q, nq, d) = matrix(&case["query"]);
         let ql = labels(&case["query_labels"]);
@@ -278,6 +305,9 @@ fn malformed_input_exits_2() {
         ),
         (with(&["--query-labels", &p("missing.npy")]), "cannot open"),
         (with(&["--query-labels", &q]), "integer"),
+        (with(&["--query-labels", &ql, "--k", "0"]), "k = 0"),
+        (with(&["--query-labels", &ql, "--k", "3"]), "1..=2"),
+        (with(&["--query-labels", &ql, "--k", "many"]), "--k must be"),
     ];
     for (args, needle) in cases {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -2,6 +2,8 @@
 //! `tests/fixtures/pml/`) run through `margin loss ... --backend B` exactly as a user would:
 //! .npy files in, JSON and gradient .npy files out. Loss within 1e-4 relative (1e-6 absolute),
 //! gradients within 1e-3 relative norm, as the SPEC's precision section asks of every backend.
+//! The reference-set fixtures (`tests/fixtures/pml_ref/`, PML's `ref_emb`) run the same way with
+//! `--ref-embeddings --ref-labels [--ref-self-index]`.
 
 mod common;
 
@@ -14,7 +16,22 @@ const LOSS_ATOL: f64 = 1e-6;
 const GRAD_RTOL: f64 = 1e-3;
 
 fn fixtures() -> Vec<Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pml");
+    let mut cases = fixtures_in("pml");
+    cases.extend(fixtures_in("pml_ref"));
+    assert!(
+        cases.len() >= 200,
+        "expected the square and reference-set fixtures, found {}",
+        cases.len()
+    );
+    cases
+}
+
+/// Every case of every `.json` in `tests/fixtures/<sub>` (CrossBatchMemory sequences, which
+/// have `calls` instead of `cases`, are left to the library tests).
+fn fixtures_in(sub: &str) -> Vec<Value> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(sub);
     let mut cases = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures dir")
@@ -25,13 +42,10 @@ fn fixtures() -> Vec<Value> {
     for f in files {
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(&f).expect("read")).expect("json");
-        cases.extend(v["cases"].as_array().expect("cases").iter().cloned());
+        if let Some(list) = v["cases"].as_array() {
+            cases.extend(list.iter().cloned());
+        }
     }
-    assert!(
-        cases.len() >= 30,
-        "expected the golden fixtures, found {}",
-        cases.len()
-    );
     cases
 }
 
@@ -58,6 +72,14 @@ fn flags(params: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_i64().expect("int"))
+        .collect()
 }
 
 /// Runs one case; returns a message on disagreement.
@@ -105,6 +127,26 @@ fn run_case(case: &Value, backend: &str, dir: &std::path::Path) -> Result<(), St
             cgp.display().to_string(),
         ]);
     }
+    if let Some(m) = case["m"].as_u64() {
+        let (rp, rlp, sp) = (dir.join("r.npy"), dir.join("rl.npy"), dir.join("s.npy"));
+        let r: Vec<f32> = floats(&case["ref_embeddings"])
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let rl: Vec<i64> = ints(&case["ref_labels"]);
+        write_npy(&rp, &r, &[m, d]);
+        write_npy(&rlp, &rl, &[m]);
+        args.extend([
+            "--ref-embeddings".into(),
+            rp.display().to_string(),
+            "--ref-labels".into(),
+            rlp.display().to_string(),
+        ]);
+        if case["self_index"].is_array() {
+            write_npy(&sp, &ints(&case["self_index"]), &[n]);
+            args.extend(["--ref-self-index".into(), sp.display().to_string()]);
+        }
+    }
     args.extend(flags(&case["params"]));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = margin(&argv);
@@ -118,6 +160,9 @@ fn run_case(case: &Value, backend: &str, dir: &std::path::Path) -> Result<(), St
     let json: Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{name}: bad JSON: {e}"))?;
     let got = json["loss"].as_f64().ok_or(format!("{name}: no loss"))?;
+    if json["m"] != case["m"] {
+        return Err(format!("{name}: JSON m {} vs {}", json["m"], case["m"]));
+    }
     let want = case["value"].as_f64().expect("value");
     if (got - want).abs() > LOSS_ATOL.max(LOSS_RTOL * want.abs()) || got.is_nan() {
         return Err(format!("{name} on {backend}: loss {got} vs {want}"));

@@ -34,5 +34,7 @@ pub use loss::{Loss, LossKind};
 pub use memory::CrossBatchMemory;
 pub use output::{LossOutput, LossStats};
 pub use overrides::LossOverrides;
-pub use retrieval::{RetrievalMetrics, default_block_rows, evaluate_retrieval};
+pub use retrieval::{
+    RetrievalK, RetrievalMetrics, default_block_rows, evaluate_retrieval, evaluate_retrieval_k,
+};
 pub use tensor::{Embeddings, LossInput, NO_SELF, ReferenceSet, check_reference};

@@ -15,6 +15,10 @@
 //! relevant references), the top `R` neighbours in order (a partial sort) and the rank of the
 //! first relevant neighbour, so the work per row is `O(M + R log R)`.
 
+mod top_k;
+
+pub use top_k::{RetrievalK, evaluate_retrieval_k};
+
 use crate::backend::HostBackend;
 use crate::distance::Metric;
 use crate::error::{MarginError, Result};
