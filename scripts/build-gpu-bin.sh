@@ -32,19 +32,22 @@ for line in sys.stdin:
     print("copied", name)
 ' "$DEST"
 
-# The generic cross-backend suite (tests/tests/equivalence.rs: cpu, wgpu and cuda instantiations).
-cargo test --release -p margin-tests --test equivalence --no-run --message-format=json \
-    | python3 -c '
+# The generic cross-backend suites (tests/tests/*.rs: cpu, wgpu and cuda instantiations).
+for t in equivalence reference_sets cross_batch_memory; do
+    cargo test --release -p margin-tests --test "$t" --no-run --message-format=json \
+        | python3 -c '
 import json, shutil, sys
+name = sys.argv[2]
 for line in sys.stdin:
     try:
         msg = json.loads(line)
     except ValueError:
         continue
     if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
-            and msg["target"]["name"] == "equivalence":
-        shutil.copy(msg["executable"], sys.argv[1] + "/margin_tests_equivalence")
-        print("copied margin_tests_equivalence")
-' "$DEST"
+            and msg["target"]["name"] == name:
+        shutil.copy(msg["executable"], sys.argv[1] + "/margin_tests_" + name)
+        print("copied margin_tests_" + name)
+' "$DEST" "$t"
+done
 ls -l "$DEST"
 du -sh "$DEST"

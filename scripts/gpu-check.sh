@@ -98,18 +98,35 @@ else
     note generic MISSING "$exe not found (run scripts/build-gpu-bin.sh)"
 fi
 
+# 1c. Reference sets and CrossBatchMemory on CUDA (PML fixtures, random rectangles).
+for t in reference_sets cross_batch_memory; do
+    exe="$BIN/margin_tests_$t"
+    if [ ! -x "$exe" ]; then
+        note "$t" MISSING "$exe not found (run scripts/build-gpu-bin.sh)"
+        continue
+    fi
+    MARGIN_REQUIRE_CUDA=1 run_capped "$t-cuda" 120 "$exe" cuda --test-threads=1 --nocapture \
+        >"$OUT/$t-cuda.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        note "$t-cuda" FAIL "exit $rc (see $OUT/$t-cuda.log)"
+    else
+        note "$t-cuda" PASS "$(grep -E '^test result' "$OUT/$t-cuda.log" | tail -1)"
+    fi
+done
+
 # 2. CLI parity against the PML fixtures.
 if [ -x "$BIN/margin" ] && ls tests/fixtures/pml/*.json >/dev/null 2>&1; then
+    # Square fixtures and reference-set fixtures (--ref-embeddings); eval --k on the fused k-NN.
     run_capped cli-parity 90 "$PY" - "$BIN/margin" "$OUT/parity" >"$OUT/cli-parity.log" 2>&1 <<'PYEOF'
 import glob, json, os, subprocess, sys
 import numpy as np
 margin, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
-flags = {"distance": "--distance", "margin": "--margin", "margin2": "--margin2",
-         "pos_margin": "--pos-margin", "neg_margin": "--neg-margin", "mining": "--mining"}
 bad = total = 0
-for path in sorted(glob.glob("tests/fixtures/pml/*.json")):
-    for case in json.load(open(path))["cases"]:
+paths = sorted(glob.glob("tests/fixtures/pml/*.json")) + sorted(glob.glob("tests/fixtures/pml_ref/*.json"))
+for path in paths:
+    for case in json.load(open(path)).get("cases", []):
         total += 1
         n, d = case["n"], case["d"]
         x = os.path.join(work, "x.npy"); y = os.path.join(work, "y.npy"); g = os.path.join(work, "g.npy")
@@ -121,6 +138,15 @@ for path in sorted(glob.glob("tests/fixtures/pml/*.json")):
             c = os.path.join(work, "c.npy")
             np.save(c, np.array(case["centers"], dtype=np.float32).reshape(case["k"], d))
             cmd += ["--centers", c, "--center-grad-out", os.path.join(work, "cg.npy")]
+        if case.get("m") is not None:
+            r = os.path.join(work, "r.npy"); rl = os.path.join(work, "rl.npy")
+            np.save(r, np.array(case["ref_embeddings"], dtype=np.float32).reshape(case["m"], d))
+            np.save(rl, np.array(case["ref_labels"], dtype=np.int64))
+            cmd += ["--ref-embeddings", r, "--ref-labels", rl]
+            if case.get("self_index") is not None:
+                s = os.path.join(work, "s.npy")
+                np.save(s, np.array(case["self_index"], dtype=np.int64))
+                cmd += ["--ref-self-index", s]
         for key, value in case.get("params", {}).items():
             if key == "normalize":
                 cmd.append("--normalize" if value else "--no-normalize")
@@ -128,7 +154,7 @@ for path in sorted(glob.glob("tests/fixtures/pml/*.json")):
                 if value:
                     cmd.append("--smooth")
             else:
-                cmd += [flags[key], str(value)]
+                cmd += ["--" + key.replace("_", "-"), str(value)]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if res.returncode != 0:
             bad += 1
@@ -157,6 +183,69 @@ PYEOF
     note cli-parity "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$(grep -m1 PARITY "$OUT/cli-parity.log" || echo "exit $rc, see $OUT/cli-parity.log")"
 else
     note cli-parity SKIP "no margin binary or no tests/fixtures/pml/*.json"
+fi
+
+# 2b. Retrieval with --k (the fused distance + top-k kernel) against PML's AccuracyCalculator(k),
+# then 100k x 100k at D = 128, k = 10, beside torch (blocked cdist + topk).
+if [ -x "$BIN/margin" ] && [ -f tests/fixtures/eval/knn.json ]; then
+    run_capped eval-knn 150 "$PY" - "$BIN/margin" "$OUT/eval" >"$OUT/eval-knn.log" 2>&1 <<'PYEOF'
+import json, os, subprocess, sys, time
+import numpy as np
+margin, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+bad = total = 0
+for case in json.load(open("tests/fixtures/eval/knn.json"))["cases"]:
+    total += 1
+    q = os.path.join(work, "q.npy"); ql = os.path.join(work, "ql.npy")
+    np.save(q, np.array(case["query"], dtype=np.float32))
+    np.save(ql, np.array(case["query_labels"], dtype=np.int64))
+    cmd = [margin, "eval", "--query", q, "--query-labels", ql, "--backend", "cuda",
+           "--distance", case["distance"], "--normalize" if case["normalize"] else "--no-normalize",
+           "--k", str(case["k"]).replace("_", "-")]
+    if case["reference"] is not None:
+        r = os.path.join(work, "r.npy"); rl = os.path.join(work, "rl.npy")
+        np.save(r, np.array(case["reference"], dtype=np.float32))
+        np.save(rl, np.array(case["reference_labels"], dtype=np.int64))
+        cmd += ["--reference", r, "--reference-labels", rl]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    ok = res.returncode == 0
+    if ok:
+        got = json.loads(res.stdout)
+        ok = all(abs(got[m] - v) <= 1e-6 for m, v in case["expected"].items())
+    bad += not ok
+    print("ok  " if ok else "FAIL", case["name"], res.stderr.strip()[:200])
+print(f"EVAL-K {total - bad}/{total} passed")
+n, d, k = 100_000, 128, 10
+rng = np.random.default_rng(0)
+x = rng.standard_normal((n, d), dtype=np.float32)
+y = rng.integers(0, 1000, n)
+q = os.path.join(work, "big.npy"); ql = os.path.join(work, "bigl.npy")
+np.save(q, x); np.save(ql, y)
+t = time.perf_counter()
+res = subprocess.run([margin, "eval", "--query", q, "--query-labels", ql, "--backend", "cuda",
+                      "--k", str(k)], capture_output=True, text=True, timeout=120)
+print(f"KNN100K margin cuda: {(time.perf_counter() - t) * 1e3:.0f} ms (process incl. npy load), rc {res.returncode}", res.stdout.strip()[:300], res.stderr.strip()[:300])
+try:
+    import torch
+    dev = torch.device("cuda")
+    xt = torch.from_numpy(x).to(dev)
+    for rep in range(2):
+        torch.cuda.synchronize(); t = time.perf_counter()
+        idx = []
+        for s in range(0, n, 8192):
+            dist = torch.cdist(xt[s:s + 8192], xt)
+            dist[torch.arange(dist.shape[0], device=dev), torch.arange(s, s + dist.shape[0], device=dev)] = float("inf")
+            idx.append(torch.topk(dist, k, largest=False).indices)
+        torch.cuda.synchronize()
+    print(f"KNN100K torch blocked cdist+topk: {(time.perf_counter() - t) * 1e3:.0f} ms (on-device only)")
+except Exception as e:
+    print("KNN100K torch: skipped:", e)
+sys.exit(1 if bad else 0)
+PYEOF
+    rc=$?
+    note eval-knn "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$(grep -m1 EVAL-K "$OUT/eval-knn.log"; grep KNN100K "$OUT/eval-knn.log" | tr '\n' ' ')"
+else
+    note eval-knn SKIP "no margin binary or no tests/fixtures/eval/knn.json"
 fi
 
 # 3. Benchmarks: margin (JSON lines) and torch.cdist.
