@@ -171,7 +171,8 @@ pub struct DemoCmd {
 
 #[derive(Debug, Args)]
 pub struct BenchCmd {
-    /// A loss name, or `pairwise` for the distance matrix alone.
+    /// A loss name, `pairwise` for the distance matrix alone, or `knn` for the k nearest
+    /// neighbours of every row among the others (`--k`).
     pub what: String,
     #[arg(long)]
     pub n: usize,
@@ -193,6 +194,13 @@ pub struct BenchCmd {
     /// Random seed of the inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// With a loss: a random reference set of this many rows (labels drawn from the same
+    /// classes), as a cross-batch memory would hold.
+    #[arg(long)]
+    pub ref_m: Option<usize>,
+    /// Neighbours per row for `knn`.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,12 @@
-//! `margin bench`: in-process timing of a loss (forward plus backward, host path) or of the
-//! pairwise matrix on random normal inputs. Prints one JSON object.
+//! `margin bench`: in-process timing of a loss (forward plus backward, host path, optionally with a
+//! reference set), of the pairwise matrix, or of k nearest neighbours, on random normal inputs.
+//! Prints one JSON object.
 
 use crate::args::BenchCmd;
 use crate::backends;
 use crate::error::CliError;
 use crate::flags::build_loss;
-use margin_core::{Embeddings, Loss, LossInput, Metric};
+use margin_core::{Embeddings, Loss, LossInput, Metric, ReferenceSet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -30,7 +31,11 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
     if classes == 0 {
         return Err(CliError::input("--classes must be at least 1"));
     }
-    let pairwise = cmd.what == "pairwise";
+    let pairwise = cmd.what == "pairwise" || cmd.what == "knn";
+    let knn = cmd.what == "knn";
+    if pairwise && cmd.ref_m.is_some() {
+        return Err(CliError::input("--ref-m applies to losses only"));
+    }
     let loss = if pairwise {
         None
     } else {
@@ -49,15 +54,31 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
     let backend = backends::select(cmd.backend)?;
     let embeddings = Embeddings::new(&x, cmd.n, cmd.d)?;
     let center_view = Embeddings::named(&centers, classes.max(2), cmd.d, "centers")?;
-    let input = LossInput::new(
+    let mut input = LossInput::new(
         embeddings,
         &labels,
         loss.filter(Loss::needs_centers).map(|_| center_view),
     )?;
+    let m = cmd.ref_m.unwrap_or(0);
+    let ref_x = random_normal(m * cmd.d, cmd.seed + 2);
+    let ref_labels: Vec<i64> = (0..m).map(|j| (j % classes) as i64).collect();
+    if m > 0 {
+        input = input.with_reference(ReferenceSet {
+            embeddings: Embeddings::named(&ref_x, m, cmd.d, "reference embeddings")?,
+            labels: &ref_labels,
+            self_index: None,
+        })?;
+    } else if cmd.ref_m.is_some() {
+        return Err(CliError::input("--ref-m must be at least 1"));
+    }
+    if let Some(l) = &loss {
+        l.validate_input(&input)?;
+    }
     let run_once = || -> Result<f64, CliError> {
         let start = Instant::now();
         let value = match &loss {
             Some(l) => backend.host_loss(l, &input)?.stats.loss,
+            None if knn => f64::from(backend.host_knn(metric, embeddings, None, cmd.k)?.scores[0]),
             None => f64::from(backend.host_pairwise(metric, embeddings, None)?[0]),
         };
         backend.host_synchronize()?;
@@ -82,6 +103,8 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
         "n": cmd.n,
         "d": cmd.d,
         "classes": classes,
+        "m": cmd.ref_m,
+        "k": knn.then_some(cmd.k),
         "distance": metric.distance.name(),
         "normalize": metric.normalizes(),
         "reps": cmd.reps,
