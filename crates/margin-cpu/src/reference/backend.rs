@@ -1,6 +1,7 @@
 //! [`ReferenceBackend`]: the reference behind the [`Backend`] trait, so that it can be run and
 //! compared exactly like the other backends. Buffers are host `Vec<f32>`; inside, everything is
-//! f64 ([`super::evaluate`]); the results are rounded to f32 once at the end.
+//! f64 ([`super::evaluate`], or [`super::evaluate_with_reference`] with a reference set); the
+//! results are rounded to f32 once at the end.
 
 use super::validate;
 use margin_core::{
@@ -69,14 +70,20 @@ impl Backend for ReferenceBackend {
         center_grad: Option<&mut Vec<f32>>,
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
-        if input.reference.is_some() {
-            return Err(MarginError::config(format!(
-                "reference sets are not implemented on this backend yet ({})",
-                loss.kind()
-            )));
-        }
         let (n, d) = (input.n, input.d);
         let x = widen(input.embeddings, n, d, "embeddings")?;
+        if let Some(r) = input.reference {
+            let values = widen(r.embeddings, r.m, d, "reference embeddings")?;
+            let reference = super::RefSet {
+                embeddings: &values,
+                m: r.m,
+                labels: r.labels,
+                self_index: r.self_index,
+            };
+            let out = super::evaluate_with_reference(loss, &x, n, d, input.labels, reference)?;
+            write_f32(grad, &out.grad);
+            return Ok(out.stats);
+        }
         let centers = input
             .centers
             .map(|(c, k)| widen(c, k, d, "centers").map(|c| (c, k)))

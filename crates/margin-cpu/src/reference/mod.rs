@@ -15,6 +15,10 @@
 //!
 //! Input checks are in `validate.rs`, the [`Backend`](margin_core::Backend) face in `backend.rs`.
 //!
+//! With a reference set (`docs/REFERENCE_SETS.md`) the same stages run on the N x M rectangle
+//! between the batch and the reference rows, in `rect/`; the entry point is
+//! [`evaluate_with_reference`].
+//!
 //! Cost: O(N²) memory; O(N³) time for triplet, lifted-structure and hard quadruplet, O(N⁴) for
 //! quadruplet (mining all), O(N²) for the row-wise losses. Meant for N up to a few hundred
 //! (quadruplet: a few dozen).
@@ -32,12 +36,14 @@ mod normalize;
 mod nt_xent;
 mod quadruplet;
 mod quadruplet_hard;
+mod rect;
 mod supcon;
 mod triplet;
 mod triplet_center;
 mod validate;
 
 pub use backend::ReferenceBackend;
+pub use rect::{RefSet, evaluate_with_reference};
 
 use margin_core::{Loss, LossStats, Metric, Result};
 use normalize::Normalized;

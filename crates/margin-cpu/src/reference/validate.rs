@@ -1,7 +1,8 @@
 //! Input checks for [`super::evaluate`]: everything the SPEC requires of inputs, reported as
 //! [`MarginError`] values so that the reference never panics on bad data.
 
-use margin_core::{Loss, MarginError, Result};
+use super::rect::RefSet;
+use margin_core::{Loss, MarginError, Result, check_reference};
 
 /// Checks that `values` is a finite `rows x cols` matrix; `what` names it in errors.
 pub(crate) fn matrix(values: &[f64], rows: usize, cols: usize, what: &str) -> Result<()> {
@@ -72,4 +73,37 @@ pub(crate) fn loss_input(
             }
         }
     }
+}
+
+/// Checks the loss (parameters, and that it takes a reference set), the batch, and the reference
+/// set against the batch (width, label count, self index), for
+/// [`super::evaluate_with_reference`].
+pub(crate) fn reference_input(
+    loss: &Loss,
+    x: &[f64],
+    n: usize,
+    d: usize,
+    labels: &[i64],
+    reference: &RefSet<'_>,
+) -> Result<()> {
+    loss.validate()?;
+    if !loss.supports_reference() {
+        return Err(loss.reference_unsupported());
+    }
+    matrix(x, n, d, "embeddings")?;
+    if labels.len() != n {
+        return Err(MarginError::input(format!(
+            "label count {} does not match the {n} embedding rows",
+            labels.len()
+        )));
+    }
+    matrix(reference.embeddings, reference.m, d, "reference embeddings")?;
+    check_reference(
+        labels,
+        d,
+        reference.m,
+        d,
+        reference.labels,
+        reference.self_index,
+    )
 }
