@@ -20,7 +20,7 @@ pub(crate) fn prepare(distance: Distance, w: &mut [f32], e: &[f32]) {
 
 /// The constant in front of `diag(rowsum) X − W X`: 2 for squared euclidean, 1 for euclidean,
 /// `None` for similarities (plain `W X`).
-fn factor(distance: Distance) -> Option<f32> {
+pub(crate) fn factor(distance: Distance) -> Option<f32> {
     match distance {
         Distance::Euclidean => Some(1.0),
         Distance::SquaredEuclidean => Some(2.0),

@@ -77,8 +77,9 @@ pub(crate) struct Pass {
     pub grad: Vec<f32>,
 }
 
-/// Runs `kernel` on the rows `r0..` of a block (`e`, `w0`, `w1` hold whole rows of length n).
-fn kernel_rows<K: RowKernel>(
+/// Runs `kernel` on the rows `r0..` of a block (`e`, `w0`, `w1` hold whole rows of length n,
+/// the number of columns: N, or M with a reference set).
+pub(crate) fn kernel_rows<K: RowKernel>(
     kernel: &K,
     r0: usize,
     n: usize,

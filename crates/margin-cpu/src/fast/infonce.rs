@@ -29,9 +29,11 @@ impl RowKernel for NTXent<'_> {
     const GROUPS: usize = 1;
     fn scratch(&self) {}
     fn row(&self, _: &mut (), a: usize, e: &[f32], w0: &mut [f32], _w1: &mut [f32]) -> Acc {
-        let c = self.classes.id[a];
+        let c = self.classes.row(a);
+        let skip = self.classes.skip(a);
         let members = &self.classes.members[c as usize];
-        if members.len() < 2 {
+        let np = self.classes.positives(a);
+        if np == 0 {
             return Acc::default();
         }
         let k = -1.0 / self.tau;
@@ -61,7 +63,7 @@ impl RowKernel for NTXent<'_> {
         let (mut loss, mut r) = (0.0f64, 0.0f64);
         for &p in members {
             let p = p as usize;
-            if p == a {
+            if p == skip {
                 continue;
             }
             let x = k * f64::from(e[p]);
@@ -81,7 +83,7 @@ impl RowKernel for NTXent<'_> {
         }
         Acc {
             loss: [loss, 0.0],
-            count: [(members.len() - 1) as u64, 0],
+            count: [np as u64, 0],
         }
     }
     fn scales(&self, _: &Acc) -> [f64; 2] {
@@ -101,30 +103,34 @@ impl RowKernel for SupCon<'_> {
     const GROUPS: usize = 1;
     fn scratch(&self) {}
     fn row(&self, _: &mut (), i: usize, e: &[f32], w0: &mut [f32], _w1: &mut [f32]) -> Acc {
-        let c = self.classes.id[i];
+        let c = self.classes.row(i);
+        let skip = self.classes.skip(i);
         let members = &self.classes.members[c as usize];
-        if members.len() < 2 {
+        let npos = self.classes.positives(i);
+        // One positive and no negative: L_i is exactly 0 (an LSE of one term) and does not
+        // count (docs/REFERENCE_SETS.md 3.8; only reachable with a reference set).
+        if npos == 0 || (npos == 1 && self.classes.negatives(i) == 0) {
             return Acc::default();
         }
         let k = -1.0 / self.tau;
         let mut mx = f64::NEG_INFINITY;
         for (j, &v) in e.iter().enumerate() {
-            if j != i {
+            if j != skip {
                 mx = mx.max(k * f64::from(v));
             }
         }
         let mut s = 0.0f64;
         for (j, (&v, wj)) in e.iter().zip(w0.iter_mut()).enumerate() {
-            if j != i {
+            if j != skip {
                 let t = (k * f64::from(v) - mx).exp();
                 s += t;
                 *wj = t as f32;
             }
         }
-        let np = (members.len() - 1) as f64;
+        let np = npos as f64;
         let mean_pos = members
             .iter()
-            .filter(|&&p| p as usize != i)
+            .filter(|&&p| p as usize != skip)
             .map(|&p| k * f64::from(e[p as usize]))
             .sum::<f64>()
             / np;
@@ -135,10 +141,12 @@ impl RowKernel for SupCon<'_> {
         for wj in w0.iter_mut() {
             *wj *= f;
         }
-        w0[i] = 0.0;
+        if skip < w0.len() {
+            w0[skip] = 0.0;
+        }
         let t = (1.0 / (np * self.tau)) as f32;
         for &p in members {
-            if p as usize != i {
+            if p as usize != skip {
                 w0[p as usize] += t;
             }
         }

@@ -13,6 +13,11 @@
 //!    block when streaming).
 //! 5. `geometry`: normalization backward.
 //!
+//! With a reference set (docs/REFERENCE_SETS.md), `reference_set` runs the same row kernels over
+//! the `N x M` rectangle (`rect`, blocks of batch rows; `classes` tells the kernels each row's
+//! class and its excluded self column) and chains to the batch only; `rect_quadruplet` has the
+//! quadruplet loss's rectangle versions.
+//!
 //! Memory: when `N² · 4 · (1 + groups)` bytes fit `min(budget, 512 MiB)` the whole matrix is
 //! resident (fastest); otherwise blocks of at most 1024 anchor rows sized from the budget, so
 //! extra memory is `O(block × N)` plus `O(N D)` gradients (and, for the quadruplet loss,
@@ -33,6 +38,9 @@ mod linalg;
 mod pairs;
 mod quadruplet;
 mod quadruplet_hard;
+mod rect;
+mod rect_quadruplet;
+mod reference_set;
 mod scratch;
 mod search;
 mod softmax_pairs;
@@ -281,13 +289,20 @@ impl Backend for CpuBackend {
         center_grad: Option<&mut Vec<f32>>,
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
-        if input.reference.is_some() {
-            return Err(MarginError::config(format!(
-                "reference sets are not implemented on this backend yet ({})",
-                loss.kind()
-            )));
-        }
         let (n, d) = (input.n, input.d);
+        if let Some(r) = input.reference {
+            let rs = reference_set::Input {
+                x: &input.embeddings[..n * d],
+                n,
+                d,
+                labels: input.labels,
+                r: &r.embeddings[..r.m * d],
+                m: r.m,
+                ref_labels: r.labels,
+                self_index: r.self_index,
+            };
+            return reference_set::loss(loss, &rs, self.memory_budget_bytes, grad);
+        }
         let x = &input.embeddings[..n * d];
         let metric = loss.metric();
         match *loss {

@@ -22,15 +22,20 @@ impl RowKernel for Contrastive<'_> {
     fn scratch(&self) {}
     fn row(&self, _: &mut (), i: usize, e: &[f32], w0: &mut [f32], w1: &mut [f32]) -> Acc {
         let ids = &self.classes.id[..e.len()];
-        // The diagonal is skipped by running the branch-free pass on both sides of it.
-        let mut acc = self.span(ids[i], &e[..i], &ids[..i], &mut w0[..i], &mut w1[..i]);
-        acc += self.span(
-            ids[i],
-            &e[i + 1..],
-            &ids[i + 1..],
-            &mut w0[i + 1..],
-            &mut w1[i + 1..],
-        );
+        let c = self.classes.row(i);
+        // The excluded column (the diagonal, or the self index) is skipped by running the
+        // branch-free pass on both sides of it.
+        let s = self.classes.skip(i).min(e.len());
+        let mut acc = self.span(c, &e[..s], &ids[..s], &mut w0[..s], &mut w1[..s]);
+        if s < e.len() {
+            acc += self.span(
+                c,
+                &e[s + 1..],
+                &ids[s + 1..],
+                &mut w0[s + 1..],
+                &mut w1[s + 1..],
+            );
+        }
         acc
     }
     fn scales(&self, acc: &Acc) -> [f64; 2] {
@@ -84,7 +89,7 @@ impl Contrastive<'_> {
 /// `log(Σ exp(nm − e_ik))` over row `i`'s negatives; `-inf` when it has none. The exponentials
 /// go through the vectorized f32 `exp` (relative error < 2e-7), summed in f64.
 pub(crate) fn row_lse(classes: &Classes, nm: f64, i: usize, e: &[f32]) -> f64 {
-    let c = classes.id[i];
+    let c = classes.row(i);
     let mx = vexp::masked_max(e, &classes.id, c, nm as f32);
     if mx == f32::NEG_INFINITY {
         return f64::NEG_INFINITY;
@@ -94,7 +99,7 @@ pub(crate) fn row_lse(classes: &Classes, nm: f64, i: usize, e: &[f32]) -> f64 {
 }
 
 /// `log(exp(a) + exp(b))`, stable, with `-inf` for empty sides.
-fn log_add_exp(a: f64, b: f64) -> f64 {
+pub(crate) fn log_add_exp(a: f64, b: f64) -> f64 {
     let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
     if hi == f64::NEG_INFINITY {
         return hi;

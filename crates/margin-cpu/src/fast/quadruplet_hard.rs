@@ -21,30 +21,37 @@ use super::geometry::Rows;
 use margin_core::{Metric, Result};
 
 /// An entry of `e`: value and column.
-type Entry = (f32, u32);
+pub(crate) type Entry = (f32, u32);
 
 /// What the pass over `e` keeps of one row.
 #[derive(Clone, Copy, Default)]
-struct RowInfo {
+pub(crate) struct RowInfo {
     /// Farthest positive (largest `e`, lowest column on ties).
-    far_pos: Option<Entry>,
+    pub far_pos: Option<Entry>,
     /// Nearest negative (smallest `e`, lowest column on ties): `(v1, l1)`.
-    near_neg: Option<Entry>,
+    pub near_neg: Option<Entry>,
     /// Nearest entry whose class is neither the row's nor `l1`'s: `(v2, l2)`.
-    second: Option<Entry>,
+    pub second: Option<Entry>,
 }
 
 /// One sweep over row `k`. The second candidate is kept in the same sweep: when the nearest
 /// negative changes class, the old one becomes the nearest of a class other than the new one.
-fn scan_row(classes: &Classes, k: usize, e: &[f32]) -> RowInfo {
-    let ck = classes.id[k];
+/// With a reference set the self column is a candidate for the farthest positive (the caller
+/// drops the anchor when it wins, docs/REFERENCE_SETS.md 3.10).
+pub(crate) fn scan_row(classes: &Classes, k: usize, e: &[f32]) -> RowInfo {
+    let ck = classes.row(k);
+    let skip = if classes.is_rect() {
+        usize::MAX
+    } else {
+        classes.skip(k)
+    };
     let mut r = RowInfo::default();
     // `+ 0.0` turns −0 into +0 so that comparisons and ties match the f64 reference.
     for (j, (&v, &cj)) in e.iter().zip(&classes.id).enumerate() {
         let v = v + 0.0;
         let j32 = j as u32;
         if cj == ck {
-            if j != k && r.far_pos.is_none_or(|(b, _)| v > b) {
+            if j != skip && r.far_pos.is_none_or(|(b, _)| v > b) {
                 r.far_pos = Some((v, j32));
             }
             continue;
@@ -68,7 +75,7 @@ fn scan_row(classes: &Classes, k: usize, e: &[f32]) -> RowInfo {
 }
 
 /// A negative pair `(value, k, l)`.
-type Pair = (f32, u32, u32);
+pub(crate) type Pair = (f32, u32, u32);
 
 /// `a` before `b`: smaller value, then lower k, then lower l.
 fn before(a: Pair, b: Pair) -> bool {
@@ -83,7 +90,7 @@ fn keep_min(slot: &mut Option<Pair>, cand: Pair) {
 }
 
 /// The closest allowed negative pair of every class (None when the class has none).
-fn best_pairs(classes: &Classes, info: &[RowInfo]) -> Vec<Option<Pair>> {
+pub(crate) fn best_pairs(classes: &Classes, info: &[RowInfo]) -> Vec<Option<Pair>> {
     let nc = classes.members.len();
     let mut best: Vec<Option<Pair>> = vec![None; nc];
     let mut sorted: Vec<(f32, u32)> = Vec::with_capacity(info.len());
@@ -101,7 +108,7 @@ fn best_pairs(classes: &Classes, info: &[RowInfo]) -> Vec<Option<Pair>> {
         let hit = sorted.iter().find(|&&(_, k)| {
             let k = k as usize;
             let l1 = info[k].near_neg.map_or(0, |(_, l)| l as usize);
-            classes.id[k] != c && classes.id[l1] != c
+            classes.row(k) != c && classes.id[l1] != c
         });
         if let Some(&(v1, k)) = hit {
             let l1 = info[k as usize].near_neg.map_or(0, |(_, l)| l);
@@ -159,7 +166,7 @@ pub(crate) fn run(
                 group: 0,
             });
         }
-        let c = classes.id[a] as usize;
+        let c = classes.row(a) as usize;
         if let Some((ekl, _, _)) = best[c] {
             let t2 = f64::from(ep) - f64::from(ekl) + m2;
             if t2 > 0.0 {

@@ -58,7 +58,7 @@ impl Sorted {
     }
 
     /// `#{v : f64(v) <= x}`.
-    #[inline]
+    #[inline(always)]
     pub fn count_le(&self, x: f64) -> usize {
         if self.v.is_empty() || x < self.lo {
             return 0;
@@ -73,7 +73,7 @@ impl Sorted {
 }
 
 /// `#{v : f64(v) <= x}` in a sorted slice, with conditional moves instead of branches.
-#[inline]
+#[inline(always)]
 fn count_le_branchless(v: &[f32], x: f64) -> usize {
     let mut size = v.len();
     if size == 0 {

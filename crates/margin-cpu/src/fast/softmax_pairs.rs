@@ -24,7 +24,8 @@ fn maxima(
     lp: impl Fn(f64) -> f64,
     ln: impl Fn(f64) -> f64,
 ) -> Maxima {
-    let c = classes.id[i];
+    let c = classes.row(i);
+    let skip = classes.skip(i);
     let mut m = Maxima {
         pos: f64::NEG_INFINITY,
         neg: f64::NEG_INFINITY,
@@ -33,7 +34,7 @@ fn maxima(
         let v = f64::from(v);
         if cj != c {
             m.neg = m.neg.max(ln(v));
-        } else if j != i {
+        } else if j != skip {
             m.pos = m.pos.max(lp(v));
         }
     }
@@ -51,7 +52,8 @@ fn exp_sweep(
     pos: impl Fn(f64) -> (f64, f64),
     neg: impl Fn(f64) -> (f64, f64),
 ) -> (f64, f64) {
-    let c = classes.id[i];
+    let c = classes.row(i);
+    let skip = classes.skip(i);
     let (mut sp, mut sn) = (0.0f64, 0.0f64);
     for (j, ((&v, &cj), wj)) in e.iter().zip(&classes.id).zip(w.iter_mut()).enumerate() {
         let v = f64::from(v);
@@ -60,7 +62,7 @@ fn exp_sweep(
             let t = (l - mx.neg).exp();
             sn += t;
             *wj = (t * f) as f32;
-        } else if j != i {
+        } else if j != skip {
             let (l, f) = pos(v);
             let t = (l - mx.pos).exp();
             sp += t;
@@ -72,12 +74,13 @@ fn exp_sweep(
 
 /// Third sweep: positives times `fp`, negatives times `fn_`.
 fn scale_sides(classes: &Classes, i: usize, w: &mut [f32], fp: f64, fn_: f64) {
-    let c = classes.id[i];
+    let c = classes.row(i);
+    let skip = classes.skip(i);
     let (fp, fn_) = (fp as f32, fn_ as f32);
     for (j, (wj, &cj)) in w.iter_mut().zip(&classes.id).enumerate() {
         if cj != c {
             *wj *= fn_;
-        } else if j != i {
+        } else if j != skip {
             *wj *= fp;
         }
     }
@@ -125,7 +128,7 @@ impl RowKernel for MultiSimilarity<'_> {
         }
     }
     fn scales(&self, _: &Acc) -> [f64; 2] {
-        [inv(self.classes.id.len() as u64), 0.0]
+        [inv(self.classes.rows() as u64), 0.0]
     }
 }
 
@@ -172,7 +175,7 @@ impl RowKernel for GeneralizedLifted<'_> {
         }
     }
     fn scales(&self, _: &Acc) -> [f64; 2] {
-        [inv(self.classes.id.len() as u64), 0.0]
+        [inv(self.classes.rows() as u64), 0.0]
     }
 }
 
@@ -217,9 +220,7 @@ impl RowKernel for Circle<'_> {
     const GROUPS: usize = 1;
     fn scratch(&self) {}
     fn row(&self, _: &mut (), i: usize, e: &[f32], w0: &mut [f32], _w1: &mut [f32]) -> Acc {
-        let c = self.classes.id[i] as usize;
-        let np = self.classes.members[c].len();
-        if np < 2 || np == e.len() {
+        if self.classes.positives(i) == 0 || self.classes.negatives(i) == 0 {
             return Acc::default();
         }
         let sg = self.sign;

@@ -81,10 +81,11 @@ fn softplus_sigmoid(v: f64) -> (f64, f64) {
 impl Triplet<'_> {
     /// Collects and sorts row `i`'s positives; false when it has none.
     fn positives(&self, s: &mut Scratch, i: usize, e: &[f32]) -> bool {
-        let c = self.classes.id[i];
+        let c = self.classes.row(i);
+        let skip = self.classes.skip(i);
         s.pos.clear();
         for &j in &self.classes.members[c as usize] {
-            if j as usize != i {
+            if j as usize != skip {
                 s.pos.push((e[j as usize], j));
             }
         }
@@ -172,7 +173,7 @@ impl Triplet<'_> {
         if !self.positives(s, i, e) {
             return (0.0, 0);
         }
-        let c = self.classes.id[i];
+        let c = self.classes.row(i);
         let p = s.pos.len();
         if p <= BY_POSITIVE_MAX {
             return self.hinge_row_by_positive(s, c, e, w);
@@ -220,7 +221,7 @@ impl Triplet<'_> {
         if !self.positives(s, i, e) {
             return (0.0, 0);
         }
-        let c = self.classes.id[i];
+        let c = self.classes.row(i);
         let m = self.margin;
         let semi = self.mining == Mining::SemiHard;
         let p = s.pos.len();
@@ -260,11 +261,16 @@ impl Triplet<'_> {
 
     /// Batch-hard: the farthest positive and the nearest negative.
     fn hard_row(&self, i: usize, e: &[f32], w: &mut [f32]) -> (f64, u64) {
-        let c = self.classes.id[i];
+        let c = self.classes.row(i);
         let mut bp: Option<(f32, usize)> = None;
         let mut bn: Option<(f32, usize)> = None;
+        // Square case: the diagonal is no candidate. With a reference set the self column
+        // competes for the farthest positive (PML mines before it removes self pairs) and the
+        // anchor is dropped when it wins (docs/REFERENCE_SETS.md 3.2).
+        let skip = self.classes.skip(i);
+        let competes = self.classes.is_rect();
         for (j, &v) in e.iter().enumerate() {
-            if j == i {
+            if j == skip && !competes {
                 continue;
             }
             if self.classes.id[j] == c {
@@ -278,6 +284,9 @@ impl Triplet<'_> {
         let (Some((ep, p)), Some((en, n))) = (bp, bn) else {
             return (0.0, 0);
         };
+        if competes && p == skip {
+            return (0.0, 0);
+        }
         let v = f64::from(ep) - f64::from(en) + self.margin;
         let (l, g) = if self.smooth {
             softplus_sigmoid(v)
