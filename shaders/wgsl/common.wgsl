@@ -10,7 +10,8 @@ struct Params {
     flags: u32,
     off: u32,
     u6: u32,
-    u7: u32,
+    // Columns of the N x M loss matrix (per-row weight kernels; M = N without a reference set).
+    cols: u32,
     f0: f32,
     f1: f32,
     f2: f32,
@@ -22,6 +23,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
+
+// The per-row weight kernels work on an N x M loss matrix (rows = the batch, columns = the batch
+// again or a reference set; P.n = N, P.cols = M) and bind `grp`, the packed labels:
+// grp[0..N) the group id of each row, grp[N..N+M) that of each column, grp[N+M..2N+M) the one
+// column each row excludes from its positives (its own copy: i in the square case, NO_COL = none).
+const NO_COL: u32 = 0xffffffffu;
 
 const WG: u32 = 256u;
 // Padding value for sort buffers: larger than any finite distance a kernel compares against.

@@ -1,4 +1,4 @@
-// Stage 3, contrastive: one workgroup per anchor row i of E (N x N, E = distance or -similarity).
+// Stage 3, contrastive: one workgroup per anchor row i of E (N x M, E = distance or -similarity).
 // Positive pair: relu(e - P.f0); negative pair: relu(P.f1 - e) (margins already sign-adjusted for
 // similarities). Writes raw weights (+1 / -1 for active pairs, 0 otherwise); the AvgNonZero
 // denominators are applied later by the chain kernel. Per row: loss sums and active counts.
@@ -17,16 +17,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let gi = grp[i];
+    let si = grp[n + nc + i];
     var lp = 0.0;
     var ln = 0.0;
     var cp = vec2<u32>(0u, 0u);
     var cn = vec2<u32>(0u, 0u);
-    for (var j = lid; j < n; j += WG) {
-        let v = e[i * n + j];
+    for (var j = lid; j < nc; j += WG) {
+        let v = e[i * nc + j];
         var wv = 0.0;
-        if (j != i) {
-            if (grp[j] == gi) {
+        if (j != si) {
+            if (grp[n + j] == gi) {
                 let l = v - P.f0;
                 if (l > 0.0) {
                     lp += l;
@@ -42,7 +44,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 }
             }
         }
-        w[i * n + j] = wv;
+        w[i * nc + j] = wv;
     }
     let slp = reduce_sum_f(lid, lp);
     let sln = reduce_sum_f(lid, ln);

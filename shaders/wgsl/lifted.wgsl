@@ -1,8 +1,14 @@
-// Stage 3b, lifted structure, one workgroup per row j. For each positive partner i:
-// L_ij = log(exp(lse_i) + exp(lse_j)), J = L_ij + e_ij - P.f1 (sign-adjusted pos_margin),
-// loss relu(J)^2 / 2, g = dL/dJ = relu(J) * P.f2 with P.f2 = 1 / (ordered positive pairs).
-// W[j,i] = g_ji; W[j,l] = -exp(P.f0 - e_jl - lse_j) * sum_i 2 g_ij exp(lse_j - L_ij) for negatives l
-// (both orderings of a pair put softmax weight on the row's negatives; J is symmetric).
+// Stage 3b, lifted structure, one workgroup per batch row k of E (N x M, P.cols = M). A positive
+// pair (i, j), j a column of row i other than its excluded one, has
+// L_ij = logaddexp(lse_i, lse'_j) (0 when both are empty), J = L_ij + e_ij - P.f1 (sign-adjusted
+// pos_margin), loss relu(J)^2 / 2, g = dL/dJ = relu(J) * P.f2 with P.f2 = 1 / (ordered positive
+// pairs). lse'_j is row j's own lse when j < N and j != i (PML's index aliasing, see
+// docs/REFERENCE_SETS.md 3.6; always, in the square case), else empty.
+// Row k writes W[k,j] = g_kj for its positives and, for its negatives l,
+// W[k,l] = -exp(P.f0 - e_kl - lse_k) * c_k with c_k = sum over the pairs whose LSE holds row k's
+// negatives of g exp(lse_k - L): its own pairs (k, j) and the pairs (i, k) aliased to it.
+// Square case (P.flags & 1 == 0): J is symmetric, so the aliased pairs give the same sum again
+// (c_k = 2 x own). Reference set (P.flags & 1): the pairs (i, k) are read from column k.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -11,65 +17,93 @@
 @group(0) @binding(5) var<storage, read_write> rstat: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rcnt: array<vec2<u32>>;
 
+// log(exp(a) + exp(b)) with -BIG meaning an empty set; 0 when both are empty.
+fn lae(a: f32, b: f32) -> f32 {
+    let mx = max(a, b);
+    if (mx <= -BIG) {
+        return 0.0;
+    }
+    var s = 0.0;
+    if (a > -BIG) {
+        s += exp(a - mx);
+    }
+    if (b > -BIG) {
+        s += exp(b - mx);
+    }
+    return mx + log(s);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let j = wg_index(wid, nwg);
-    if (j >= P.n) {
+    let k = wg_index(wid, nwg);
+    if (k >= P.n) {
         return;
     }
     let n = P.n;
-    let gj = grp[j];
-    let lj = lse[j];
+    let nc = P.cols;
+    let rect = (P.flags & 1u) != 0u;
+    let gk = grp[k];
+    let sk = grp[n + nc + k];
+    let lk = lse[k];
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
     var coef = 0.0;
-    for (var i = lid; i < n; i += WG) {
+    for (var j = lid; j < nc; j += WG) {
+        if (grp[n + j] != gk) {
+            continue;
+        }
         var wv = 0.0;
-        if (i != j && grp[i] == gj) {
-            let li = lse[i];
-            let mx = max(li, lj);
-            if (mx > -BIG) {
-                var s = 0.0;
-                if (li > -BIG) {
-                    s += exp(li - mx);
-                }
-                if (lj > -BIG) {
-                    s += exp(lj - mx);
-                }
-                let big_l = mx + log(s);
-                let jv = big_l + e[j * n + i] - P.f1;
-                if (jv > 0.0) {
-                    loss += 0.5 * jv * jv;
-                    cnt = add64u(cnt, 1u);
-                    let g = jv * P.f2;
-                    wv = g;
-                    if (lj > -BIG) {
-                        coef += 2.0 * g * exp(lj - big_l);
-                    }
+        if (j != sk) {
+            var lj = -BIG;
+            if (j < n && j != k) {
+                lj = lse[j];
+            }
+            let big_l = lae(lk, lj);
+            let jv = big_l + e[k * nc + j] - P.f1;
+            if (jv > 0.0) {
+                loss += 0.5 * jv * jv;
+                cnt = add64u(cnt, 1u);
+                let g = jv * P.f2;
+                wv = g;
+                if (lk > -BIG) {
+                    coef += g * exp(lk - big_l);
                 }
             }
         }
-        if (grp[i] == gj) {
-            w[j * n + i] = wv;
+        w[k * nc + j] = wv;
+    }
+    if (!rect) {
+        coef = 2.0 * coef;
+    } else if (k < nc && lk > -BIG) {
+        // The pairs (i, k) whose LSE aliases row k's negatives: column k, rows i != k.
+        let ck = grp[n + k];
+        for (var i = lid; i < n; i += WG) {
+            if (i != k && grp[i] == ck && grp[n + nc + i] != k) {
+                let big_l = lae(lse[i], lk);
+                let jv = big_l + e[i * nc + k] - P.f1;
+                if (jv > 0.0) {
+                    coef += jv * P.f2 * exp(lk - big_l);
+                }
+            }
         }
     }
     let c = reduce_sum_f(lid, coef);
-    for (var l = lid; l < n; l += WG) {
-        if (grp[l] != gj) {
+    for (var l = lid; l < nc; l += WG) {
+        if (grp[n + l] != gk) {
             var wv = 0.0;
             if (c != 0.0) {
-                wv = -c * exp(P.f0 - e[j * n + l] - lj);
+                wv = -c * exp(P.f0 - e[k * nc + l] - lk);
             }
-            w[j * n + l] = wv;
+            w[k * nc + l] = wv;
         }
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);
     if (lid == 0u) {
-        rstat[2u * j] = sl;
-        rstat[2u * j + 1u] = 0.0;
-        rcnt[2u * j] = sc;
-        rcnt[2u * j + 1u] = vec2<u32>(0u, 0u);
+        rstat[2u * k] = sl;
+        rstat[2u * k + 1u] = 0.0;
+        rcnt[2u * k] = sc;
+        rcnt[2u * k + 1u] = vec2<u32>(0u, 0u);
     }
 }

@@ -1,5 +1,6 @@
 // Stage 3a, lifted structure: per row i, lse_i = logsumexp over negatives k of (P.f0 - e_ik)
-// (P.f0 = sign-adjusted neg_margin); -BIG when the row has no negative. Workgroup per row.
+// (P.f0 = sign-adjusted neg_margin) over the row's M columns (P.cols); -BIG when the row has no
+// negative. Workgroup per row.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read> grp: array<u32>;
@@ -13,19 +14,20 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let gi = grp[i];
     var mx = -BIG;
-    for (var j = lid; j < n; j += WG) {
-        if (grp[j] != gi) {
-            mx = max(mx, P.f0 - e[i * n + j]);
+    for (var j = lid; j < nc; j += WG) {
+        if (grp[n + j] != gi) {
+            mx = max(mx, P.f0 - e[i * nc + j]);
         }
     }
     let rmx = reduce_max_f(lid, mx);
     var s = 0.0;
     if (rmx > -BIG) {
-        for (var j = lid; j < n; j += WG) {
-            if (grp[j] != gi) {
-                s += exp(P.f0 - e[i * n + j] - rmx);
+        for (var j = lid; j < nc; j += WG) {
+            if (grp[n + j] != gi) {
+                s += exp(P.f0 - e[i * nc + j] - rmx);
             }
         }
     }

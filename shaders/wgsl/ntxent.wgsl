@@ -6,7 +6,8 @@
 // kernel), W = dL/de = -tau dL/du:
 //   W[a,p] = sigmoid(LS_a - u_ap)          (= 1 - q_ap)
 //   W[a,n] = -softmax_N(u_a.)_n * sum_p sigmoid(LS_a - u_ap)
-// Per row: rstat = [sum_p l_ap, 0], rcnt = [|P(a)|, 0].
+// Per row: rstat = [sum_p l_ap, 0], rcnt = [|P(a)|, 0]. With a reference set E is N x M (P.cols = M)
+// and the row's own copy takes the place of the diagonal.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -22,21 +23,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let ga = grp[a];
+    let sa = grp[n + nc + a];
     // LS_a over the negatives.
     var mx = -BIG;
-    for (var j = lid; j < n; j += WG) {
-        if (grp[j] != ga) {
-            mx = max(mx, -e[a * n + j] * P.f0);
+    for (var j = lid; j < nc; j += WG) {
+        if (grp[n + j] != ga) {
+            mx = max(mx, -e[a * nc + j] * P.f0);
         }
     }
     mx = reduce_max_f(lid, mx);
     let has_neg = mx > -BIG;
     var s = 0.0;
     if (has_neg) {
-        for (var j = lid; j < n; j += WG) {
-            if (grp[j] != ga) {
-                s += exp(-e[a * n + j] * P.f0 - mx);
+        for (var j = lid; j < nc; j += WG) {
+            if (grp[n + j] != ga) {
+                s += exp(-e[a * nc + j] * P.f0 - mx);
             }
         }
     }
@@ -46,28 +49,28 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var loss = 0.0;
     var sig = 0.0;
     var cnt = 0u;
-    for (var j = lid; j < n; j += WG) {
-        if (j != a && grp[j] == ga) {
+    for (var j = lid; j < nc; j += WG) {
+        if (j != sa && grp[n + j] == ga) {
             cnt += 1u;
             var wv = 0.0;
             if (has_neg) {
-                let t = ls + e[a * n + j] * P.f0;
+                let t = ls + e[a * nc + j] * P.f0;
                 loss += softplus(t);
                 wv = sigmoid(t);
                 sig += wv;
             }
-            w[a * n + j] = wv;
+            w[a * nc + j] = wv;
         }
     }
     let rsig = reduce_sum_f(lid, sig);
     let rloss = reduce_sum_f(lid, loss);
     let rcnt_p = reduce_sum_u64(lid, vec2<u32>(cnt, 0u));
     // Negatives and the diagonal.
-    for (var j = lid; j < n; j += WG) {
-        if (grp[j] != ga) {
-            w[a * n + j] = -exp(-e[a * n + j] * P.f0 - ls) * rsig;
-        } else if (j == a) {
-            w[a * n + j] = 0.0;
+    for (var j = lid; j < nc; j += WG) {
+        if (grp[n + j] != ga) {
+            w[a * nc + j] = -exp(-e[a * nc + j] * P.f0 - ls) * rsig;
+        } else if (j == sa) {
+            w[a * nc + j] = 0.0;
         }
     }
     if (lid == 0u) {

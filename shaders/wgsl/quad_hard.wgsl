@@ -8,6 +8,8 @@
 // rows (lowest k on ties) is the pair. Loss terms and weights are formed on the host from these
 // O(N) values (see losses/quad_hard.rs).
 // Output per row: idx[4k..4k+3] = (p, l1, l2, 0) (0xffffffff = none), val = the matching e values.
+// E is N x M (P.cols = M; columns from a reference set). With P.flags & 4 the row's excluded column
+// competes for p_k (the host then drops the anchor when it wins, docs/REFERENCE_SETS.md 3.10).
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read> grp: array<u32>;
@@ -22,18 +24,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let gk = grp[k];
+    let sk = grp[n + nc + k];
+    let self_competes = (P.flags & 4u) != 0u;
     let none = 0xffffffffu;
     var bp = -BIG;
     var ip = none;
     var bn = -BIG;
     var inn = none;
-    for (var j = lid; j < n; j += WG) {
-        if (j == k) {
+    for (var j = lid; j < nc; j += WG) {
+        if (j == sk && !self_competes) {
             continue;
         }
-        let v = e[k * n + j];
-        if (grp[j] == gk) {
+        let v = e[k * nc + j];
+        if (grp[n + j] == gk) {
             if (ip == none || v > bp) {
                 bp = v;
                 ip = j;
@@ -47,14 +52,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let l1 = reduce_argmax(lid, bn, inn);
     var c1 = gk;
     if (l1 != none) {
-        c1 = grp[l1];
+        c1 = grp[n + l1];
     }
     var b2 = -BIG;
     var i2 = none;
-    for (var j = lid; j < n; j += WG) {
-        let g = grp[j];
+    for (var j = lid; j < nc; j += WG) {
+        let g = grp[n + j];
         if (g != gk && g != c1) {
-            let v = -e[k * n + j];
+            let v = -e[k * nc + j];
             if (i2 == none || v > b2) {
                 b2 = v;
                 i2 = j;
@@ -68,7 +73,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             idx[4u * k + t] = picked[t];
             var v = 0.0;
             if (picked[t] != none) {
-                v = e[k * n + picked[t]];
+                v = e[k * nc + picked[t]];
             }
             val[4u * k + t] = v;
         }

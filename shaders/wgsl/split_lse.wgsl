@@ -1,7 +1,8 @@
 // Stage 3 for the losses built from one log-sum-exp over a row's positives and one over its
 // negatives. One workgroup per anchor row i of E (N x N; E = distance or -similarity, so smaller is
-// closer). P(i) = {j != i : y_j = y_i}, N(i) = {j : y_j != y_i}. With per-entry logits lp_j (j in
-// P(i)) and ln_j (j in N(i)):
+// closer; N x M with a reference set, P.cols = M). P(i) = {j != i : y_j = y_i},
+// N(i) = {j : y_j != y_i} (with a reference set: column labels, and the row's own copy instead of
+// i). With per-entry logits lp_j (j in P(i)) and ln_j (j in N(i)):
 //   A = LSE_P(lp), B = LSE_N(ln)   (over {0} U the set when P.flags & 4: log(1 + sum exp))
 // and W[i,j] = dL/de_ij = dL/dA * softmax(lp)_j * dlp_j/de  (and likewise for B), where softmax is
 // exp(logit - A), so that with the {0} term it is PML's exp(x) / (1 + sum exp).
@@ -55,12 +56,13 @@ fn dlogit(pos: bool, v: f32) -> f32 {
     return select(-P.f1, P.f0, pos);
 }
 
-// 0 = not in the row's sets (the diagonal), 1 = positive, 2 = negative.
+// 0 = not in the row's sets (its excluded column: the diagonal, or its own copy in a reference
+// set), 1 = positive, 2 = negative.
 fn kind(i: u32, j: u32, gi: u32) -> u32 {
-    if (j == i) {
+    if (j == grp[P.n + P.cols + i]) {
         return 0u;
     }
-    return select(2u, 1u, grp[j] == gi);
+    return select(2u, 1u, grp[P.n + j] == gi);
 }
 
 @compute @workgroup_size(256)
@@ -70,7 +72,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (i >= P.n) {
         return;
     }
-    let n = P.n;
+    let nc = P.cols;
     let gi = grp[i];
     let add_one = (P.flags & 4u) != 0u;
     // Pass 1: the maxima of both logit sets and whether each set is empty.
@@ -78,13 +80,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var mn = -BIG;
     var cp = 0u;
     var cn = 0u;
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         let k = kind(i, j, gi);
         if (k == 1u) {
-            mp = max(mp, logit(true, e[i * n + j]));
+            mp = max(mp, logit(true, e[i * nc + j]));
             cp = 1u;
         } else if (k == 2u) {
-            mn = max(mn, logit(false, e[i * n + j]));
+            mn = max(mn, logit(false, e[i * nc + j]));
             cn = 1u;
         }
     }
@@ -99,12 +101,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // Pass 2: the sums of exp(logit - max).
     var sp = 0.0;
     var sn = 0.0;
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         let k = kind(i, j, gi);
         if (k == 1u) {
-            sp += exp(logit(true, e[i * n + j]) - mp);
+            sp += exp(logit(true, e[i * nc + j]) - mp);
         } else if (k == 2u) {
-            sn += exp(logit(false, e[i * n + j]) - mn);
+            sn += exp(logit(false, e[i * nc + j]) - mn);
         }
     }
     sp = reduce_sum_f(lid, sp);
@@ -145,16 +147,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         c0 = 1u;
     }
     // Pass 3: the weights.
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         let k = kind(i, j, gi);
-        let v = e[i * n + j];
+        let v = e[i * nc + j];
         var wv = 0.0;
         if (k == 1u && ga != 0.0) {
             wv = ga * exp(logit(true, v) - a) * dlogit(true, v);
         } else if (k == 2u && gb != 0.0) {
             wv = gb * exp(logit(false, v) - b) * dlogit(false, v);
         }
-        w[i * n + j] = wv;
+        w[i * nc + j] = wv;
     }
     if (lid == 0u) {
         rstat[2u * i] = loss;

@@ -5,7 +5,10 @@
 //   W[i,j] = [j in P(i)] / |P(i)| - softmax_{j != i}(u_i.)_j.
 // c = #{L_i > 0} = the rows with a positive (the host runs this kernel only when the batch has a
 // negative, so N >= 3 and L_i > 0 exactly; counted structurally, never from the rounded loss).
-// Per row: rstat = [L_i, 0], rcnt = [|P(i)| > 0, 0].
+// With a reference set (E is N x M, P.cols = M, the row's own copy replaces the diagonal) a row can
+// have positives and no negative: c = #{|P(i)| >= 1 and (a negative or |P(i)| >= 2)}
+// (docs/REFERENCE_SETS.md 3.8).
+// Per row: rstat = [L_i, 0], rcnt = [row counted, 0].
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -21,35 +24,40 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let gi = grp[i];
+    let si = grp[n + nc + i];
     // Pass 1: the row maximum of u over j != i and the number of positives.
     var mx = -BIG;
     var np = 0u;
-    for (var j = lid; j < n; j += WG) {
-        if (j != i) {
-            mx = max(mx, -e[i * n + j] * P.f0);
-            if (grp[j] == gi) {
+    var nall = 0u;
+    for (var j = lid; j < nc; j += WG) {
+        if (j != si) {
+            mx = max(mx, -e[i * nc + j] * P.f0);
+            nall += 1u;
+            if (grp[n + j] == gi) {
                 np += 1u;
             }
         }
     }
     mx = reduce_max_f(lid, mx);
     let npos = f32(reduce_sum_u64(lid, vec2<u32>(np, 0u)).x);
+    let nneg = f32(reduce_sum_u64(lid, vec2<u32>(nall, 0u)).x) - npos;
     // Pass 2: LSE = mx + log(t + r), t = #{u = mx}, r = sum over u < mx of e^(u - mx), so that
     // log(1 + r) keeps tiny r; q = sum_p (mx - u_p) >= 0. L_i = log(t + r) + q / |P| is then a sum
     // of non-negative terms, free of cancellation.
     var r = 0.0;
     var t = 0.0;
     var q = 0.0;
-    for (var j = lid; j < n; j += WG) {
-        if (j != i) {
-            let u = -e[i * n + j] * P.f0 - mx;
+    for (var j = lid; j < nc; j += WG) {
+        if (j != si) {
+            let u = -e[i * nc + j] * P.f0 - mx;
             if (u < 0.0) {
                 r += exp(u);
             } else {
                 t += 1.0;
             }
-            if (grp[j] == gi) {
+            if (grp[n + j] == gi) {
                 q -= u;
             }
         }
@@ -62,7 +70,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         log_s = log1p_f(r);
     }
     var loss = 0.0;
-    let live = npos > 0.0;
+    // A row with one positive and no negative has L_i = 0 exactly (and zero weights): not counted.
+    let live = npos > 0.0 && (nneg > 0.0 || npos >= 2.0);
     if (live) {
         loss = log_s + q / npos;
     }
@@ -70,17 +79,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // Pass 3: W[i,j] = [j in P(i)] / |P(i)| - softmax_j; for the lone positive at the strict
     // maximum, 1 - 1 / (1 + r) = r / (1 + r) directly.
     let lone = npos == 1.0 && q == 0.0 && t == 1.0;
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
-        if (live && j != i) {
-            let pos = grp[j] == gi;
+        if (live && j != si) {
+            let pos = grp[n + j] == gi;
             if (pos && lone) {
                 wv = r / (1.0 + r);
             } else {
-                wv = select(0.0, 1.0 / npos, pos) - exp(-e[i * n + j] * P.f0 - lse);
+                wv = select(0.0, 1.0 / npos, pos) - exp(-e[i * nc + j] * P.f0 - lse);
             }
         }
-        w[i * n + j] = wv;
+        w[i * nc + j] = wv;
     }
     if (lid == 0u) {
         rstat[2u * i] = select(0.0, loss, live);

@@ -1,6 +1,8 @@
 // Stage 3, batch-hard triplet: per anchor its farthest positive (max e) and nearest negative
 // (min e), ties to the smaller index; relu, or softplus when P.flags & 2. Writes raw weights.
-// P.f0 = margin.
+// P.f0 = margin. With P.flags & 4 (a reference set) the row's excluded column competes for the
+// farthest positive, and the anchor is dropped when it wins (PML mines before it removes self
+// comparisons; docs/REFERENCE_SETS.md 3.2). E is N x M (P.cols = M).
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -16,19 +18,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let gi = grp[i];
+    let si = grp[n + nc + i];
+    let self_competes = (P.flags & 4u) != 0u;
     let none = 0xffffffffu;
     var bp = -BIG;
     var ip = none;
     var bn = -BIG;
     var inn = none;
-    for (var j = lid; j < n; j += WG) {
-        w[i * n + j] = 0.0;
-        if (j == i) {
+    for (var j = lid; j < nc; j += WG) {
+        w[i * nc + j] = 0.0;
+        if (j == si && !self_competes) {
             continue;
         }
-        let v = e[i * n + j];
-        if (grp[j] == gi) {
+        let v = e[i * nc + j];
+        if (grp[n + j] == gi) {
             if (ip == none || v > bp) {
                 bp = v;
                 ip = j;
@@ -44,8 +49,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (lid == 0u) {
         var loss = 0.0;
         var c = 0u;
-        if (p != none && q != none) {
-            let z = e[i * n + p] - e[i * n + q] + P.f0;
+        if (p != none && q != none && p != si) {
+            let z = e[i * nc + p] - e[i * nc + q] + P.f0;
             var g = 0.0;
             if ((P.flags & 2u) != 0u) {
                 loss = softplus(z);
@@ -56,8 +61,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 g = 1.0;
                 c = 1u;
             }
-            w[i * n + p] = g;
-            w[i * n + q] = -g;
+            w[i * nc + p] = g;
+            w[i * nc + q] = -g;
         }
         rstat[2u * i] = loss;
         rstat[2u * i + 1u] = 0.0;

@@ -1,6 +1,6 @@
 // Stage 3, smooth (softplus) triplet over all (P.flags & 1 == 0) or semihard (P.flags & 1)
 // triplets. Softplus is not piecewise linear, so there is no counting shortcut: one workgroup per
-// anchor loops over positives x negatives (O(N^2) per anchor, no triplet storage).
+// anchor loops over positives x negatives (O(M^2) per anchor, E is N x M, no triplet storage).
 // Writes raw weights W[a,p] = sum_n sigmoid(v), W[a,n] = -sum_p sigmoid(v). P.f0 = margin.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
@@ -25,20 +25,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let n = P.n;
+    let nc = P.cols;
     let m = P.f0;
     let gi = grp[i];
+    let si = grp[n + nc + i];
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
-        if (j != i) {
-            let v = e[i * n + j];
-            let pos = grp[j] == gi;
-            for (var o = 0u; o < n; o++) {
-                if (o == i || (grp[o] == gi) == pos) {
+        if (j != si) {
+            let v = e[i * nc + j];
+            let pos = grp[n + j] == gi;
+            for (var o = 0u; o < nc; o++) {
+                if (o == si || (grp[n + o] == gi) == pos) {
                     continue;
                 }
-                let u = e[i * n + o];
+                let u = e[i * nc + o];
                 if (pos) {
                     if (mined(v, u)) {
                         let z = v - u + m;
@@ -51,7 +53,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 }
             }
         }
-        w[i * n + j] = wv;
+        w[i * nc + j] = wv;
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

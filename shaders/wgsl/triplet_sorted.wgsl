@@ -1,11 +1,11 @@
 // Stage 3, hinge triplet over all (P.flags & 1 == 0) or semihard (P.flags & 1) triplets, exact
 // without enumerating triplets: per anchor, its positive and negative values are bitonic-sorted in
-// a global scratch slot (2 x P.k floats, P.k = next power of two >= N), then every positive counts
+// a global scratch slot (2 x P.k floats, P.k = next power of two >= M), then every positive counts
 // its active negatives and every negative its active positives by binary search.
 // Triplet (a, p, n) is active when e_an < e_ap + margin (and, semihard, e_ap < e_an).
 // Loss sum per anchor = sum_p c_p (e_ap + m) - sum_n k_n e_an (both sides count the same set).
 // Writes raw weights W[a,p] = c_p, W[a,n] = -k_n. One workgroup per anchor of the chunk
-// starting at row P.off. P.n = N, P.f0 = margin.
+// starting at row P.off. P.n = N, P.cols = M (E is N x M), P.f0 = margin.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -73,15 +73,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let semihard = (P.flags & 1u) != 0u;
     let nb = slot * 2u * p2;
     let pb = nb + p2;
+    let nc = P.cols;
     let gi = grp[i];
+    let si = grp[n + nc + i];
 
     // Fill: negatives in [nb, nb + p2), positives in [pb, pb + p2), BIG elsewhere.
     for (var j = lid; j < p2; j += WG) {
         var nv = BIG;
         var pv = BIG;
-        if (j < n && j != i) {
-            let v = e[i * n + j];
-            if (grp[j] == gi) {
+        if (j < nc && j != si) {
+            let v = e[i * nc + j];
+            if (grp[n + j] == gi) {
                 pv = v;
             } else {
                 nv = v;
@@ -123,11 +125,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
-        if (j != i) {
-            let v = e[i * n + j];
-            if (grp[j] == gi) {
+        if (j != si) {
+            let v = e[i * nc + j];
+            if (grp[n + j] == gi) {
                 let t = v + m;
                 var c = count_less(nb, nneg, t);
                 if (semihard) {
@@ -149,7 +151,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 wv = -f32(kk);
             }
         }
-        w[i * n + j] = wv;
+        w[i * nc + j] = wv;
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

@@ -81,14 +81,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let p2 = min(P.k, LOCAL_LEN);
     let m = P.f0;
     let semihard = (P.flags & 1u) != 0u;
+    let nc = P.cols;
     let gi = grp[i];
+    let si = grp[n + nc + i];
 
     for (var j = lid; j < p2; j += WG) {
         var nv = BIG;
         var pv = BIG;
-        if (j < n && j != i) {
-            let v = e[i * n + j];
-            if (grp[j] == gi) {
+        if (j < nc && j != si) {
+            let v = e[i * nc + j];
+            if (grp[n + j] == gi) {
                 pv = v;
             } else {
                 nv = v;
@@ -128,11 +130,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
-    for (var j = lid; j < n; j += WG) {
+    for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
-        if (j != i) {
-            let v = e[i * n + j];
-            if (grp[j] == gi) {
+        if (j != si) {
+            let v = e[i * nc + j];
+            if (grp[n + j] == gi) {
                 let t = v + m;
                 var c = neg_less(nneg, t);
                 if (semihard) {
@@ -153,7 +155,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 wv = -f32(kk);
             }
         }
-        w[i * n + j] = wv;
+        w[i * nc + j] = wv;
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

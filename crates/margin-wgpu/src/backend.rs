@@ -13,7 +13,9 @@ use margin_core::{
 /// reused across calls. Buffers are f32 storage buffers (`STORAGE | COPY_SRC | COPY_DST`).
 #[derive(Debug)]
 pub struct WgpuBackend {
-    gpu: Gpu,
+    pub(crate) gpu: Gpu,
+    /// The fused k-nearest-neighbour pipelines, built on first use (crate::knn).
+    pub(crate) knn: crate::knn::KnnCache,
     name: String,
 }
 
@@ -42,6 +44,7 @@ impl WgpuBackend {
         let gpu = Gpu::new(&a, tiling)?;
         Ok(Self {
             gpu,
+            knn: Default::default(),
             name: format!("wgpu ({}, {:?})", info.name, info.backend),
         })
     }
@@ -111,12 +114,6 @@ impl Backend for WgpuBackend {
         center_grad: Option<&mut wgpu::Buffer>,
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
-        if input.reference.is_some() {
-            return Err(MarginError::config(format!(
-                "reference sets are not implemented on this backend yet ({})",
-                loss.kind()
-            )));
-        }
         let (n, d) = (input.n, input.d);
         let gpu = &self.gpu;
         gpu.scoped(|| match loss {
@@ -139,7 +136,16 @@ impl Backend for WgpuBackend {
             Loss::NPair(_) => {
                 losses::npair_loss(gpu, loss, input.embeddings, n, d, input.labels, grad)
             }
-            _ => losses::square_loss(gpu, loss, input.embeddings, n, d, input.labels, grad),
+            _ => losses::square_loss(
+                gpu,
+                loss,
+                input.embeddings,
+                n,
+                d,
+                input.labels,
+                input.reference,
+                grad,
+            ),
         })
     }
 

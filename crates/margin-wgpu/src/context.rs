@@ -20,7 +20,8 @@ pub struct Params {
     pub flags: u32,
     pub off: u32,
     pub u6: u32,
-    pub u7: u32,
+    /// Columns of the loss matrix (M with a reference set, else N) for the per-row weight kernels.
+    pub cols: u32,
     pub f: [f32; 8],
 }
 

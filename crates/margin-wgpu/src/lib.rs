@@ -9,12 +9,20 @@
 //! workgroup per row with its log-sum-exps; hard-mined quadruplet reads back O(N) per-row
 //! candidates and forms its few non-zero weights on the host.
 //!
+//! Reference sets (docs/REFERENCE_SETS.md): the same kernels run on the N x M matrix between the
+//! batch and the reference rows, told the column labels and each row's excluded column (its own
+//! copy); PML's lifted-structure index aliasing and its mine-then-remove-self rule for batch-hard
+//! triplet and quadruplet are reproduced. The chain then has no `W + Wᵀ`: the gradient reaches the
+//! batch only, as for triplet-center's embeddings.
+//!
 //! * [`WgpuBackend`]: implements [`margin_core::Backend`] with `Buffer = wgpu::Buffer`.
 //! * [`list_adapters`]: what `margin devices` prints.
 //!
-//! Memory: a loss over N rows keeps two N x N f32 matrices on the device (E, the distances, and
-//! W, their weights, which become the gradient multiplier in place); quadruplet adds four sort
-//! buffers of `next_power_of_two(N^2)` values (mining all; hard mining needs O(N) more). Each must fit one storage binding; when the
+//! Memory: a loss over N rows keeps two N x N f32 matrices (N x M with a reference set) on the
+//! device (E, the distances, and W, their weights, which become the gradient multiplier in
+//! place); quadruplet adds four sort buffers of `next_power_of_two(N^2)` values (`N M` with a
+//! reference set, two of them twice as long; mining all; hard mining needs O(N) more). Each must
+//! fit one storage binding; when the
 //! adapter's binding limit is smaller the call returns `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 
@@ -22,6 +30,7 @@ mod adapter;
 mod backend;
 mod context;
 pub mod kernels;
+mod knn;
 mod losses;
 mod stages;
 

@@ -160,7 +160,9 @@ pub fn chain_square(
     b.run(&gpu.kernels.chain_square, p, &[w, e], tiles(n, n))
 }
 
-/// In place, elementwise: W (nq x nr) -> chain(W).
+/// In place, elementwise: W (nq x nr) -> chain(scale(W)), positive entries scaled by `s_pos` and
+/// negative ones by `s_neg` (no transpose: the columns are another row set).
+#[allow(clippy::too_many_arguments)]
 pub fn chain_cross(
     gpu: &Gpu,
     b: &mut Batch<'_>,
@@ -169,6 +171,8 @@ pub fn chain_cross(
     nq: usize,
     nr: usize,
     mode: u32,
+    s_pos: f32,
+    s_neg: f32,
 ) -> Result<()> {
     let mut p = Params {
         n: u32_of(nq, "rows")?,
@@ -176,8 +180,8 @@ pub fn chain_cross(
         flags: mode,
         ..Default::default()
     };
-    p.f[0] = 1.0;
-    p.f[1] = 1.0;
+    p.f[0] = s_pos;
+    p.f[1] = s_neg;
     b.run(&gpu.kernels.chain_cross, p, &[w, e], per_thread(nq * nr))
 }
 

@@ -10,15 +10,16 @@ use margin_core::{Loss, LossStats, Metric, Result};
 use wgpu::Buffer;
 
 /// Rows of one side: normalized values and squared norms.
-struct Side<'a> {
-    xh: &'a Buffer,
-    sq: &'a Buffer,
-    rows: usize,
+pub(super) struct Side<'a> {
+    pub xh: &'a Buffer,
+    pub sq: &'a Buffer,
+    pub rows: usize,
 }
 
-/// Records `G_q` into `gq` and, when given, `G_r` into `gr`, from the chained W' (nq x nr).
+/// Records `G_q` into `gq` and, when given, `G_r` into `gr`, from the chained W' (nq x nr). A loss
+/// against a reference set passes no `gr` (the reference is a constant).
 #[allow(clippy::too_many_arguments)]
-fn cross_products(
+pub(super) fn cross_products(
     gpu: &Gpu,
     b: &mut Batch<'_>,
     metric: Metric,
@@ -35,7 +36,9 @@ fn cross_products(
     let cs = gpu.scratch("cs", r.rows)?;
     if distance {
         stages::row_sums(gpu, b, w, q.rows, r.rows, &rs)?;
-        stages::col_sums(gpu, b, w, q.rows, r.rows, &cs)?;
+        if gr.is_some() {
+            stages::col_sums(gpu, b, w, q.rows, r.rows, &cs)?;
+        }
     }
     stages::matmul(
         gpu,
@@ -154,7 +157,17 @@ pub(crate) fn triplet_center_loss(
     let active: u64 = (0..n).map(|i| u64::from(cnt[4 * i])).sum();
 
     let mut b = gpu.batch();
-    stages::chain_cross(gpu, &mut b, &w, &e, n, k, stages::chain_mode(metric))?;
+    stages::chain_cross(
+        gpu,
+        &mut b,
+        &w,
+        &e,
+        n,
+        k,
+        stages::chain_mode(metric),
+        1.0,
+        1.0,
+    )?;
     cross_products(gpu, &mut b, metric, &w, &q, &r, d, grad, center_grad)?;
     if on {
         stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
@@ -259,7 +272,17 @@ pub(crate) fn npair_loss(
         &[&e, &w, &rstat],
         Groups::Linear(k as u64),
     )?;
-    stages::chain_cross(gpu, &mut b, &w, &e, k, k, stages::chain_mode(metric))?;
+    stages::chain_cross(
+        gpu,
+        &mut b,
+        &w,
+        &e,
+        k,
+        k,
+        stages::chain_mode(metric),
+        1.0,
+        1.0,
+    )?;
     cross_products(gpu, &mut b, metric, &w, &q, &r, d, &ga, Some(&gp))?;
     stages::gather(gpu, &mut b, &ga, &ia, grad, k, d, true)?;
     stages::gather(gpu, &mut b, &gp, &ip, grad, k, d, true)?;

@@ -1,6 +1,6 @@
-//! Stage 3 and the orchestration of a whole loss call. Losses over the N x N matrix share
-//! [`square_loss`]; triplet-center (N x K) and n-pair (k x k between anchors and positives) have
-//! their own paths in [`cross`].
+//! Stage 3 and the orchestration of a whole loss call. Losses over the N x N matrix, or the N x M
+//! matrix against a reference set, share [`square_loss`]; triplet-center (N x K) and n-pair (k x k
+//! between anchors and positives) have their own paths in [`cross`].
 
 mod cross;
 mod quad_hard;
@@ -10,41 +10,122 @@ mod triplet;
 
 use crate::context::{Gpu, Groups, Params};
 use crate::stages::{self, PairMode, Product};
-use margin_core::{Loss, LossStats, Metric, Result};
+use margin_core::{DeviceReference, Loss, LossStats, Metric, Result};
 use std::collections::HashMap;
 use wgpu::Buffer;
 
 pub(crate) use cross::{npair_loss, triplet_center_loss};
 
-/// Labels re-encoded as dense group ids (in order of first appearance) with group sizes.
+/// The labels of the N x M loss matrix as dense group ids (in order of first appearance over the
+/// rows, then the columns), with the one column each row excludes from its positives: the diagonal
+/// in the square case, the row's own copy (or none) with a reference set.
 #[derive(Debug)]
-pub(crate) struct LabelGroups {
-    pub ids: Vec<u32>,
-    pub sizes: Vec<u64>,
+pub(crate) struct Layout {
+    pub n: usize,
+    pub m: usize,
+    /// True with a reference set (columns are not the rows).
+    pub rect: bool,
+    /// Group id of each row.
+    pub rows: Vec<u32>,
+    /// Group id of each column.
+    pub cols: Vec<u32>,
+    /// Excluded column of each row ([`NONE`] = none).
+    pub sigma: Vec<u32>,
+    /// Number of distinct labels.
+    pub classes: usize,
+    /// Per group: rows, columns, and rows with an excluded column.
+    pub row_count: Vec<u64>,
+    pub col_count: Vec<u64>,
+    pub self_count: Vec<u64>,
 }
 
-impl LabelGroups {
-    pub fn new(labels: &[i64]) -> Self {
+/// No excluded column (`NO_COL` in the shaders, `margin_core::NO_SELF`).
+pub(crate) const NONE: u32 = u32::MAX;
+
+impl Layout {
+    /// The N x N case: columns are the rows, row i excludes column i.
+    pub fn square(labels: &[i64]) -> Self {
+        let n = labels.len();
+        let sigma = (0..n as u32).collect();
+        Self::build(labels, labels, sigma, false)
+    }
+
+    /// A batch against a reference set with `ref_labels`, excluding `self_index`.
+    pub fn rect(labels: &[i64], ref_labels: &[i64], self_index: Option<&[u32]>) -> Self {
+        let sigma = match self_index {
+            Some(s) => s.to_vec(),
+            None => vec![NONE; labels.len()],
+        };
+        Self::build(labels, ref_labels, sigma, true)
+    }
+
+    fn build(labels: &[i64], ref_labels: &[i64], sigma: Vec<u32>, rect: bool) -> Self {
         let mut map = HashMap::new();
-        let mut sizes = Vec::new();
-        let ids = labels
-            .iter()
-            .map(|l| {
-                let next = map.len() as u32;
-                let id = *map.entry(*l).or_insert(next);
-                if id as usize == sizes.len() {
-                    sizes.push(0);
-                }
-                sizes[id as usize] += 1;
-                id
-            })
-            .collect();
-        Self { ids, sizes }
+        let mut id = |l: i64| {
+            let next = map.len() as u32;
+            *map.entry(l).or_insert(next)
+        };
+        let rows: Vec<u32> = labels.iter().map(|&l| id(l)).collect();
+        let cols: Vec<u32> = ref_labels.iter().map(|&l| id(l)).collect();
+        let classes = map.len();
+        let mut row_count = vec![0u64; classes];
+        let mut col_count = vec![0u64; classes];
+        let mut self_count = vec![0u64; classes];
+        for (i, &g) in rows.iter().enumerate() {
+            row_count[g as usize] += 1;
+            if sigma.get(i).is_some_and(|&s| s != NONE) {
+                self_count[g as usize] += 1;
+            }
+        }
+        for &g in &cols {
+            col_count[g as usize] += 1;
+        }
+        Self {
+            n: rows.len(),
+            m: cols.len(),
+            rect,
+            rows,
+            cols,
+            sigma,
+            classes,
+            row_count,
+            col_count,
+            self_count,
+        }
+    }
+
+    /// Ordered positive pairs of group g (rows of label g x their positive columns).
+    pub fn positive_pairs_of(&self, g: usize) -> u64 {
+        (self.row_count[g] * self.col_count[g]).saturating_sub(self.self_count[g])
+    }
+
+    /// Negative pairs whose row has label g.
+    pub fn negative_rows_of(&self, g: usize) -> u64 {
+        self.row_count[g] * (self.m as u64 - self.col_count[g])
+    }
+
+    /// Negative pairs whose column has label g.
+    pub fn negative_cols_of(&self, g: usize) -> u64 {
+        self.col_count[g] * (self.n as u64 - self.row_count[g])
     }
 
     /// Number of ordered positive pairs.
     pub fn positive_pairs(&self) -> u64 {
-        self.sizes.iter().map(|s| s * s.saturating_sub(1)).sum()
+        (0..self.classes).map(|g| self.positive_pairs_of(g)).sum()
+    }
+
+    /// Number of negative pairs.
+    pub fn negative_pairs(&self) -> u64 {
+        (0..self.classes).map(|g| self.negative_rows_of(g)).sum()
+    }
+
+    /// The packed label buffer of the weight kernels: rows, columns, excluded columns.
+    pub fn packed(&self) -> Vec<u32> {
+        let mut v = Vec::with_capacity(2 * self.n + self.m);
+        v.extend_from_slice(&self.rows);
+        v.extend_from_slice(&self.cols);
+        v.extend_from_slice(&self.sigma);
+        v
     }
 }
 
@@ -55,17 +136,19 @@ pub(crate) struct RowTotals {
     pub count: [u64; 2],
 }
 
-/// Buffers shared by the weight kernels of one call.
+/// Buffers shared by the weight kernels of one call: the N x M matrices E and W (M = N without a
+/// reference set), the packed labels and the per-row results.
 pub(crate) struct Square<'a> {
     pub gpu: &'a Gpu,
     pub n: usize,
+    pub m: usize,
     pub metric: Metric,
     pub e: Buffer,
     pub w: Buffer,
     pub grp: Buffer,
     pub rstat: Buffer,
     pub rcnt: Buffer,
-    pub groups: LabelGroups,
+    pub layout: Layout,
 }
 
 impl Square<'_> {
@@ -98,6 +181,23 @@ impl Square<'_> {
     pub fn rows(&self) -> Groups {
         Groups::Linear(self.n as u64)
     }
+
+    /// The parameter block with the matrix shape set (`n` = N, `cols` = M).
+    pub fn params(&self) -> Params {
+        Params {
+            n: self.n as u32,
+            cols: self.m as u32,
+            ..Default::default()
+        }
+    }
+
+    /// Zero weights and nothing active.
+    pub fn nothing(&self) -> Result<(LossStats, f32, f32)> {
+        let mut b = self.gpu.batch();
+        b.clear(&self.w);
+        b.submit();
+        Ok((LossStats::empty(), 0.0, 0.0))
+    }
 }
 
 /// `sum / count`, 0 when nothing is active (AvgNonZero / Mean).
@@ -114,7 +214,27 @@ pub(crate) fn inv(count: u64) -> f32 {
     }
 }
 
-/// A loss over the N x N matrix (every loss but triplet-center and n-pair): stages 1-5.
+/// Rule 2.3 of docs/REFERENCE_SETS.md: the pair losses give 0 when there is at most one positive
+/// and at most one negative pair (never the case in the square case, where pair counts are even).
+fn tiny_pair_set(loss: &Loss, layout: &Layout) -> bool {
+    let pair_loss = matches!(
+        loss,
+        Loss::Contrastive(_)
+            | Loss::LiftedStructure(_)
+            | Loss::MultiSimilarity(_)
+            | Loss::Circle(_)
+            | Loss::NTXent(_)
+            | Loss::SupCon(_)
+            | Loss::GeneralizedLiftedStructure(_)
+    );
+    pair_loss && layout.positive_pairs() <= 1 && layout.negative_pairs() <= 1
+}
+
+/// A loss over the N x N matrix, or over the N x M matrix against a reference set (every loss but
+/// triplet-center and n-pair): stages 1-5. With a reference set R is normalized without a
+/// gradient, the chain has no `W + W^T` and the gradient is for the batch only
+/// (docs/REFERENCE_SETS.md section 6).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn square_loss(
     gpu: &Gpu,
     loss: &Loss,
@@ -122,36 +242,57 @@ pub(crate) fn square_loss(
     n: usize,
     d: usize,
     labels: &[i64],
+    reference: Option<DeviceReference<'_, Buffer>>,
     grad: &Buffer,
 ) -> Result<LossStats> {
     let metric = loss.metric();
-    gpu.check_size("the N x N distance matrix", (n as u64) * (n as u64) * 4)?;
-    let groups = LabelGroups::new(labels);
+    let layout = match &reference {
+        None => Layout::square(labels),
+        Some(r) => Layout::rect(labels, r.labels, r.self_index),
+    };
+    let m = layout.m;
+    gpu.check_size("the N x M distance matrix", (n as u64) * (m as u64) * 4)?;
+    stages::u32_of(2 * n + m, "the label count")?;
+    if layout.rect && tiny_pair_set(loss, &layout) {
+        let mut b = gpu.batch();
+        b.clear(grad);
+        b.submit();
+        return Ok(LossStats::empty());
+    }
     let xh = gpu.scratch("xh", n * d)?;
     let norms = gpu.scratch("norms", n)?;
     let sq = gpu.scratch("sq", n)?;
     let sq_ = Square {
         gpu,
         n,
+        m,
         metric,
-        e: gpu.scratch("e", n * n)?,
-        w: gpu.scratch("w", n * n)?,
-        grp: gpu.upload("groups", &groups.ids)?,
+        e: gpu.scratch("e", n * m)?,
+        w: gpu.scratch("w", n * m)?,
+        grp: gpu.upload("groups", &layout.packed())?,
         rstat: gpu.scratch("rstat", 2 * n)?,
         rcnt: gpu.scratch("rcnt", 4 * n)?,
-        groups,
+        layout,
     };
+    let on = metric.normalizes();
     let mut b = gpu.batch();
-    stages::normalize(gpu, &mut b, x, n, d, metric.normalizes(), &xh, &norms, &sq)?;
-    stages::pairwise(
-        gpu,
-        &mut b,
-        (&xh, &sq, n),
-        (&xh, &sq, n),
-        d,
-        PairMode::for_loss(metric),
-        &sq_.e,
-    )?;
+    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
+    let mode = PairMode::for_loss(metric);
+    // The reference rows, normalized (no gradient flows into them).
+    let reference_rows = match &reference {
+        None => {
+            stages::pairwise(gpu, &mut b, (&xh, &sq, n), (&xh, &sq, n), d, mode, &sq_.e)?;
+            None
+        }
+        Some(r) => {
+            let rh = gpu.scratch("ch", m * d)?;
+            let rn = gpu.scratch("cnorms", m)?;
+            let rs = gpu.scratch("csq", m)?;
+            stages::normalize(gpu, &mut b, r.embeddings, m, d, on, &rh, &rn, &rs)?;
+            stages::pairwise(gpu, &mut b, (&xh, &sq, n), (&rh, &rs, m), d, mode, &sq_.e)?;
+            Some((rh, rs))
+        }
+    };
     b.submit();
 
     let (stats, s_pos, s_neg) = match loss {
@@ -175,31 +316,49 @@ pub(crate) fn square_loss(
     };
 
     let mut b = gpu.batch();
-    let mode = stages::chain_mode(metric);
-    stages::chain_square(gpu, &mut b, &sq_.w, &sq_.e, n, mode, s_pos, s_neg)?;
-    let rs = gpu.scratch("rs", n)?;
-    let distance = !metric.is_similarity();
-    if distance {
-        stages::row_sums(gpu, &mut b, &sq_.w, n, n, &rs)?;
+    let chain = stages::chain_mode(metric);
+    match &reference_rows {
+        None => {
+            stages::chain_square(gpu, &mut b, &sq_.w, &sq_.e, n, chain, s_pos, s_neg)?;
+            let rs = gpu.scratch("rs", n)?;
+            let distance = !metric.is_similarity();
+            if distance {
+                stages::row_sums(gpu, &mut b, &sq_.w, n, n, &rs)?;
+            }
+            stages::matmul(
+                gpu,
+                &mut b,
+                &Product {
+                    a: &sq_.w,
+                    transposed: false,
+                    b: &xh,
+                    rs: &rs,
+                    x: &xh,
+                    out: grad,
+                    rows: n,
+                    cols: d,
+                    inner: n,
+                    alpha: if distance { -1.0 } else { 1.0 },
+                    beta: if distance { 1.0 } else { 0.0 },
+                },
+            )?;
+        }
+        Some((rh, rs)) => {
+            stages::chain_cross(gpu, &mut b, &sq_.w, &sq_.e, n, m, chain, s_pos, s_neg)?;
+            let q = cross::Side {
+                xh: &xh,
+                sq: &sq,
+                rows: n,
+            };
+            let r = cross::Side {
+                xh: rh,
+                sq: rs,
+                rows: m,
+            };
+            cross::cross_products(gpu, &mut b, metric, &sq_.w, &q, &r, d, grad, None)?;
+        }
     }
-    stages::matmul(
-        gpu,
-        &mut b,
-        &Product {
-            a: &sq_.w,
-            transposed: false,
-            b: &xh,
-            rs: &rs,
-            x: &xh,
-            out: grad,
-            rows: n,
-            cols: d,
-            inner: n,
-            alpha: if distance { -1.0 } else { 1.0 },
-            beta: if distance { 1.0 } else { 0.0 },
-        },
-    )?;
-    if metric.normalizes() {
+    if on {
         stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
     }
     b.submit();
@@ -207,10 +366,7 @@ pub(crate) fn square_loss(
 }
 
 fn contrastive(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {
-    let mut p = Params {
-        n: s.n as u32,
-        ..Default::default()
-    };
+    let mut p = s.params();
     p.f[0] = (s.sign() * pos) as f32;
     p.f[1] = (s.sign() * neg) as f32;
     let mut b = s.gpu.batch();
@@ -231,12 +387,13 @@ fn contrastive(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f3
 }
 
 fn lifted(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {
-    let pairs = s.groups.positive_pairs();
+    let pairs = s.layout.positive_pairs();
+    if pairs == 0 || s.layout.negative_pairs() == 0 {
+        return s.nothing();
+    }
     let lse = s.gpu.scratch("lse", s.n)?;
-    let mut p = Params {
-        n: s.n as u32,
-        ..Default::default()
-    };
+    let mut p = s.params();
+    p.flags = u32::from(s.layout.rect);
     p.f[0] = (s.sign() * neg) as f32;
     p.f[1] = (s.sign() * pos) as f32;
     p.f[2] = inv(pairs);

@@ -7,6 +7,9 @@
 //! nearest l whose label is neither the row's nor y_l1 (l2). Everything after that is O(N) on the
 //! host: the per-class best pair, the terms in f64, and the at most 3N non-zero weights, which
 //! scatter.wgsl writes into the zeroed W (already divided by the AvgNonZero counts).
+//!
+//! With a reference set everything is read from the N x M matrix: k is a batch row, l a reference
+//! column, and an anchor whose own copy wins p* has no term (docs/REFERENCE_SETS.md 3.10).
 
 use super::Square;
 use crate::context::{Groups, Params};
@@ -50,12 +53,18 @@ fn better(a: (f32, usize), b: Option<(f32, usize, u32)>) -> bool {
 
 /// Per class c: the nearest ordered pair (k, l) with `y_k != y_l` and both labels `!= c`, as
 /// (value, k, l). Row k (label != c) offers (e_kl1, l1) when `y_l1 != c`, else (e_kl2, l2).
-fn best_pairs(rows: &[Row], ids: &[u32], classes: usize) -> Vec<Option<(f32, usize, u32)>> {
+/// `ids` are the rows' group ids, `col_ids` the columns'.
+fn best_pairs(
+    rows: &[Row],
+    ids: &[u32],
+    col_ids: &[u32],
+    classes: usize,
+) -> Vec<Option<(f32, usize, u32)>> {
     let mut best: Vec<Option<(f32, usize, u32)>> = vec![None; classes];
     // Offers of (v2, l2), grouped by the class they serve (y_l1).
     for (k, r) in rows.iter().enumerate() {
         if let (Some((l1, _)), Some((l2, v2))) = (r.l1, r.l2) {
-            let c = ids[l1 as usize] as usize;
+            let c = col_ids[l1 as usize] as usize;
             if better((v2, k), best[c]) {
                 best[c] = Some((v2, k, l2));
             }
@@ -72,7 +81,7 @@ fn best_pairs(rows: &[Row], ids: &[u32], classes: usize) -> Vec<Option<(f32, usi
     for (c, slot) in best.iter_mut().enumerate() {
         let first = order
             .iter()
-            .find(|&&(_, k, l1)| ids[k] as usize != c && ids[l1 as usize] as usize != c);
+            .find(|&&(_, k, l1)| ids[k] as usize != c && col_ids[l1 as usize] as usize != c);
         if let Some(&(v1, k, l1)) = first
             && better((v1, k), *slot)
         {
@@ -83,13 +92,13 @@ fn best_pairs(rows: &[Row], ids: &[u32], classes: usize) -> Vec<Option<(f32, usi
 }
 
 pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossStats, f32, f32)> {
-    let n = s.n;
+    let (n, m) = (s.n, s.m);
+    let lay = &s.layout;
     let idx = s.gpu.scratch("quad_hard_idx", 4 * n)?;
     let val = s.gpu.scratch("quad_hard_val", 4 * n)?;
-    let p = Params {
-        n: n as u32,
-        ..Default::default()
-    };
+    let mut p = s.params();
+    // With a reference set the self column competes for p* (REFERENCE_SETS.md 3.10).
+    p.flags = if lay.rect { 4 } else { 0 };
     let mut b = s.gpu.batch();
     b.run(
         &s.gpu.kernels.quad_hard,
@@ -103,8 +112,8 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
         &s.gpu.read_f32(&val, 4 * n)?,
         n,
     );
-    let ids = &s.groups.ids;
-    let best = best_pairs(&rows, ids, s.groups.sizes.len());
+    let ids = &lay.rows;
+    let best = best_pairs(&rows, ids, &lay.cols, lay.classes);
 
     // Active terms: (anchor, p*, n*) for t1 and (anchor, p*, k*, l*) for t2.
     let (mut sum1, mut sum2) = (0f64, 0f64);
@@ -114,6 +123,10 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
         let (Some((pi, vp)), Some((ni, vn))) = (r.p, r.l1) else {
             continue;
         };
+        if lay.rect && pi == lay.sigma[a] {
+            // The anchor's own copy won p*: PML drops the anchor.
+            continue;
+        }
         let t1 = f64::from(vp) - f64::from(vn) + c.margin;
         if t1 > 0.0 {
             sum1 += t1;
@@ -130,7 +143,7 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
     let (c1, c2) = (act1.len() as u64, act2.len() as u64);
     let mut w: BTreeMap<u64, f64> = BTreeMap::new();
     let mut add = |row: usize, col: u32, v: f64| {
-        *w.entry(row as u64 * n as u64 + u64::from(col)).or_default() += v;
+        *w.entry(row as u64 * m as u64 + u64::from(col)).or_default() += v;
     };
     for &(a, pi, ni) in &act1 {
         add(a, pi, 1.0 / c1 as f64);

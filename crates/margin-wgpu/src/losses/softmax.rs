@@ -4,7 +4,6 @@
 //! without the reducer's denominator, which is passed to the chain kernel as both scales.
 
 use super::{Square, avg, inv};
-use crate::context::Params;
 use crate::kernels::Kernel;
 use margin_core::{
     CircleConfig, GeneralizedLiftedStructureConfig, LossStats, MultiSimilarityConfig, NTXentConfig,
@@ -19,11 +18,8 @@ const ADD_ONE: u32 = 4;
 
 /// Runs one workgroup-per-row weight kernel over `e`, `w`, `grp`, `rstat`, `rcnt`.
 fn run_rows(s: &Square<'_>, kernel: &Kernel, flags: u32, f: [f32; 4]) -> Result<()> {
-    let mut p = Params {
-        n: s.n as u32,
-        flags,
-        ..Default::default()
-    };
+    let mut p = s.params();
+    p.flags = flags;
     p.f[..4].copy_from_slice(&f);
     let mut b = s.gpu.batch();
     b.run(
@@ -36,17 +32,9 @@ fn run_rows(s: &Square<'_>, kernel: &Kernel, flags: u32, f: [f32; 4]) -> Result<
     Ok(())
 }
 
-/// Zero weights and nothing active (a batch without a positive or a negative pair).
-fn nothing(s: &Square<'_>) -> Result<(LossStats, f32, f32)> {
-    let mut b = s.gpu.batch();
-    b.clear(&s.w);
-    b.submit();
-    Ok((LossStats::empty(), 0.0, 0.0))
-}
-
 /// True when the batch has an ordered positive pair and a negative pair (NT-Xent, SupCon).
 fn has_both_pairs(s: &Square<'_>) -> bool {
-    s.groups.positive_pairs() > 0 && s.groups.sizes.len() >= 2
+    s.layout.positive_pairs() > 0 && s.layout.negative_pairs() > 0
 }
 
 pub(crate) fn multi_similarity(
@@ -103,7 +91,7 @@ pub(crate) fn circle(s: &Square<'_>, c: &CircleConfig) -> Result<(LossStats, f32
 
 pub(crate) fn ntxent(s: &Square<'_>, c: &NTXentConfig) -> Result<(LossStats, f32, f32)> {
     if !has_both_pairs(s) {
-        return nothing(s);
+        return s.nothing();
     }
     run_rows(
         s,
@@ -112,7 +100,7 @@ pub(crate) fn ntxent(s: &Square<'_>, c: &NTXentConfig) -> Result<(LossStats, f32
         [(1.0 / c.temperature) as f32, 0.0, 0.0, 0.0],
     )?;
     let t = s.totals()?;
-    let pairs = s.groups.positive_pairs();
+    let pairs = s.layout.positive_pairs();
     let scale = (1.0 / (c.temperature * pairs as f64)) as f32;
     Ok((
         LossStats::new(avg(t.loss[0], pairs), pairs, 0),
@@ -123,7 +111,7 @@ pub(crate) fn ntxent(s: &Square<'_>, c: &NTXentConfig) -> Result<(LossStats, f32
 
 pub(crate) fn supcon(s: &Square<'_>, c: &SupConConfig) -> Result<(LossStats, f32, f32)> {
     if !has_both_pairs(s) {
-        return nothing(s);
+        return s.nothing();
     }
     run_rows(
         s,

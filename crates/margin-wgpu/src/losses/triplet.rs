@@ -2,7 +2,7 @@
 //! softplus by an O(N^2)-per-anchor loop, batch-hard by per-row arg-max / arg-min.
 
 use super::{Square, avg, inv};
-use crate::context::{Groups, Params};
+use crate::context::Groups;
 use crate::kernels::LOCAL_SORT_LEN;
 use margin_core::{LossStats, Mining, Result, TripletConfig};
 
@@ -13,11 +13,9 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
     let margin = c.margin as f32;
     match (c.mining, c.smooth) {
         (Mining::Hard, smooth) => {
-            let mut p = Params {
-                n: s.n as u32,
-                flags: if smooth { 2 } else { 0 },
-                ..Default::default()
-            };
+            let mut p = s.params();
+            // With a reference set the self column competes for p* (REFERENCE_SETS.md 3.2).
+            p.flags = (2 * u32::from(smooth)) | (4 * u32::from(s.layout.rect));
             p.f[0] = margin;
             let mut b = s.gpu.batch();
             b.run(
@@ -29,11 +27,8 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
             b.submit();
         }
         (mining, true) => {
-            let mut p = Params {
-                n: s.n as u32,
-                flags: u32::from(mining == Mining::SemiHard),
-                ..Default::default()
-            };
+            let mut p = s.params();
+            p.flags = u32::from(mining == Mining::SemiHard);
             p.f[0] = margin;
             let mut b = s.gpu.batch();
             b.run(
@@ -58,16 +53,13 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
 /// Runs triplet_sorted.wgsl over all anchors: raw count weights in W, per-row sums and counts.
 pub(crate) fn sorted_counts(s: &Square<'_>, margin: f32, semihard: bool) -> Result<()> {
     let n = s.n;
-    let p2 = n.next_power_of_two();
+    let p2 = s.m.next_power_of_two();
     if let Some(local) = &s.gpu.kernels.triplet_sorted_local
         && p2 <= LOCAL_SORT_LEN
     {
-        let mut p = Params {
-            n: n as u32,
-            k: p2 as u32,
-            flags: u32::from(semihard),
-            ..Default::default()
-        };
+        let mut p = s.params();
+        p.k = p2 as u32;
+        p.flags = u32::from(semihard);
         p.f[0] = margin;
         let mut b = s.gpu.batch();
         b.run(local, p, &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt], s.rows())?;
@@ -83,13 +75,10 @@ pub(crate) fn sorted_counts(s: &Square<'_>, margin: f32, semihard: bool) -> Resu
     let mut off = 0;
     while off < n {
         let rows = chunk.min(n - off);
-        let mut p = Params {
-            n: n as u32,
-            k: p2 as u32,
-            off: off as u32,
-            flags: u32::from(semihard),
-            ..Default::default()
-        };
+        let mut p = s.params();
+        p.k = p2 as u32;
+        p.off = off as u32;
+        p.flags = u32::from(semihard);
         p.f[0] = margin;
         b.run(
             &s.gpu.kernels.triplet_sorted,
