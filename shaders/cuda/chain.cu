@@ -65,3 +65,28 @@ extern "C" __global__ void col_sums_f32(const float* M, float* cs, int rows, int
     }
     cs[c] = (float)s;
 }
+
+// Reference sets (docs/REFERENCE_SETS.md section 6): W is N x M and only the anchor side gets a
+// gradient, so there is no W + W^T. In place over all n * m entries: W[i][j] = scale(i, j) *
+// W[i][j] / (euclid ? D[i][j] : 1) (0 where an euclidean distance is 0), scale = stats[pos_idx]
+// when lab[i] == rlab[j], else stats[neg_idx] (1 for an index < 0). One thread per entry.
+extern "C" __global__ void chain_prep_rect_f32(float* W, const float* D, const int* lab,
+                                               const int* rlab, const double* stats, int pos_idx,
+                                               int neg_idx, int n, int m, int euclid) {
+    const size_t at = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at >= (size_t)n * (size_t)m) {
+        return;
+    }
+    const int i = (int)(at / (size_t)m);
+    const int j = (int)(at % (size_t)m);
+    double w = (double)W[at];
+    if (w == 0.0) {
+        return;
+    }
+    w *= (lab[i] == rlab[j]) ? stat_scale(stats, pos_idx) : stat_scale(stats, neg_idx);
+    if (euclid) {
+        const float dist = D[at];
+        w = dist > 0.0f ? w / (double)dist : 0.0;
+    }
+    W[at] = (float)w;
+}

@@ -227,14 +227,14 @@ __device__ __forceinline__ double sigmoid_f64(double v) {
     return e / (1.0 + e);
 }
 
-// log-sum-exp over the j of row i (j != i) where value(j, x) returns true and sets x; -inf when
-// no j qualifies. Two block reductions (max, then sum); every thread gets the result.
+// log-sum-exp over the j in [0, n) (j != skip) where value(j, x) returns true and sets x; -inf
+// when no j qualifies. Two block reductions (max, then sum); every thread gets the result.
 template <class F>
-__device__ __forceinline__ double row_lse(int i, int n, F value, double* red) {
+__device__ __forceinline__ double row_lse(int skip, int n, F value, double* red) {
     double mx = MARGIN_NEG_INF;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         double x = 0.0;
-        if (j != i && value(j, x)) {
+        if (j != skip && value(j, x)) {
             mx = fmax(mx, x);
         }
     }
@@ -245,7 +245,7 @@ __device__ __forceinline__ double row_lse(int i, int n, F value, double* red) {
     double s = 0.0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         double x = 0.0;
-        if (j != i && value(j, x)) {
+        if (j != skip && value(j, x)) {
             s += exp(x - mx);
         }
     }
@@ -253,24 +253,37 @@ __device__ __forceinline__ double row_lse(int i, int n, F value, double* red) {
     return mx + log(s);
 }
 
-// The batch-hard picks of anchor row a of E = sg * D: its farthest positive (bp at ip) and its
-// nearest negative (bn at in), smallest index on ties; ip / in = -1 when there is none. Every
-// thread of the block gets the result (batch-hard triplet and batch-hard quadruplet share it).
-__device__ __forceinline__ void row_hardest(const float* D, const int* lab, int n, float sg, int a,
-                                            float& bp, int& ip, float& bn, int& in, float* sval,
-                                            int* sidx) {
-    const size_t row = (size_t)a * n;
+// The column that row i never pairs with. Square case (excl == nullptr): the diagonal, i.
+// Reference sets: excl[i] is row i's own copy in the reference set (docs/REFERENCE_SETS.md,
+// self_index), 0xFFFFFFFF for none, returned as -1 (no column is skipped).
+__device__ __forceinline__ int skip_col(const unsigned* excl, int i) {
+    if (excl == nullptr) {
+        return i;
+    }
+    const unsigned s = excl[i];
+    return s == 0xFFFFFFFFu ? -1 : (int)s;
+}
+
+// The batch-hard picks of anchor row a of E = sg * D (row a has m columns with labels rlab;
+// column `skip` is ignored): its farthest positive (bp at ip) and its nearest negative (bn at in),
+// smallest index on ties; ip / in = -1 when there is none. Every thread of the block gets the
+// result (batch-hard triplet and batch-hard quadruplet share it). Square: rlab = lab, m = n,
+// skip = a.
+__device__ __forceinline__ void row_hardest(const float* D, const int* lab, const int* rlab, int m,
+                                            float sg, int a, int skip, float& bp, int& ip,
+                                            float& bn, int& in, float* sval, int* sidx) {
+    const size_t row = (size_t)a * m;
     const int la = lab[a];
     bp = 0.0f;
     bn = 0.0f;
     ip = -1;
     in = -1;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == a) {
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip) {
             continue;
         }
         const float e = sg * D[row + j];
-        if (lab[j] == la) {
+        if (rlab[j] == la) {
             if (ip < 0 || e > bp) {
                 bp = e;
                 ip = j;

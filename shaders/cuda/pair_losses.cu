@@ -9,23 +9,27 @@
 // Contrastive: part[i*4 + {0,1,2,3}] = positive loss sum, positive count, negative loss sum,
 // negative count; W holds +-sg per active pair (raw), scaled by 1/count in chain_prep_f32.
 // pos_m / neg_m are sg * pos_margin / sg * neg_margin.
-extern "C" __global__ void contrastive_rows_f32(const float* D, const int* lab, int n, float sg,
-                                                double pos_m, double neg_m, float* W,
-                                                double* part) {
+// Rectangular form (reference sets, docs/REFERENCE_SETS.md): row i of D has m columns labelled
+// rlab, and column skip_col(excl, i) is not a pair; the square kernel is the case rlab = lab,
+// m = n, excl = nullptr (the diagonal skipped).
+__device__ void contrastive_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                 const unsigned* excl, float sg, double pos_m, double neg_m,
+                                 float* W, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
-    const size_t row = (size_t)i * n;
+    const size_t row = (size_t)i * m;
     const int li = lab[i];
+    const int skip = skip_col(excl, i);
     double sp = 0.0, cp = 0.0, sn = 0.0, cn = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == i) {
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip) {
             continue;
         }
         const double e = (double)(sg * D[row + j]);
-        if (lab[j] == li) {
+        if (rlab[j] == li) {
             const double v = e - pos_m;
             if (v > 0.0) {
                 sp += v;
@@ -53,28 +57,53 @@ extern "C" __global__ void contrastive_rows_f32(const float* D, const int* lab, 
     }
 }
 
+extern "C" __global__ void contrastive_rows_f32(const float* D, const int* lab, int n, float sg,
+                                                double pos_m, double neg_m, float* W,
+                                                double* part) {
+    contrastive_body(D, lab, lab, n, n, nullptr, sg, pos_m, neg_m, W, part);
+}
+
+extern "C" __global__ void contrastive_ref_rows_f32(const float* D, const int* lab,
+                                                    const int* rlab, int n, int m,
+                                                    const unsigned* excl, float sg, double pos_m,
+                                                    double neg_m, float* W, double* part) {
+    contrastive_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, W, part);
+}
+
 // Lifted structure, pass 1: lse[i] = logsumexp over negatives k of i of (neg_m - e_ik);
 // -inf when i has no negative. neg_m is sg * neg_margin.
-extern "C" __global__ void lifted_lse_f32(const float* D, const int* lab, int n, float sg,
-                                          double neg_m, double* lse) {
+__device__ void lifted_lse_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                float sg, double neg_m, double* lse) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
-    const size_t row = (size_t)i * n;
+    const size_t row = (size_t)i * m;
     const int li = lab[i];
     auto neg = [&](int k, double& x) {
-        if (lab[k] == li) {
+        if (rlab[k] == li) {
             return false;
         }
         x = neg_m - (double)(sg * D[row + k]);
         return true;
     };
-    const double v = row_lse(i, n, neg, red);
+    // Negatives are never the skipped column (it has row i's label).
+    const double v = row_lse(-1, m, neg, red);
     if (threadIdx.x == 0) {
         lse[i] = v;
     }
+}
+
+extern "C" __global__ void lifted_lse_f32(const float* D, const int* lab, int n, float sg,
+                                          double neg_m, double* lse) {
+    lifted_lse_body(D, lab, lab, n, n, sg, neg_m, lse);
+}
+
+// Rectangular pass 1: lse[i] over the m reference columns (rlab).
+extern "C" __global__ void lifted_lse_ref_f32(const float* D, const int* lab, const int* rlab,
+                                              int n, int m, float sg, double neg_m, double* lse) {
+    lifted_lse_body(D, lab, rlab, n, m, sg, neg_m, lse);
 }
 
 // Lifted structure, pass 2. For each ordered positive pair (i, j): L = logaddexp(lse_i, lse_j),
@@ -127,6 +156,76 @@ extern "C" __global__ void lifted_rows_f32(const float* D, const int* lab, int n
     if (acc != 0.0 && lse_i != MARGIN_NEG_INF) {
         for (int k = threadIdx.x; k < n; k += blockDim.x) {
             if (lab[k] == li) {
+                continue;
+            }
+            const double e = (double)(sg * D[row + k]);
+            W[row + k] = (float)(-sg * acc * exp(neg_m - e - lse_i));
+        }
+    }
+    if (threadIdx.x == 0) {
+        part[(size_t)i * 2 + 0] = loss;
+        part[(size_t)i * 2 + 1] = cnt;
+    }
+}
+
+// Lifted structure with a reference set, pass 2 (docs/REFERENCE_SETS.md 3.6, PML's index
+// aliasing). For a positive pair (i, j), j in P(i): L_ij = logaddexp(lse_i, lse_j) when j < n and
+// j != i (batch row j's negatives join: PML compares the batch index a2 with the reference index
+// j), else lse_i; an empty LSE counts 0; J = L + e_ij - pos_m, loss J^2/2 when J > 0, mean over the
+// ordered positive pairs (inv_pairs). Row k's negatives get -sg exp(ne_kl - lse_k) acc_k, where
+// acc_k sums g exp(lse_k - L) over its own pairs (k, j) and over the pairs (a, k) of other batch
+// rows a whose positive column is k (the aliased ones): W stays N x M, no W + W^T.
+// part[i*2 + {0,1}] = sum of J^2/2 over pairs (i, .), number with J > 0. W final (scaled).
+extern "C" __global__ void lifted_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+                                               int n, int m, const unsigned* excl, float sg,
+                                               double neg_m, double pos_m, const double* lse,
+                                               double inv_pairs, float* W, double* part) {
+    __shared__ double red[MARGIN_THREADS];
+    const int i = blockIdx.x;
+    if (i >= n) {
+        return;
+    }
+    const size_t row = (size_t)i * m;
+    const int li = lab[i];
+    const int skip = skip_col(excl, i);
+    const double lse_i = lse[i];
+    double loss = 0.0, cnt = 0.0, acc = 0.0;
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip || rlab[j] != li) {
+            continue;
+        }
+        const double l = (j < n && j != i) ? log_add_exp(lse_i, lse[j]) : lse_i;
+        const double jv = (l == MARGIN_NEG_INF ? 0.0 : l) + (double)(sg * D[row + j]) - pos_m;
+        if (jv > 0.0) {
+            const double g = jv * inv_pairs;
+            loss += 0.5 * jv * jv;
+            cnt += 1.0;
+            W[row + j] = (float)(sg * g);
+            if (lse_i != MARGIN_NEG_INF) {
+                acc += g * exp(lse_i - l);
+            }
+        }
+    }
+    // Pairs (a, i) whose positive column i aliases batch row i (i < m, a != i).
+    if (i < m && lse_i != MARGIN_NEG_INF) {
+        const int ri = rlab[i];
+        for (int a = threadIdx.x; a < n; a += blockDim.x) {
+            if (a == i || lab[a] != ri || skip_col(excl, a) == i) {
+                continue;
+            }
+            const double l = log_add_exp(lse[a], lse_i);
+            const double jv = l + (double)(sg * D[(size_t)a * m + i]) - pos_m;
+            if (jv > 0.0) {
+                acc += jv * inv_pairs * exp(lse_i - l);
+            }
+        }
+    }
+    loss = block_sum_f64(loss, red);
+    cnt = block_sum_f64(cnt, red);
+    acc = block_sum_f64(acc, red);
+    if (acc != 0.0 && lse_i != MARGIN_NEG_INF) {
+        for (int k = threadIdx.x; k < m; k += blockDim.x) {
+            if (rlab[k] == li) {
                 continue;
             }
             const double e = (double)(sg * D[row + k]);
@@ -216,23 +315,28 @@ extern "C" __global__ void triplet_center_rows_f32(const float* Dxc, const int* 
 
 // Batch-hard triplet mining: per anchor its farthest positive and nearest negative (smallest index
 // on ties), one triplet; relu or softplus (smooth). part[a*2 + {0,1}] = loss, active; W raw
-// (scaled by 1/active in chain_prep_f32).
-extern "C" __global__ void triplet_hard_rows_f32(const float* D, const int* lab, int n, float sg,
-                                                 double margin, int smooth, float* W,
-                                                 double* part) {
+// (scaled by 1/active in chain_prep_f32). Rectangular form: the self column competes for p*
+// (PML mines before removing self comparisons, docs/REFERENCE_SETS.md 3.2) and the anchor is
+// dropped when it wins; the square kernel skips the diagonal instead.
+__device__ void triplet_hard_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                  const unsigned* excl, float sg, double margin, int smooth,
+                                  float* W, double* part) {
     __shared__ float sval[MARGIN_THREADS];
     __shared__ int sidx[MARGIN_THREADS];
     const int a = blockIdx.x;
     if (a >= n) {
         return;
     }
-    const size_t row = (size_t)a * n;
+    const size_t row = (size_t)a * m;
+    // Square: the diagonal is skipped. Reference set: nothing is skipped, the self column drops.
+    const int skip = excl == nullptr ? a : -1;
+    const int self = excl == nullptr ? -1 : skip_col(excl, a);
     float bp, bn;
     int ip, in;
-    row_hardest(D, lab, n, sg, a, bp, ip, bn, in, sval, sidx);
+    row_hardest(D, lab, rlab, m, sg, a, skip, bp, ip, bn, in, sval, sidx);
     if (threadIdx.x == 0) {
         double loss = 0.0, cnt = 0.0;
-        if (ip >= 0 && in >= 0) {
+        if (ip >= 0 && in >= 0 && ip != self) {
             const double v = (double)bp - (double)bn + margin;
             double g = 0.0;
             if (smooth) {
@@ -252,4 +356,18 @@ extern "C" __global__ void triplet_hard_rows_f32(const float* D, const int* lab,
         part[(size_t)a * 2 + 0] = loss;
         part[(size_t)a * 2 + 1] = cnt;
     }
+}
+
+extern "C" __global__ void triplet_hard_rows_f32(const float* D, const int* lab, int n, float sg,
+                                                 double margin, int smooth, float* W,
+                                                 double* part) {
+    triplet_hard_body(D, lab, lab, n, n, nullptr, sg, margin, smooth, W, part);
+}
+
+extern "C" __global__ void triplet_hard_ref_rows_f32(const float* D, const int* lab,
+                                                     const int* rlab, int n, int m,
+                                                     const unsigned* excl, float sg,
+                                                     double margin, int smooth, float* W,
+                                                     double* part) {
+    triplet_hard_body(D, lab, rlab, n, m, excl, sg, margin, smooth, W, part);
 }

@@ -11,24 +11,25 @@
 // L_i = log(1 + sum_p exp x_p) / alpha + log(1 + sum_n exp x_n) / beta, computed as
 // M + log(exp(-M) + sum exp(x - M)) with M = max(0, max x). Mean over all N rows (inv_n).
 // part[i*3 + {0,1,2}] = L_i, [i has a positive], [i has a negative]. W final (scaled).
-extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* lab, int n,
-                                                     float sg, double alpha, double beta,
-                                                     double bp, double inv_n, float* W,
-                                                     double* part) {
+__device__ void multi_similarity_rows_body(const float* D, const int* lab, const int* rlab, int n,
+                                           int m, const unsigned* excl, float sg, double alpha,
+                                           double beta, double bp, double inv_n, float* W,
+                                           double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
-    const size_t row = (size_t)i * n;
+    const size_t row = (size_t)i * m;
+    const int skip = skip_col(excl, i);
     const int li = lab[i];
     double mp = 0.0, mn = 0.0, cp = 0.0, cn = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == i) {
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip) {
             continue;
         }
         const double e = (double)(sg * D[row + j]);
-        if (lab[j] == li) {
+        if (rlab[j] == li) {
             mp = fmax(mp, alpha * (e - bp));
             cp += 1.0;
         } else {
@@ -41,12 +42,12 @@ extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* 
     cp = block_sum_f64(cp, red);
     cn = block_sum_f64(cn, red);
     double sp = 0.0, sn = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == i) {
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip) {
             continue;
         }
         const double e = (double)(sg * D[row + j]);
-        if (lab[j] == li) {
+        if (rlab[j] == li) {
             sp += exp(alpha * (e - bp) - mp);
         } else {
             sn += exp(beta * (bp - e) - mn);
@@ -54,12 +55,12 @@ extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* 
     }
     sp = exp(-mp) + block_sum_f64(sp, red);
     sn = exp(-mn) + block_sum_f64(sn, red);
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == i) {
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip) {
             continue;
         }
         const double e = (double)(sg * D[row + j]);
-        if (lab[j] == li) {
+        if (rlab[j] == li) {
             W[row + j] = (float)(sg * exp(alpha * (e - bp) - mp) / sp * inv_n);
         } else {
             W[row + j] = (float)(-sg * exp(beta * (bp - e) - mn) / sn * inv_n);
@@ -72,38 +73,54 @@ extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* 
     }
 }
 
+extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* lab, int n,
+                                                     float sg, double alpha, double beta, double bp,
+                                                     double inv_n, float* W, double* part) {
+    multi_similarity_rows_body(D, lab, lab, n, n, nullptr, sg, alpha, beta, bp, inv_n, W, part);
+}
+
+extern "C" __global__ void multi_similarity_ref_rows_f32(const float* D, const int* lab,
+                                                         const int* rlab, int n, int m,
+                                                         const unsigned* excl, float sg,
+                                                         double alpha, double beta, double bp,
+                                                         double inv_n, float* W, double* part) {
+    multi_similarity_rows_body(D, lab, rlab, n, m, excl, sg, alpha, beta, bp, inv_n, W, part);
+}
+
 // Circle (cosine only: D holds similarities s). For a row with a positive and a negative:
-// lp_j = -gamma relu(1 + m - s_ij) (s_ij - (1 - m)), ln_j = gamma relu(s_ij + m) (s_ij - m),
-// z = LSE_P(lp) + LSE_N(ln), L_i = softplus(z); AvgNonZero over rows. The relu factors are
-// constants for the gradient (detached in PML). part[i*2 + {0,1}] = L_i, [row has a positive and a negative]. W raw
-// (dL/ds = dL/dD), scaled by 1/count in chain_prep_f32.
-extern "C" __global__ void circle_rows_f32(const float* D, const int* lab, int n, double m,
-                                           double gamma, float* W, double* part) {
+// lp_j = -gamma relu(1 + mg - s_ij) (s_ij - (1 - mg)), ln_j = gamma relu(s_ij + mg) (s_ij - mg)
+// (mg: the margin), z = LSE_P(lp) + LSE_N(ln), L_i = softplus(z); AvgNonZero over rows. The relu
+// factors are constants for the gradient (detached in PML). part[i*2 + {0,1}] = L_i, [row has a
+// positive and a negative]. W raw (dL/ds = dL/dD), scaled by 1/count in chain_prep_f32.
+__device__ void circle_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                 const unsigned* excl, double mg, double gamma, float* W,
+                                 double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
-    const size_t row = (size_t)i * n;
+    const size_t row = (size_t)i * m;
+    const int skip = skip_col(excl, i);
     const int li = lab[i];
     auto lp = [&](int j, double& x) {
-        if (lab[j] != li) {
+        if (rlab[j] != li) {
             return false;
         }
         const double s = (double)D[row + j];
-        x = -gamma * fmax(1.0 + m - s, 0.0) * (s - (1.0 - m));
+        x = -gamma * fmax(1.0 + mg - s, 0.0) * (s - (1.0 - mg));
         return true;
     };
     auto ln = [&](int j, double& x) {
-        if (lab[j] == li) {
+        if (rlab[j] == li) {
             return false;
         }
         const double s = (double)D[row + j];
-        x = gamma * fmax(s + m, 0.0) * (s - m);
+        x = gamma * fmax(s + mg, 0.0) * (s - mg);
         return true;
     };
-    const double lse_p = row_lse(i, n, lp, red);
-    const double lse_n = row_lse(i, n, ln, red);
+    const double lse_p = row_lse(skip, m, lp, red);
+    const double lse_n = row_lse(skip, m, ln, red);
     double loss = 0.0;
     // softplus > 0: every row with a positive and a negative counts, even where it underflows.
     const bool live = lse_p != MARGIN_NEG_INF && lse_n != MARGIN_NEG_INF;
@@ -111,17 +128,17 @@ extern "C" __global__ void circle_rows_f32(const float* D, const int* lab, int n
         const double z = lse_p + lse_n;
         loss = softplus_f64(z);
         const double sz = sigmoid_f64(z);
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
-            if (j == i) {
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
+            if (j == skip) {
                 continue;
             }
             const double s = (double)D[row + j];
             double x = 0.0;
             if (lp(j, x)) {
-                const double g = -gamma * fmax(1.0 + m - s, 0.0);
+                const double g = -gamma * fmax(1.0 + mg - s, 0.0);
                 W[row + j] = (float)(sz * exp(x - lse_p) * g);
             } else if (ln(j, x)) {
-                const double g = gamma * fmax(s + m, 0.0);
+                const double g = gamma * fmax(s + mg, 0.0);
                 W[row + j] = (float)(sz * exp(x - lse_n) * g);
             }
         }
@@ -132,32 +149,44 @@ extern "C" __global__ void circle_rows_f32(const float* D, const int* lab, int n
     }
 }
 
+extern "C" __global__ void circle_rows_f32(const float* D, const int* lab, int n, double mg,
+                                           double gamma, float* W, double* part) {
+    circle_rows_body(D, lab, lab, n, n, nullptr, mg, gamma, W, part);
+}
+
+extern "C" __global__ void circle_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+                                               int n, int m, const unsigned* excl, double mg,
+                                               double gamma, float* W, double* part) {
+    circle_rows_body(D, lab, rlab, n, m, excl, mg, gamma, W, part);
+}
+
 // NT-Xent, x = v / tau with v = -e. Per ordered positive pair (a, p) with L_a = LSE_N(x_a.):
 // l_ap = log(exp x_ap + exp L_a) - x_ap = softplus(L_a - x_ap); t_ap = sigmoid(L_a - x_ap).
 // dL/dv_ap = -t_ap / (tau P); dL/dv_an = exp(x_an - L_a) sum_p t_ap / (tau P). An anchor
 // without negatives has L_a = -inf: l = 0, t = 0 (its pairs still count in P, host side).
 // inv_tp = 1 / (tau P). part[a] = sum_p l_ap. W final (scaled).
-extern "C" __global__ void ntxent_rows_f32(const float* D, const int* lab, int n, float sg,
-                                           double inv_tau, double inv_tp, float* W,
-                                           double* part) {
+__device__ void ntxent_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                 const unsigned* excl, float sg, double inv_tau, double inv_tp,
+                                 float* W, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int a = blockIdx.x;
     if (a >= n) {
         return;
     }
-    const size_t row = (size_t)a * n;
+    const size_t row = (size_t)a * m;
+    const int skip = skip_col(excl, a);
     const int la = lab[a];
     auto neg = [&](int j, double& x) {
-        if (lab[j] == la) {
+        if (rlab[j] == la) {
             return false;
         }
         x = -(double)(sg * D[row + j]) * inv_tau;
         return true;
     };
-    const double lse_n = row_lse(a, n, neg, red);
+    const double lse_n = row_lse(skip, m, neg, red);
     double loss = 0.0, acc = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == a || lab[j] != la) {
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j == skip || rlab[j] != la) {
             continue;
         }
         const double x = -(double)(sg * D[row + j]) * inv_tau;
@@ -170,7 +199,7 @@ extern "C" __global__ void ntxent_rows_f32(const float* D, const int* lab, int n
     loss = block_sum_f64(loss, red);
     acc = block_sum_f64(acc, red);
     if (acc > 0.0 && lse_n != MARGIN_NEG_INF) {
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
             double x = 0.0;
             if (neg(j, x)) {
                 W[row + j] = (float)(-sg * exp(x - lse_n) * acc * inv_tp);
@@ -182,89 +211,121 @@ extern "C" __global__ void ntxent_rows_f32(const float* D, const int* lab, int n
     }
 }
 
+extern "C" __global__ void ntxent_rows_f32(const float* D, const int* lab, int n, float sg,
+                                           double inv_tau, double inv_tp, float* W, double* part) {
+    ntxent_rows_body(D, lab, lab, n, n, nullptr, sg, inv_tau, inv_tp, W, part);
+}
+
+extern "C" __global__ void ntxent_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+                                               int n, int m, const unsigned* excl, float sg,
+                                               double inv_tau, double inv_tp, float* W,
+                                               double* part) {
+    ntxent_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, inv_tp, W, part);
+}
+
 // SupCon, x = v / tau with v = -e. For a row with |P| >= 1:
 // L_i = LSE_{j != i}(x_ij) - mean_P(x_ip); AvgNonZero over rows.
 // dL_i/dv_ij = (softmax_j - [j in P] / |P|) / tau for rows with a positive.
-// part[i*2 + {0,1}] = L_i, [|P| > 0]. W raw (dL/dD = -sg dL/dv), scaled by 1/count in
-// chain_prep_f32.
-extern "C" __global__ void supcon_rows_f32(const float* D, const int* lab, int n, float sg,
-                                           double inv_tau, float* W, double* part) {
+// part[i*2 + {0,1}] = L_i, [row counts]. W raw (dL/dD = -sg dL/dv), scaled by 1/count in
+// chain_prep_f32. A row counts when |P| >= 1 and (it has a negative or |P| >= 2)
+// (docs/REFERENCE_SETS.md 3.8; with one positive and no negative L_i = 0 exactly); in the square
+// case with a negative pair every row has a negative, so this is |P| >= 1.
+__device__ void supcon_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                 const unsigned* excl, float sg, double inv_tau, float* W,
+                                 double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
-    const size_t row = (size_t)i * n;
+    const size_t row = (size_t)i * m;
+    const int skip = skip_col(excl, i);
     const int li = lab[i];
     auto all = [&](int j, double& x) {
         x = -(double)(sg * D[row + j]) * inv_tau;
         return true;
     };
-    const double lse = row_lse(i, n, all, red);
-    double sp = 0.0, cp = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j != i && lab[j] == li) {
+    const double lse = row_lse(skip, m, all, red);
+    double sp = 0.0, cp = 0.0, cn = 0.0;
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        if (j != skip && rlab[j] == li) {
             sp += -(double)(sg * D[row + j]) * inv_tau;
             cp += 1.0;
+        } else if (rlab[j] != li) {
+            cn += 1.0;
         }
     }
     sp = block_sum_f64(sp, red);
     cp = block_sum_f64(cp, red);
+    cn = block_sum_f64(cn, red);
     double loss = 0.0;
-    // With a negative in the batch, N >= 3 and L_i > 0 exactly for every row with a positive:
-    // counted as such, never from the rounded loss (as every backend does).
-    if (cp > 0.0) {
+    // L_i > 0 exactly for every counted row: counted as such, never from the rounded loss (as
+    // every backend does).
+    const bool live = cp > 0.0 && (cn > 0.0 || cp >= 2.0);
+    if (live) {
         loss = lse - sp / cp;
         const double inv_cp = 1.0 / cp;
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
-            if (j == i) {
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
+            if (j == skip) {
                 continue;
             }
             const double x = -(double)(sg * D[row + j]) * inv_tau;
-            const double g = (exp(x - lse) - (lab[j] == li ? inv_cp : 0.0)) * inv_tau;
+            const double g = (exp(x - lse) - (rlab[j] == li ? inv_cp : 0.0)) * inv_tau;
             W[row + j] = (float)(-sg * g);
         }
     }
     if (threadIdx.x == 0) {
         part[(size_t)i * 2 + 0] = loss;
-        part[(size_t)i * 2 + 1] = cp > 0.0 ? 1.0 : 0.0;
+        part[(size_t)i * 2 + 1] = live ? 1.0 : 0.0;
     }
+}
+
+extern "C" __global__ void supcon_rows_f32(const float* D, const int* lab, int n, float sg,
+                                           double inv_tau, float* W, double* part) {
+    supcon_rows_body(D, lab, lab, n, n, nullptr, sg, inv_tau, W, part);
+}
+
+extern "C" __global__ void supcon_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+                                               int n, int m, const unsigned* excl, float sg,
+                                               double inv_tau, float* W, double* part) {
+    supcon_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, W, part);
 }
 
 // Generalized lifted structure. With pos_m = sg * pos_margin, neg_m = sg * neg_margin:
 // L_i = relu(LSE_P(e_ip - pos_m) + LSE_N(neg_m - e_in)), an empty LSE counting 0; mean over all
 // N rows (inv_n). part[i*2 + {0,1}] = L_i, [L_i > 0]. W final (scaled).
-extern "C" __global__ void gen_lifted_rows_f32(const float* D, const int* lab, int n, float sg,
-                                               double pos_m, double neg_m, double inv_n,
-                                               float* W, double* part) {
+__device__ void gen_lifted_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                     const unsigned* excl, float sg, double pos_m, double neg_m,
+                                     double inv_n, float* W, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
-    const size_t row = (size_t)i * n;
+    const size_t row = (size_t)i * m;
+    const int skip = skip_col(excl, i);
     const int li = lab[i];
     auto pe = [&](int j, double& x) {
-        if (lab[j] != li) {
+        if (rlab[j] != li) {
             return false;
         }
         x = (double)(sg * D[row + j]) - pos_m;
         return true;
     };
     auto ne = [&](int j, double& x) {
-        if (lab[j] == li) {
+        if (rlab[j] == li) {
             return false;
         }
         x = neg_m - (double)(sg * D[row + j]);
         return true;
     };
-    const double lse_p = row_lse(i, n, pe, red);
-    const double lse_n = row_lse(i, n, ne, red);
+    const double lse_p = row_lse(skip, m, pe, red);
+    const double lse_n = row_lse(skip, m, ne, red);
     const double arg =
         (lse_p == MARGIN_NEG_INF ? 0.0 : lse_p) + (lse_n == MARGIN_NEG_INF ? 0.0 : lse_n);
     if (arg > 0.0) {
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
-            if (j == i) {
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
+            if (j == skip) {
                 continue;
             }
             double x = 0.0;
@@ -279,4 +340,17 @@ extern "C" __global__ void gen_lifted_rows_f32(const float* D, const int* lab, i
         part[(size_t)i * 2 + 0] = arg > 0.0 ? arg : 0.0;
         part[(size_t)i * 2 + 1] = arg > 0.0 ? 1.0 : 0.0;
     }
+}
+
+extern "C" __global__ void gen_lifted_rows_f32(const float* D, const int* lab, int n, float sg,
+                                               double pos_m, double neg_m, double inv_n, float* W,
+                                               double* part) {
+    gen_lifted_rows_body(D, lab, lab, n, n, nullptr, sg, pos_m, neg_m, inv_n, W, part);
+}
+
+extern "C" __global__ void gen_lifted_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+                                                   int n, int m, const unsigned* excl, float sg,
+                                                   double pos_m, double neg_m, double inv_n,
+                                                   float* W, double* part) {
+    gen_lifted_rows_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, inv_n, W, part);
 }

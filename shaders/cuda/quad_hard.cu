@@ -14,32 +14,34 @@
 // e = sg * D; the margins are not multiplied by sg (as in triplet). Ties: lowest index.
 
 // v1/l1, v2/l2 per row (l = -1 when there is no such entry).
-extern "C" __global__ void quad_hard_top2_f32(const float* D, const int* lab, int n, float sg,
-                                              float* v1, int* l1, float* v2, int* l2) {
+// Rectangular form (reference sets): row k has m columns labelled rlab; the square kernel is
+// rlab = lab, m = n.
+__device__ void quad_hard_top2_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                    float sg, float* v1, int* l1, float* v2, int* l2) {
     __shared__ float sval[MARGIN_THREADS];
     __shared__ int sidx[MARGIN_THREADS];
     const int k = blockIdx.x;
     if (k >= n) {
         return;
     }
-    const size_t row = (size_t)k * n;
+    const size_t row = (size_t)k * m;
     const int yk = lab[k];
     float best = 0.0f;
     int bi = -1;
-    for (int l = threadIdx.x; l < n; l += blockDim.x) {
+    for (int l = threadIdx.x; l < m; l += blockDim.x) {
         const float e = sg * D[row + l];
-        if (lab[l] != yk && (bi < 0 || e < best)) {
+        if (rlab[l] != yk && (bi < 0 || e < best)) {
             best = e;
             bi = l;
         }
     }
     block_arg_best(best, bi, false, sval, sidx);
-    const int c1 = bi >= 0 ? lab[bi] : yk;
+    const int c1 = bi >= 0 ? rlab[bi] : yk;
     float best2 = 0.0f;
     int bi2 = -1;
-    for (int l = threadIdx.x; l < n; l += blockDim.x) {
+    for (int l = threadIdx.x; l < m; l += blockDim.x) {
         const float e = sg * D[row + l];
-        const int yl = lab[l];
+        const int yl = rlab[l];
         if (yl != yk && yl != c1 && (bi2 < 0 || e < best2)) {
             best2 = e;
             bi2 = l;
@@ -54,10 +56,22 @@ extern "C" __global__ void quad_hard_top2_f32(const float* D, const int* lab, in
     }
 }
 
+extern "C" __global__ void quad_hard_top2_f32(const float* D, const int* lab, int n, float sg,
+                                              float* v1, int* l1, float* v2, int* l2) {
+    quad_hard_top2_body(D, lab, lab, n, n, sg, v1, l1, v2, l2);
+}
+
+extern "C" __global__ void quad_hard_top2_ref_f32(const float* D, const int* lab, const int* rlab,
+                                                  int n, int m, float sg, float* v1, int* l1,
+                                                  float* v2, int* l2) {
+    quad_hard_top2_body(D, lab, rlab, n, m, sg, v1, l1, v2, l2);
+}
+
 // cv/ck/cl per class c (ck = -1 when no pair avoids c). One block per class.
-extern "C" __global__ void quad_hard_class_f32(const int* lab, int n, int classes, const float* v1,
-                                               const int* l1, const float* v2, const int* l2,
-                                               float* cv, int* ck, int* cl) {
+// Rectangular form: l1 / l2 are reference columns labelled rlab.
+__device__ void quad_hard_class_body(const int* lab, const int* rlab, int n, int classes,
+                                     const float* v1, const int* l1, const float* v2,
+                                     const int* l2, float* cv, int* ck, int* cl) {
     __shared__ float sval[MARGIN_THREADS];
     __shared__ int sidx[MARGIN_THREADS];
     const int c = blockIdx.x;
@@ -72,7 +86,7 @@ extern "C" __global__ void quad_hard_class_f32(const int* lab, int n, int classe
         }
         const int a = l1[k];
         float v;
-        if (a >= 0 && lab[a] != c) {
+        if (a >= 0 && rlab[a] != c) {
             v = v1[k];
         } else if (l2[k] >= 0) {
             v = v2[k];
@@ -89,7 +103,7 @@ extern "C" __global__ void quad_hard_class_f32(const int* lab, int n, int classe
         int l = -1;
         if (bk >= 0) {
             const int a = l1[bk];
-            l = (a >= 0 && lab[a] != c) ? a : l2[bk];
+            l = (a >= 0 && rlab[a] != c) ? a : l2[bk];
         }
         cv[c] = best;
         ck[c] = bk;
@@ -97,14 +111,30 @@ extern "C" __global__ void quad_hard_class_f32(const int* lab, int n, int classe
     }
 }
 
+extern "C" __global__ void quad_hard_class_f32(const int* lab, int n, int classes, const float* v1,
+                                               const int* l1, const float* v2, const int* l2,
+                                               float* cv, int* ck, int* cl) {
+    quad_hard_class_body(lab, lab, n, classes, v1, l1, v2, l2, cv, ck, cl);
+}
+
+extern "C" __global__ void quad_hard_class_ref_f32(const int* lab, const int* rlab, int n,
+                                                   int classes, const float* v1, const int* l1,
+                                                   const float* v2, const int* l2, float* cv,
+                                                   int* ck, int* cl) {
+    quad_hard_class_body(lab, rlab, n, classes, v1, l1, v2, l2, cv, ck, cl);
+}
+
 // Per anchor a with a positive and a negative: t1 = relu(e_ap* - e_an* + m1),
 // t2 = relu(e_ap* - cv[y_a] + m2) when its class has a pair. part[a*4 + {0,1,2,3}] = t1, [t1 > 0],
 // t2, [t2 > 0]; sel[a*3 + {0,1,2}] = p*, n*, flags (1: t1 active, 2: t2 active);
 // active2[y_a] counts the anchors of the class with an active t2.
-extern "C" __global__ void quad_hard_rows_f32(const float* D, const int* lab, int n, float sg,
-                                              double m1, double m2, const float* cv,
-                                              const int* ck, int* sel, double* part,
-                                              int* active2) {
+// Rectangular form: p* is chosen over the positives and the self column, which drops the anchor
+// when it wins (docs/REFERENCE_SETS.md 3.10, as batch-hard triplet); the square kernel skips the
+// diagonal.
+__device__ void quad_hard_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                                    const unsigned* excl, float sg, double m1, double m2,
+                                    const float* cv, const int* ck, int* sel, double* part,
+                                    int* active2) {
     __shared__ float sval[MARGIN_THREADS];
     __shared__ int sidx[MARGIN_THREADS];
     const int a = blockIdx.x;
@@ -114,11 +144,13 @@ extern "C" __global__ void quad_hard_rows_f32(const float* D, const int* lab, in
     const int la = lab[a];
     float bp, bn;
     int ip, in;
-    row_hardest(D, lab, n, sg, a, bp, ip, bn, in, sval, sidx);
+    const int skip = excl == nullptr ? a : -1;
+    const int self = excl == nullptr ? -1 : skip_col(excl, a);
+    row_hardest(D, lab, rlab, m, sg, a, skip, bp, ip, bn, in, sval, sidx);
     if (threadIdx.x == 0) {
         double t1 = 0.0, t2 = 0.0;
         int flags = 0;
-        if (ip >= 0 && in >= 0) {
+        if (ip >= 0 && in >= 0 && ip != self) {
             t1 = (double)bp - (double)bn + m1;
             if (t1 > 0.0) {
                 flags |= 1;
@@ -141,8 +173,24 @@ extern "C" __global__ void quad_hard_rows_f32(const float* D, const int* lab, in
     }
 }
 
+extern "C" __global__ void quad_hard_rows_f32(const float* D, const int* lab, int n, float sg,
+                                              double m1, double m2, const float* cv,
+                                              const int* ck, int* sel, double* part,
+                                              int* active2) {
+    quad_hard_rows_body(D, lab, lab, n, n, nullptr, sg, m1, m2, cv, ck, sel, part, active2);
+}
+
+extern "C" __global__ void quad_hard_rows_ref_f32(const float* D, const int* lab, const int* rlab,
+                                                  int n, int m, const unsigned* excl, float sg,
+                                                  double m1, double m2, const float* cv,
+                                                  const int* ck, int* sel, double* part,
+                                                  int* active2) {
+    quad_hard_rows_body(D, lab, rlab, n, m, excl, sg, m1, m2, cv, ck, sel, part, active2);
+}
+
 // W[ck[c]][cl[c]] += active2[c] (a count, made a weight by quad_hard_weights_f32). W is zero
-// before: each entry ends as an exact integer sum. One thread per class.
+// before: each entry ends as an exact integer sum. `n` is W's row stride (M with a reference
+// set). One thread per class.
 extern "C" __global__ void quad_hard_class_w_f32(const int* active2, const int* ck, const int* cl,
                                                  int classes, int n, float* W) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -159,20 +207,21 @@ extern "C" __global__ void quad_hard_class_w_f32(const int* active2, const int* 
 // Row a: every negative entry (a count from quad_hard_class_w_f32) becomes -sg * count * s2;
 // then W[a][p*] = sg (s1 [t1 active] + s2 [t2 active]) and W[a][n*] -= sg s1 [t1 active].
 // s1 = stats[s1_idx], s2 = stats[s2_idx] (the AvgNonZero factors). One block per row.
-extern "C" __global__ void quad_hard_weights_f32(const int* lab, int n, float sg, const int* sel,
-                                                 const double* stats, int s1_idx, int s2_idx,
-                                                 float* W) {
+// Rectangular form: row a has m columns labelled rlab.
+__device__ void quad_hard_weights_body(const int* lab, const int* rlab, int n, int m, float sg,
+                                       const int* sel, const double* stats, int s1_idx,
+                                       int s2_idx, float* W) {
     const int a = blockIdx.x;
     if (a >= n) {
         return;
     }
-    const size_t row = (size_t)a * n;
+    const size_t row = (size_t)a * m;
     const int la = lab[a];
     const double s1 = stats[s1_idx];
     const double s2 = stats[s2_idx];
-    for (int l = threadIdx.x; l < n; l += blockDim.x) {
+    for (int l = threadIdx.x; l < m; l += blockDim.x) {
         const float cnt = W[row + l];
-        if (lab[l] != la && cnt != 0.0f) {
+        if (rlab[l] != la && cnt != 0.0f) {
             W[row + l] = (float)(-sg * (double)cnt * s2);
         }
     }
@@ -189,4 +238,17 @@ extern "C" __global__ void quad_hard_weights_f32(const int* lab, int n, float sg
             W[row + in] = (float)((double)W[row + in] - sg * s1);
         }
     }
+}
+
+extern "C" __global__ void quad_hard_weights_f32(const int* lab, int n, float sg, const int* sel,
+                                                 const double* stats, int s1_idx, int s2_idx,
+                                                 float* W) {
+    quad_hard_weights_body(lab, lab, n, n, sg, sel, stats, s1_idx, s2_idx, W);
+}
+
+extern "C" __global__ void quad_hard_weights_ref_f32(const int* lab, const int* rlab, int n,
+                                                     int m, float sg, const int* sel,
+                                                     const double* stats, int s1_idx,
+                                                     int s2_idx, float* W) {
+    quad_hard_weights_body(lab, rlab, n, m, sg, sel, stats, s1_idx, s2_idx, W);
 }

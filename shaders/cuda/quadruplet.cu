@@ -40,27 +40,57 @@ extern "C" __global__ void quad_pair_keys_f32(const float* D, const int* lab, in
     }
 }
 
+// Reference sets: the positive pairs of anchor a are the reference rows of its label
+// (rmembers[rmstart[c] .. rmstart[c+1]), by index) but its self column, the one at position
+// srank[a] of that list (-1: none); they are written at poff[a] + their rank among them.
+extern "C" __global__ void quad_pair_keys_ref_f32(const float* D, const int* lab, int n, int m,
+                                                  float sg, const int* rmembers,
+                                                  const int* rmstart, const long long* poff,
+                                                  const int* srank, u64* keys_g, u64* keys_s) {
+    const int a = blockIdx.x;
+    if (a >= n) {
+        return;
+    }
+    const int c = lab[a];
+    const int m0 = rmstart[c];
+    const int nc = rmstart[c + 1] - m0;
+    const int sr = srank[a];
+    const size_t base = (size_t)poff[a];
+    const size_t row = (size_t)a * m;
+    for (int q = threadIdx.x; q < nc; q += blockDim.x) {
+        if (q == sr) {
+            continue;
+        }
+        const int p = rmembers[m0 + q];
+        const size_t idx = base + (size_t)(sr >= 0 && q > sr ? q - 1 : q);
+        const unsigned ob = ordered_bits(sg * D[row + p]);
+        keys_g[idx] = (u64)ob;
+        keys_s[idx] = ((u64)(unsigned)c << 32) | (u64)ob;
+    }
+}
+
 // Negative-pair side, one block per row k. build: fills the histograms and writes
 // part[k*stride + {2,3}] = -sum cnt z, sum cnt. write_w: W[k][l] -= sg * cnt * scale.
-extern "C" __global__ void quad_neg_pairs_f32(const float* D, const int* lab, int n, float sg,
-                                              double m2, const float* xs_g, const float* xs_s,
-                                              const long long* pstart, size_t npos, u64* hist_g,
-                                              u64* hist_s, int build, double* part, int stride,
-                                              int write_w, float* W, const double* stats,
-                                              int scale_idx) {
+// Rectangular form: row k pairs with the m reference columns labelled rlab (square: rlab = lab,
+// m = n; the diagonal has k's own label and never is a negative pair).
+__device__ void quad_neg_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                              float sg, double m2, const float* xs_g, const float* xs_s,
+                              const long long* pstart, size_t npos, u64* hist_g, u64* hist_s,
+                              int build, double* part, int stride, int write_w, float* W,
+                              const double* stats, int scale_idx) {
     __shared__ double red[MARGIN_THREADS];
     const int k = blockIdx.x;
     if (k >= n) {
         return;
     }
-    const size_t row = (size_t)k * n;
+    const size_t row = (size_t)k * m;
     const int c1 = lab[k];
     const size_t b1 = (size_t)pstart[c1];
     const size_t s1 = (size_t)pstart[c1 + 1] - b1;
     const double scale = stat_scale(stats, scale_idx);
     double loss = 0.0, count = 0.0;
-    for (int l = threadIdx.x; l < n; l += blockDim.x) {
-        const int c2 = lab[l];
+    for (int l = threadIdx.x; l < m; l += blockDim.x) {
+        const int c2 = rlab[l];
         if (c2 == c1) {
             continue;
         }
@@ -102,29 +132,53 @@ extern "C" __global__ void quad_neg_pairs_f32(const float* D, const int* lab, in
     }
 }
 
+extern "C" __global__ void quad_neg_pairs_f32(const float* D, const int* lab, int n, float sg,
+                                              double m2, const float* xs_g, const float* xs_s,
+                                              const long long* pstart, size_t npos, u64* hist_g,
+                                              u64* hist_s, int build, double* part, int stride,
+                                              int write_w, float* W, const double* stats,
+                                              int scale_idx) {
+    quad_neg_body(D, lab, lab, n, n, sg, m2, xs_g, xs_s, pstart, npos, hist_g, hist_s, build,
+                  part, stride, write_w, W, stats, scale_idx);
+}
+
+extern "C" __global__ void quad_neg_pairs_ref_f32(const float* D, const int* lab,
+                                                  const int* rlab, int n, int m, float sg,
+                                                  double m2, const float* xs_g,
+                                                  const float* xs_s, const long long* pstart,
+                                                  size_t npos, u64* hist_g, u64* hist_s,
+                                                  int build, double* part, int stride,
+                                                  int write_w, float* W, const double* stats,
+                                                  int scale_idx) {
+    quad_neg_body(D, lab, rlab, n, m, sg, m2, xs_g, xs_s, pstart, npos, hist_g, hist_s, build,
+                  part, stride, write_w, W, stats, scale_idx);
+}
+
 // Positive-pair side, one block per anchor a. excl_g / excl_s: exclusive scans of the
 // histograms (npos + 1 entries). write_stats: part[a*stride + 4] = sum cnt (x + m2).
 // write_w: W[a][p] += sg * cnt * scale.
-extern "C" __global__ void quad_pos_pairs_f32(const float* D, const int* lab, int n, float sg,
-                                              double m2, const float* xs_g, const float* xs_s,
-                                              const long long* pstart, size_t npos,
-                                              const u64* excl_g, const u64* excl_s,
-                                              int write_stats, double* part, int stride,
-                                              int write_w, float* W, const double* stats,
-                                              int scale_idx) {
+// Rectangular form: the positives of anchor a are the columns labelled like it but
+// skip_col(excl, a).
+__device__ void quad_pos_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                              const unsigned* excl, float sg, double m2, const float* xs_g,
+                              const float* xs_s, const long long* pstart, size_t npos,
+                              const u64* excl_g, const u64* excl_s, int write_stats,
+                              double* part, int stride, int write_w, float* W,
+                              const double* stats, int scale_idx) {
     __shared__ double red[MARGIN_THREADS];
     const int a = blockIdx.x;
     if (a >= n) {
         return;
     }
-    const size_t row = (size_t)a * n;
+    const size_t row = (size_t)a * m;
     const int c = lab[a];
+    const int skip = skip_col(excl, a);
     const size_t b = (size_t)pstart[c];
     const size_t sc = (size_t)pstart[c + 1] - b;
     const double scale = stat_scale(stats, scale_idx);
     double loss = 0.0;
-    for (int p = threadIdx.x; p < n; p += blockDim.x) {
-        if (p == a || lab[p] != c) {
+    for (int p = threadIdx.x; p < m; p += blockDim.x) {
+        if (p == skip || rlab[p] != c) {
             continue;
         }
         const float x = sg * D[row + p];
@@ -145,4 +199,28 @@ extern "C" __global__ void quad_pos_pairs_f32(const float* D, const int* lab, in
             part[(size_t)a * stride + 4] = loss;
         }
     }
+}
+
+extern "C" __global__ void quad_pos_pairs_f32(const float* D, const int* lab, int n, float sg,
+                                              double m2, const float* xs_g, const float* xs_s,
+                                              const long long* pstart, size_t npos,
+                                              const u64* excl_g, const u64* excl_s,
+                                              int write_stats, double* part, int stride,
+                                              int write_w, float* W, const double* stats,
+                                              int scale_idx) {
+    quad_pos_body(D, lab, lab, n, n, nullptr, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s,
+                  write_stats, part, stride, write_w, W, stats, scale_idx);
+}
+
+extern "C" __global__ void quad_pos_pairs_ref_f32(const float* D, const int* lab,
+                                                  const int* rlab, int n, int m,
+                                                  const unsigned* excl, float sg, double m2,
+                                                  const float* xs_g, const float* xs_s,
+                                                  const long long* pstart, size_t npos,
+                                                  const u64* excl_g, const u64* excl_s,
+                                                  int write_stats, double* part, int stride,
+                                                  int write_w, float* W, const double* stats,
+                                                  int scale_idx) {
+    quad_pos_body(D, lab, rlab, n, m, excl, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s,
+                  write_stats, part, stride, write_w, W, stats, scale_idx);
 }

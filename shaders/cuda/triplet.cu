@@ -15,11 +15,13 @@
 // part[a*stride + {0,1}] = loss sum, active count (written when write_stats).
 // W[a][j] += sg * count * scale, scale = stats[scale_idx] (1 when < 0) (when write_w).
 // scratch: gridDim.x * 2 * cap floats; diff: gridDim.x * (cap + 1) ints; cap = pow2 >= n.
-extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int n, float sg,
-                                            double margin, int semihard, int smooth, float* W,
-                                            double* part, int stride, int write_stats,
-                                            int write_w, const double* stats, int scale_idx,
-                                            float* scratch, int* diff, int cap) {
+// Rectangular form (reference sets): row a has m columns labelled rlab and skips column
+// skip_col(excl, a) (the diagonal when excl == nullptr); cap = pow2 >= m.
+__device__ void triplet_body(const float* D, const int* lab, const int* rlab, int n, int m,
+                             const unsigned* excl, float sg, double margin, int semihard,
+                             int smooth, float* W, double* part, int stride, int write_stats,
+                             int write_w, const double* stats, int scale_idx, float* scratch,
+                             int* diff, int cap) {
     __shared__ int counts[2];
     __shared__ float smem[MARGIN_SORT_SMEM];
     __shared__ double red[MARGIN_THREADS];
@@ -28,7 +30,7 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
     float* Q = P + cap;
     int* df = diff + (size_t)blockIdx.x * (cap + 1);
     const double scale = stat_scale(stats, scale_idx);
-    const double m = margin;
+    const double mg = margin;
     for (int a = blockIdx.x; a < n; a += gridDim.x) {
         __syncthreads();
         if (threadIdx.x == 0) {
@@ -36,14 +38,15 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
             counts[1] = 0;
         }
         __syncthreads();
-        const size_t row = (size_t)a * n;
+        const size_t row = (size_t)a * m;
         const int la = lab[a];
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
-            if (j == a) {
+        const int skip = skip_col(excl, a);
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
+            if (j == skip) {
                 continue;
             }
             const float e = sg * D[row + j];
-            if (lab[j] == la) {
+            if (rlab[j] == la) {
                 P[atomicAdd(&counts[0], 1)] = e;
             } else {
                 Q[atomicAdd(&counts[1], 1)] = e;
@@ -55,17 +58,17 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
         double loss = 0.0;
         double count = 0.0;
         if (mp > 0 && mn > 0 && smooth) {
-            for (int j = threadIdx.x; j < n; j += blockDim.x) {
-                if (j == a) {
+            for (int j = threadIdx.x; j < m; j += blockDim.x) {
+                if (j == skip) {
                     continue;
                 }
                 const float v = sg * D[row + j];
                 double s = 0.0;
-                if (lab[j] == la) {
+                if (rlab[j] == la) {
                     for (int t = 0; t < mn; ++t) {
                         const double delta = (double)Q[t] - (double)v;
-                        if (!semihard || (delta > 0.0 && delta <= m)) {
-                            s += sigmoid_f64((double)v - (double)Q[t] + m);
+                        if (!semihard || (delta > 0.0 && delta <= mg)) {
+                            s += sigmoid_f64((double)v - (double)Q[t] + mg);
                         }
                     }
                     if (write_w && s != 0.0) {
@@ -74,8 +77,8 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
                 } else {
                     for (int t = 0; t < mp; ++t) {
                         const double delta = (double)v - (double)P[t];
-                        if (!semihard || (delta > 0.0 && delta <= m)) {
-                            const double vv = (double)P[t] - (double)v + m;
+                        if (!semihard || (delta > 0.0 && delta <= mg)) {
+                            const double vv = (double)P[t] - (double)v + mg;
                             s += sigmoid_f64(vv);
                             loss += softplus_f64(vv);
                             count += 1.0;
@@ -97,11 +100,11 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
             __syncthreads();
             int lo_zero = 0;
             // The unsorted side U: positives when the negatives are sorted, and vice versa.
-            for (int j = threadIdx.x; j < n; j += blockDim.x) {
-                if (j == a) {
+            for (int j = threadIdx.x; j < m; j += blockDim.x) {
+                if (j == skip) {
                     continue;
                 }
-                const bool is_pos = lab[j] == la;
+                const bool is_pos = rlab[j] == la;
                 if (is_pos != sort_neg) {
                     continue;
                 }
@@ -111,17 +114,18 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
                 if (sort_neg) {  // v = x, S holds the y values ascending
                     if (semihard) {
                         lo = partition_point(S, ms, [&](float y) { return (double)y - dv <= 0.0; });
-                        hi = partition_point(S, ms, [&](float y) { return (double)y - dv < m; });
+                        hi = partition_point(S, ms, [&](float y) { return (double)y - dv < mg; });
                     } else {
                         lo = 0;
-                        hi = partition_point(S, ms, [&](float y) { return dv + m > (double)y; });
+                        hi = partition_point(S, ms, [&](float y) { return dv + mg > (double)y; });
                     }
                 } else {  // v = y, S holds the x values ascending
                     if (semihard) {
-                        lo = partition_point(S, ms, [&](float x) { return dv - (double)x >= m; });
+                        lo = partition_point(S, ms, [&](float x) { return dv - (double)x >= mg; });
                         hi = partition_point(S, ms, [&](float x) { return dv - (double)x > 0.0; });
                     } else {
-                        lo = partition_point(S, ms, [&](float x) { return !((double)x + m > dv); });
+                        lo = partition_point(S, ms,
+                                             [&](float x) { return !((double)x + mg > dv); });
                         hi = ms;
                     }
                 }
@@ -141,7 +145,7 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
                         atomicAdd(&df[hi], -1);
                     }
                     if (is_pos) {
-                        loss += (double)c * (dv + m);
+                        loss += (double)c * (dv + mg);
                         count += (double)c;
                     } else {
                         loss -= (double)c * dv;
@@ -157,11 +161,11 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
             __syncthreads();
             block_inclusive_scan_int(df, ms + 1, tot);
             // The sorted side: count of an element = prefix of the difference array at its rank.
-            for (int j = threadIdx.x; j < n; j += blockDim.x) {
-                if (j == a) {
+            for (int j = threadIdx.x; j < m; j += blockDim.x) {
+                if (j == skip) {
                     continue;
                 }
-                const bool is_pos = lab[j] == la;
+                const bool is_pos = rlab[j] == la;
                 if (is_pos == sort_neg) {
                     continue;
                 }
@@ -170,7 +174,7 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
                 const int c = df[r];
                 if (c > 0) {
                     if (is_pos) {
-                        loss += (double)c * ((double)v + m);
+                        loss += (double)c * ((double)v + mg);
                         count += (double)c;
                     } else {
                         loss -= (double)c * (double)v;
@@ -188,4 +192,24 @@ extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int 
             part[(size_t)a * stride + 1] = count;
         }
     }
+}
+
+extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int n, float sg,
+                                            double margin, int semihard, int smooth, float* W,
+                                            double* part, int stride, int write_stats,
+                                            int write_w, const double* stats, int scale_idx,
+                                            float* scratch, int* diff, int cap) {
+    triplet_body(D, lab, lab, n, n, nullptr, sg, margin, semihard, smooth, W, part, stride,
+                 write_stats, write_w, stats, scale_idx, scratch, diff, cap);
+}
+
+extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+                                                int n, int m, const unsigned* excl, float sg,
+                                                double margin, int semihard, int smooth,
+                                                float* W, double* part, int stride,
+                                                int write_stats, int write_w,
+                                                const double* stats, int scale_idx,
+                                                float* scratch, int* diff, int cap) {
+    triplet_body(D, lab, rlab, n, m, excl, sg, margin, semihard, smooth, W, part, stride,
+                 write_stats, write_w, stats, scale_idx, scratch, diff, cap);
 }

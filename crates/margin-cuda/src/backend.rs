@@ -58,11 +58,9 @@ impl Backend for CudaBackend {
         center_grad: Option<&mut CudaSlice<f32>>,
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
-        if input.reference.is_some() {
-            return Err(MarginError::config(format!(
-                "reference sets are not implemented on this backend yet ({})",
-                loss.kind()
-            )));
+        if let Some(reference) = input.reference {
+            // check_device_input rejected n-pair and triplet-center with a reference set.
+            return self.loss_reference(loss, input, reference, grad);
         }
         if loss.needs_centers() {
             self.triplet_center(loss, input, grad, center_grad)

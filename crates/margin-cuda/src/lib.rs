@@ -15,12 +15,18 @@
 //! GEMM, normalization backward. Sums accumulate in f64 on the device; the only host
 //! synchronization is reading the final few f64 stats.
 //!
+//! With a reference set (docs/REFERENCE_SETS.md) the same stages run on the N x M rectangle
+//! between the batch and the reference rows: the `*_ref_*` kernels are the per-row kernels
+//! generalized to column labels and one excluded self column per row, the chain is `W R̂` to the
+//! batch only (no `W + Wᵀ`), and lifted structure reproduces PML's index aliasing.
+//!
 //! Memory: the distance matrix and the weight matrix are both N x N f32 (2 x 16 GiB at
 //! N = 65536); the batch-all quadruplet loss additionally sorts all ordered positive pairs.
 
 mod backend;
 mod device;
 pub mod kernels;
+mod knn;
 mod labels;
 mod launch;
 mod losses;
@@ -28,5 +34,9 @@ mod pipeline;
 mod pml_losses;
 mod quad_hard;
 mod quadruplet;
+mod ref_labels;
+mod ref_losses;
+mod ref_quadruplet;
+mod reference;
 
 pub use device::{CudaBackend, availability, driver_present};

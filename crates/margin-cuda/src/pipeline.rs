@@ -20,7 +20,7 @@ pub(crate) fn kind_code(distance: Distance) -> i32 {
 /// Elements per block of `scan_blocks_u64` (SCAN_CHUNK in reduce.cu).
 const SCAN_CHUNK: usize = 2048;
 
-fn gemm_cfg(rows: usize, cols: usize) -> Result<LaunchConfig> {
+pub(crate) fn gemm_cfg(rows: usize, cols: usize) -> Result<LaunchConfig> {
     Ok(LaunchConfig {
         grid_dim: (
             grid_u32(cols.div_ceil(64))?,

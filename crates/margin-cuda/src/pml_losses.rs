@@ -14,7 +14,7 @@ use margin_core::{
 
 impl CudaBackend {
     /// A loss of 0 with nothing active and no weights (a batch the loss ignores).
-    fn nothing(&self, finish: Finish) -> Result<StageThree> {
+    pub(crate) fn nothing(&self, finish: Finish) -> Result<StageThree> {
         Ok(StageThree {
             stats: self.zeros::<f64>(3)?,
             scales: (-1, -1),
@@ -157,7 +157,7 @@ impl CudaBackend {
 
     /// `[sum, count]` partials of an AvgNonZero loss: stats `[sum, count, 1/count]`, with the
     /// raw weights of every pair scaled by `1/count` in stage 4.
-    fn avg_non_zero(&self, part: &CudaSlice<f64>, n: usize) -> Result<StageThree> {
+    pub(crate) fn avg_non_zero(&self, part: &CudaSlice<f64>, n: usize) -> Result<StageThree> {
         let mut stats = self.reduce_stats(part, n, 2, 1)?;
         self.safe_inverse(&mut stats, 1, 2)?;
         Ok(StageThree {

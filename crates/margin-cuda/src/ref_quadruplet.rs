@@ -1,0 +1,340 @@
+//! The quadruplet loss with a reference set (docs/REFERENCE_SETS.md 3.10), stage 3 on the N x M
+//! matrix. Batch-all: term 1 is the rectangular batch-all triplet kernel; term 2 sorts every
+//! (anchor, positive column) value globally and per anchor label and counts, for each
+//! batch-reference negative pair (k, l), the active positive pairs whose label differs from both
+//! y_k and r_l (quadruplet.cu, rectangular forms). Hard: per-row top-2 negatives, per-class best
+//! pair, then one evaluation per anchor, with the self column competing for p*. The term-2
+//! weights land at W[k][l]: the gradient reaches batch row k through its own row of W.
+
+use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
+use crate::launch::launch;
+use crate::losses::{Finish, StageThree};
+use crate::ref_losses::RectTripletPass;
+use crate::reference::RectInput;
+use cudarc::driver::CudaSlice;
+use margin_core::{MarginError, Result};
+
+/// Device tables of term 2 that survive from the stats pass to the weights pass.
+struct RectTermTwo {
+    xs_g: CudaSlice<f32>,
+    xs_s: CudaSlice<f32>,
+    pstart: CudaSlice<i64>,
+    hist_g: CudaSlice<u64>,
+    hist_s: CudaSlice<u64>,
+    npos: u64,
+}
+
+impl CudaBackend {
+    /// Batch-all quadruplet on the rectangle; weights final (`scales` -1).
+    pub(crate) fn quadruplet_rect(
+        &self,
+        inp: &RectInput<'_>,
+        w: &mut CudaSlice<f32>,
+        margin: f64,
+        margin2: f64,
+    ) -> Result<StageThree> {
+        let n = inp.n;
+        let mut part = self.zeros::<f64>(n * 5)?;
+        let none = self.zeros::<f64>(1)?;
+        self.quad_rect_term_one(inp, w, margin, &mut part, false, &none)?;
+        let npos = inp.labels.positive_pairs();
+        let mut term2 = if npos > 0 && inp.labels.negative_pairs() > 0 {
+            Some(self.quad_rect_term_two_stats(inp, margin2, &mut part, npos)?)
+        } else {
+            None
+        };
+        let mut stats = self.reduce_stats(&part, n, 5, 2)?;
+        self.safe_inverse(&mut stats, 1, 5)?;
+        self.safe_inverse(&mut stats, 3, 6)?;
+        self.quad_rect_term_one(inp, w, margin, &mut part, true, &stats)?;
+        if let Some(t) = term2.as_mut() {
+            self.quad_rect_neg(inp, margin2, t, false, &mut part, w, &stats)?;
+            self.quad_rect_pos(inp, margin2, t, false, &mut part, w, &stats)?;
+        }
+        Ok(StageThree {
+            stats,
+            scales: (-1, -1),
+            finish: Finish::Quadruplet,
+        })
+    }
+
+    fn quad_rect_term_one(
+        &self,
+        inp: &RectInput<'_>,
+        w: &mut CudaSlice<f32>,
+        margin: f64,
+        part: &mut CudaSlice<f64>,
+        weights: bool,
+        stats: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let pass = RectTripletPass {
+            margin,
+            semihard: false,
+            smooth: false,
+            part,
+            stride: 5,
+            write_stats: !weights,
+            write_w: weights,
+            stats,
+            scale_idx: if weights { 5 } else { -1 },
+        };
+        self.triplet_rect_rows(inp, w, pass)
+    }
+
+    fn quad_rect_term_two_stats(
+        &self,
+        inp: &RectInput<'_>,
+        margin2: f64,
+        part: &mut CudaSlice<f64>,
+        npos: u64,
+    ) -> Result<RectTermTwo> {
+        let (ni, mi) = inp.dims()?;
+        let layout = inp.labels.quad_layout();
+        let up_i32 = |v: &Vec<i32>| self.stream.clone_htod(v).map_err(dev_err);
+        let up_i64 = |v: &Vec<i64>| self.stream.clone_htod(v).map_err(dev_err);
+        let rmembers = up_i32(&layout.rmembers)?;
+        let rmstart = up_i32(&layout.rmstart)?;
+        let srank = up_i32(&layout.srank)?;
+        let poff = up_i64(&layout.poff)?;
+        let pstart = up_i64(&layout.pstart)?;
+        let npos_us = usize::try_from(npos)
+            .map_err(|_| MarginError::OutOfMemory("too many positive pairs".into()))?;
+        let len = npos_us.next_power_of_two();
+        let mut keys_g = self.zeros::<u64>(len)?;
+        let mut keys_s = self.zeros::<u64>(len)?;
+        let (from, to, max) = (npos, len as u64, u64::MAX);
+        if len > npos_us {
+            for keys in [&mut keys_g, &mut keys_s] {
+                launch!(
+                    self,
+                    "fill_u64",
+                    elems_cfg(len - npos_us)?,
+                    [keys, &from, &to, &max]
+                )?;
+            }
+        }
+        launch!(
+            self,
+            "quad_pair_keys_ref_f32",
+            rows_cfg(inp.n)?,
+            [
+                inp.dmat,
+                inp.lab,
+                &ni,
+                &mi,
+                &inp.sg,
+                &rmembers,
+                &rmstart,
+                &poff,
+                &srank,
+                &mut keys_g,
+                &mut keys_s
+            ]
+        )?;
+        self.bitonic_sort_u64(&mut keys_g, len)?;
+        self.bitonic_sort_u64(&mut keys_s, len)?;
+        let mut xs_g = self.zeros::<f32>(npos_us)?;
+        let mut xs_s = self.zeros::<f32>(npos_us)?;
+        launch!(
+            self,
+            "decode_keys_f32",
+            elems_cfg(npos_us)?,
+            [&keys_g, &mut xs_g, &npos]
+        )?;
+        launch!(
+            self,
+            "decode_keys_f32",
+            elems_cfg(npos_us)?,
+            [&keys_s, &mut xs_s, &npos]
+        )?;
+        drop((keys_g, keys_s));
+        let mut t = RectTermTwo {
+            xs_g,
+            xs_s,
+            pstart,
+            hist_g: self.zeros::<u64>(npos_us + 1)?,
+            hist_s: self.zeros::<u64>(npos_us + 1)?,
+            npos,
+        };
+        let none = self.zeros::<f64>(1)?;
+        let mut no_w = self.zeros::<f32>(1)?;
+        self.quad_rect_neg(inp, margin2, &mut t, true, part, &mut no_w, &none)?;
+        self.exclusive_scan_u64(&mut t.hist_g, npos_us + 1)?;
+        self.exclusive_scan_u64(&mut t.hist_s, npos_us + 1)?;
+        self.quad_rect_pos(inp, margin2, &t, true, part, &mut no_w, &none)?;
+        Ok(t)
+    }
+
+    /// Negative-pair side: `stats_pass` builds histograms and partials, else writes weights.
+    #[allow(clippy::too_many_arguments)]
+    fn quad_rect_neg(
+        &self,
+        inp: &RectInput<'_>,
+        margin2: f64,
+        t: &mut RectTermTwo,
+        stats_pass: bool,
+        part: &mut CudaSlice<f64>,
+        w: &mut CudaSlice<f32>,
+        stats: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let (ni, mi) = inp.dims()?;
+        let (build, write_w) = (i32::from(stats_pass), i32::from(!stats_pass));
+        let (stride, scale_idx) = (5i32, if stats_pass { -1i32 } else { 6 });
+        launch!(
+            self,
+            "quad_neg_pairs_ref_f32",
+            rows_cfg(inp.n)?,
+            [
+                inp.dmat,
+                inp.lab,
+                inp.rlab,
+                &ni,
+                &mi,
+                &inp.sg,
+                &margin2,
+                &t.xs_g,
+                &t.xs_s,
+                &t.pstart,
+                &t.npos,
+                &mut t.hist_g,
+                &mut t.hist_s,
+                &build,
+                part,
+                &stride,
+                &write_w,
+                w,
+                stats,
+                &scale_idx
+            ]
+        )
+    }
+
+    /// Positive-pair side, after the histograms were scanned.
+    #[allow(clippy::too_many_arguments)]
+    fn quad_rect_pos(
+        &self,
+        inp: &RectInput<'_>,
+        margin2: f64,
+        t: &RectTermTwo,
+        stats_pass: bool,
+        part: &mut CudaSlice<f64>,
+        w: &mut CudaSlice<f32>,
+        stats: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let (ni, mi) = inp.dims()?;
+        let (write_stats, write_w) = (i32::from(stats_pass), i32::from(!stats_pass));
+        let (stride, scale_idx) = (5i32, if stats_pass { -1i32 } else { 6 });
+        launch!(
+            self,
+            "quad_pos_pairs_ref_f32",
+            rows_cfg(inp.n)?,
+            [
+                inp.dmat,
+                inp.lab,
+                inp.rlab,
+                &ni,
+                &mi,
+                inp.excl,
+                &inp.sg,
+                &margin2,
+                &t.xs_g,
+                &t.xs_s,
+                &t.pstart,
+                &t.npos,
+                &t.hist_g,
+                &t.hist_s,
+                &write_stats,
+                part,
+                &stride,
+                &write_w,
+                w,
+                stats,
+                &scale_idx
+            ]
+        )
+    }
+
+    /// Hard-mined quadruplet on the rectangle; weights final (`scales` -1).
+    pub(crate) fn quadruplet_hard_rect(
+        &self,
+        inp: &RectInput<'_>,
+        w: &mut CudaSlice<f32>,
+        margin: f64,
+        margin2: f64,
+    ) -> Result<StageThree> {
+        let n = inp.n;
+        let (ni, mi) = inp.dims()?;
+        let classes = inp.labels.classes;
+        let ci = as_i32(classes, "classes")?;
+        let (lab, rlab, sg) = (inp.lab, inp.rlab, inp.sg);
+        let mut v1 = self.zeros::<f32>(n)?;
+        let mut l1 = self.zeros::<i32>(n)?;
+        let mut v2 = self.zeros::<f32>(n)?;
+        let mut l2 = self.zeros::<i32>(n)?;
+        launch!(
+            self,
+            "quad_hard_top2_ref_f32",
+            rows_cfg(n)?,
+            [
+                inp.dmat, lab, rlab, &ni, &mi, &sg, &mut v1, &mut l1, &mut v2, &mut l2
+            ]
+        )?;
+        let mut cv = self.zeros::<f32>(classes)?;
+        let mut ck = self.zeros::<i32>(classes)?;
+        let mut cl = self.zeros::<i32>(classes)?;
+        launch!(
+            self,
+            "quad_hard_class_ref_f32",
+            rows_cfg(classes)?,
+            [
+                lab, rlab, &ni, &ci, &v1, &l1, &v2, &l2, &mut cv, &mut ck, &mut cl
+            ]
+        )?;
+        let mut sel = self.zeros::<i32>(n * 3)?;
+        let mut part = self.zeros::<f64>(n * 4)?;
+        let mut active2 = self.zeros::<i32>(classes)?;
+        launch!(
+            self,
+            "quad_hard_rows_ref_f32",
+            rows_cfg(n)?,
+            [
+                inp.dmat,
+                lab,
+                rlab,
+                &ni,
+                &mi,
+                inp.excl,
+                &sg,
+                &margin,
+                &margin2,
+                &cv,
+                &ck,
+                &mut sel,
+                &mut part,
+                &mut active2
+            ]
+        )?;
+        let mut stats = self.reduce_stats(&part, n, 4, 2)?;
+        self.safe_inverse(&mut stats, 1, 4)?;
+        self.safe_inverse(&mut stats, 3, 5)?;
+        // The class kernel's last argument is W's row stride: M here.
+        launch!(
+            self,
+            "quad_hard_class_w_f32",
+            elems_cfg(classes)?,
+            [&active2, &ck, &cl, &ci, &mi, &mut *w]
+        )?;
+        let (s1, s2) = (4i32, 5i32);
+        launch!(
+            self,
+            "quad_hard_weights_ref_f32",
+            rows_cfg(n)?,
+            [lab, rlab, &ni, &mi, &sg, &sel, &stats, &s1, &s2, w]
+        )?;
+        Ok(StageThree {
+            stats,
+            scales: (-1, -1),
+            finish: Finish::Contrastive,
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! CUDA with a reference set (docs/REFERENCE_SETS.md) against the float64 reference backend:
+//! every supported loss x distance x mining on random rectangles (M < N, M > N, rows longer
+//! than a block, with and without a self index), the device API with `CudaSlice` inputs and no
+//! host copy of the embeddings, and the rejection of n-pair and triplet-center. Without a usable
+//! GPU each test prints "skipping: <reason>" and passes. (The PML fixtures run in the cross-
+//! backend harness, `tests/tests/reference_sets.rs`, and on the CPU emulator,
+//! `shaders/cuda/emu/ref_check.cpp`.)
+
+use margin_core::{
+    Backend, DeviceLossInput, DeviceReference, Distance, Embeddings, HostBackend, Loss, LossInput,
+    LossKind, MarginError, Metric, Mining, NO_SELF, ReferenceSet,
+};
+use margin_cpu::ReferenceBackend;
+use margin_cuda::CudaBackend;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+fn cuda_or_skip() -> Option<CudaBackend> {
+    match CudaBackend::new(0) {
+        Ok(b) => {
+            println!("running on {}", b.name());
+            Some(b)
+        }
+        Err(MarginError::Unavailable(why)) => {
+            println!("skipping: {why}");
+            None
+        }
+        Err(e) => panic!("CUDA backend failed to start: {e}"),
+    }
+}
+
+/// A batch, a reference set holding copies of some batch rows, and the self index naming them.
+struct Rect {
+    n: usize,
+    m: usize,
+    d: usize,
+    x: Vec<f32>,
+    labels: Vec<i64>,
+    r: Vec<f32>,
+    ref_labels: Vec<i64>,
+    sigma: Option<Vec<u32>>,
+}
+
+fn rect(n: usize, m: usize, d: usize, classes: usize, copies: bool, seed: u64) -> Rect {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut normal =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| StandardNormal.sample(&mut rng)).collect() };
+    let x = normal(n * d);
+    let mut r = normal(m * d);
+    let mut rng = StdRng::seed_from_u64(seed + 1);
+    let labels: Vec<i64> = (0..n)
+        .map(|_| rng.random_range(0..classes as i64))
+        .collect();
+    // One more label in the reference set than in the batch: classes the anchors never have.
+    let mut ref_labels: Vec<i64> = (0..m)
+        .map(|_| rng.random_range(0..=classes as i64))
+        .collect();
+    let sigma = copies.then(|| {
+        let mut s = vec![NO_SELF; n];
+        for (i, si) in s.iter_mut().enumerate().take(m) {
+            // Batch row i is copied to reference row (m - 1 - i), as a memory slot would be.
+            let j = m - 1 - i;
+            r[j * d..(j + 1) * d].copy_from_slice(&x[i * d..(i + 1) * d]);
+            ref_labels[j] = labels[i];
+            *si = j as u32;
+        }
+        s
+    });
+    Rect {
+        n,
+        m,
+        d,
+        x,
+        labels,
+        r,
+        ref_labels,
+        sigma,
+    }
+}
+
+fn rel_norm_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// Every loss that takes a reference set, with every distance it allows and every mining.
+fn losses() -> Vec<Loss> {
+    let mut out = Vec::new();
+    for kind in LossKind::ALL {
+        for distance in Distance::ALL {
+            for normalize in [true, false] {
+                let mut loss = Loss::default_for(kind);
+                *loss.metric_mut() = Metric::new(distance, normalize);
+                if !loss.supports_reference() || loss.validate().is_err() {
+                    continue;
+                }
+                match loss {
+                    Loss::Triplet(c) => {
+                        for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
+                            for smooth in [false, true] {
+                                out.push(Loss::Triplet(margin_core::TripletConfig {
+                                    mining,
+                                    smooth,
+                                    ..c
+                                }));
+                            }
+                        }
+                    }
+                    Loss::Quadruplet(c) => {
+                        for mining in [Mining::All, Mining::Hard] {
+                            out.push(Loss::Quadruplet(margin_core::QuadrupletConfig {
+                                mining,
+                                ..c
+                            }));
+                        }
+                    }
+                    _ => out.push(loss),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn compare(cuda: &CudaBackend, loss: &Loss, t: &Rect) -> Result<(), String> {
+    let emb = Embeddings::new(&t.x, t.n, t.d).map_err(|e| e.to_string())?;
+    let reference = ReferenceSet {
+        embeddings: Embeddings::new(&t.r, t.m, t.d).map_err(|e| e.to_string())?,
+        labels: &t.ref_labels,
+        self_index: t.sigma.as_deref(),
+    };
+    let input = LossInput::new(emb, &t.labels, None)
+        .and_then(|i| i.with_reference(reference))
+        .map_err(|e| e.to_string())?;
+    let want = ReferenceBackend
+        .host_loss(loss, &input)
+        .map_err(|e| format!("oracle: {e}"))?;
+    let got = cuda.loss(loss, &input).map_err(|e| format!("cuda: {e}"))?;
+    let (lw, lg) = (want.stats.loss, got.stats.loss);
+    let loss_ok = (lg - lw).abs() <= 1e-4 * lw.abs() || (lg - lw).abs() <= 1e-6;
+    let grad_err = rel_norm_err(&got.grad, &want.grad);
+    if !loss_ok || grad_err > 1e-3 || got.stats.active_terms != want.stats.active_terms {
+        return Err(format!(
+            "{loss:?} n={} m={} d={} self={}: loss {lg} vs {lw}, grad err {grad_err:e}, stats \
+             {:?} vs {:?}",
+            t.n,
+            t.m,
+            t.d,
+            t.sigma.is_some(),
+            got.stats,
+            want.stats
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn random_rectangles_match_the_reference() {
+    let Some(cuda) = cuda_or_skip() else {
+        return;
+    };
+    // (n, m, d, classes, self index)
+    let shapes = [
+        (13, 29, 5, 4, false),
+        (21, 8, 3, 3, false),
+        (1, 7, 4, 2, false),
+        (9, 9, 6, 2, true),
+        (17, 40, 1, 5, true),
+        (2, 1, 3, 1, false),
+    ];
+    let mut failures = Vec::new();
+    for (li, loss) in losses().iter().enumerate() {
+        for (si, &(n, m, d, classes, copies)) in shapes.iter().enumerate() {
+            let t = rect(n, m, d, classes, copies, (li * 31 + si) as u64);
+            if let Err(e) = compare(&cuda, loss, &t) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rows_longer_than_a_block_match_the_reference() {
+    let Some(cuda) = cuda_or_skip() else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for (li, loss) in losses().iter().enumerate() {
+        // The f64 reference enumerates quadruplets: keep those rectangles small.
+        let t = match loss {
+            Loss::Quadruplet(_) => rect(12, 300, 8, 3, true, 700 + li as u64),
+            _ => rect(40, 600, 16, 6, true, 700 + li as u64),
+        };
+        if let Err(e) = compare(&cuda, loss, &t) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn device_api_needs_no_host_copy_of_the_embeddings() {
+    let Some(cuda) = cuda_or_skip() else {
+        return;
+    };
+    let t = rect(24, 50, 7, 4, true, 99);
+    let loss = Loss::default_for(LossKind::MultiSimilarity);
+    let x = cuda.upload(&t.x).unwrap();
+    let r = cuda.upload(&t.r).unwrap();
+    let mut grad = cuda.alloc_zeros(t.n * t.d).unwrap();
+    let input = DeviceLossInput {
+        embeddings: &x,
+        n: t.n,
+        d: t.d,
+        labels: &t.labels,
+        centers: None,
+        reference: Some(DeviceReference {
+            embeddings: &r,
+            m: t.m,
+            labels: &t.ref_labels,
+            self_index: t.sigma.as_deref(),
+        }),
+    };
+    let stats = cuda.loss_on_device(&loss, input, &mut grad, None).unwrap();
+    let got = cuda.download(&grad).unwrap();
+    let emb = Embeddings::new(&t.x, t.n, t.d).unwrap();
+    let host = LossInput::new(emb, &t.labels, None)
+        .unwrap()
+        .with_reference(ReferenceSet {
+            embeddings: Embeddings::new(&t.r, t.m, t.d).unwrap(),
+            labels: &t.ref_labels,
+            self_index: t.sigma.as_deref(),
+        })
+        .unwrap();
+    let want = ReferenceBackend.host_loss(&loss, &host).unwrap();
+    assert!((stats.loss - want.stats.loss).abs() <= 1e-4 * want.stats.loss.abs() + 1e-6);
+    assert!(rel_norm_err(&got, &want.grad) <= 1e-3);
+    // The reference buffer is never written.
+    assert_eq!(cuda.download(&r).unwrap(), t.r);
+}
+
+#[test]
+fn npair_and_triplet_center_reject_a_reference_set() {
+    let Some(cuda) = cuda_or_skip() else {
+        return;
+    };
+    let t = rect(6, 5, 3, 2, false, 5);
+    let x = cuda.upload(&t.x).unwrap();
+    let r = cuda.upload(&t.r).unwrap();
+    let c = cuda.upload(&t.r[..2 * t.d]).unwrap();
+    let mut grad = cuda.alloc_zeros(t.n * t.d).unwrap();
+    let labels: Vec<i64> = t.labels.iter().map(|l| l % 2).collect();
+    for kind in [LossKind::NPair, LossKind::TripletCenter] {
+        let loss = Loss::default_for(kind);
+        let input = DeviceLossInput {
+            embeddings: &x,
+            n: t.n,
+            d: t.d,
+            labels: &labels,
+            centers: loss.needs_centers().then_some((&c, 2)),
+            reference: Some(DeviceReference {
+                embeddings: &r,
+                m: t.m,
+                labels: &t.ref_labels,
+                self_index: None,
+            }),
+        };
+        let err = cuda.loss_on_device(&loss, input, &mut grad, None);
+        assert!(
+            matches!(err, Err(MarginError::InvalidConfig(_))),
+            "{kind}: {err:?}"
+        );
+    }
+}
