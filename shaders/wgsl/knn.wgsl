@@ -258,16 +258,23 @@ fn direct(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let lrow = lid / TPR;
     let lcol = lid % TPR;
     let row = q0 + lrow;
+    // Out-of-range rows and columns are clamped for the reads and dropped by `offer`.
+    let qrow = min(row, P.n - 1u) * d;
     for (var j0 = 0u; j0 < P.m; j0 += TR) {
+        var acc: array<f32, CPT>;
+        var base: array<u32, CPT>;
         for (var c = 0u; c < CPT; c++) {
-            let col = j0 + lcol + c * TPR;
-            var acc = 0.0;
-            if (row < P.n && col < P.m) {
-                for (var t = 0u; t < d; t++) {
-                    acc += a[row * d + t] * b[col * d + t];
-                }
+            acc[c] = 0.0;
+            base[c] = min(j0 + lcol + c * TPR, P.m - 1u) * d;
+        }
+        for (var t = 0u; t < d; t++) {
+            let x = a[qrow + t];
+            for (var c = 0u; c < CPT; c++) {
+                acc[c] += x * b[base[c] + t];
             }
-            offer(lrow, row, col, acc);
+        }
+        for (var c = 0u; c < CPT; c++) {
+            offer(lrow, row, j0 + lcol + c * TPR, acc[c]);
         }
         after_tile(lid);
     }

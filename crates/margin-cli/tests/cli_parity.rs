@@ -43,7 +43,7 @@ fn fixtures_in(sub: &str) -> Vec<Value> {
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(&f).expect("read")).expect("json");
         if let Some(list) = v["cases"].as_array() {
-            cases.extend(list.iter().cloned());
+            cases.extend(list.iter().filter(|c| c["n"].is_u64()).cloned());
         }
     }
     cases

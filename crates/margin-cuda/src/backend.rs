@@ -69,6 +69,32 @@ impl Backend for CudaBackend {
         }
     }
 
+    /// The fused distance + top-k kernel (`crate::knn`); `k` above its limit falls back to
+    /// [`margin_core::knn_blocked`].
+    fn knn_on_device(
+        &self,
+        metric: Metric,
+        query: &CudaSlice<f32>,
+        nq: usize,
+        reference: Option<(&CudaSlice<f32>, usize)>,
+        d: usize,
+        k: usize,
+    ) -> Result<margin_core::Neighbours> {
+        self.fused_knn(metric, query, nq, reference, d, k)
+    }
+
+    /// A device-to-device copy (`crate::copy`).
+    fn copy_values(
+        &self,
+        src: &CudaSlice<f32>,
+        src_offset: usize,
+        dst: &mut CudaSlice<f32>,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        self.copy_device(src, src_offset, dst, dst_offset, len)
+    }
+
     fn pairwise_on_device(
         &self,
         metric: Metric,

@@ -24,6 +24,7 @@
 //! N = 65536); the batch-all quadruplet loss additionally sorts all ordered positive pairs.
 
 mod backend;
+mod copy;
 mod device;
 pub mod kernels;
 mod knn;

@@ -149,6 +149,32 @@ impl Backend for WgpuBackend {
         })
     }
 
+    /// The fused distance + top-k kernel (`crate::knn`); `k` above its limit falls back to
+    /// [`margin_core::knn_blocked`].
+    fn knn_on_device(
+        &self,
+        metric: Metric,
+        query: &wgpu::Buffer,
+        nq: usize,
+        reference: Option<(&wgpu::Buffer, usize)>,
+        d: usize,
+        k: usize,
+    ) -> Result<margin_core::Neighbours> {
+        self.fused_knn(metric, query, nq, reference, d, k)
+    }
+
+    /// A device-to-device copy (`crate::copy`).
+    fn copy_values(
+        &self,
+        src: &wgpu::Buffer,
+        src_offset: usize,
+        dst: &mut wgpu::Buffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        crate::copy::copy_values(&self.gpu, src, src_offset, dst, dst_offset, len)
+    }
+
     fn pairwise_on_device(
         &self,
         metric: Metric,

@@ -79,6 +79,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         "scatter",
         include_str!("../../../shaders/wgsl/scatter.wgsl"),
     ),
+    ("knn", include_str!("../../../shaders/wgsl/knn.wgsl")),
 ];
 
 /// The full source of kernel `name`: the prelude followed by the kernel file.

@@ -29,6 +29,7 @@
 mod adapter;
 mod backend;
 mod context;
+mod copy;
 pub mod kernels;
 mod knn;
 mod losses;

@@ -9,6 +9,7 @@
 #                                      # reference sets (docs/REFERENCE_SETS.md) end to end against
 #                                      # tests/fixtures/pml_ref and random rectangles (~5 minutes)
 #   ONLY=ref_check REF=1 shaders/cuda/emu/run.sh   # just the reference-set check
+#   ONLY=knn_test shaders/cuda/emu/run.sh          # just the fused k-NN kernel (knn.cu)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
@@ -16,9 +17,9 @@ BUILD=${BUILD_DIR:-$(mktemp -d)}
 cat "$SRC/common.cuh" "$SRC/distance.cu" "$SRC/chain.cu" "$SRC/reduce.cu" "$SRC/pair_losses.cu" \
     "$SRC/triplet.cu" "$SRC/quadruplet.cu" "$SRC/pml_losses.cu" "$SRC/quad_hard.cu" >"$BUILD/all.cu"
 status=0
-for t in ${ONLY:-kernels_test losses_test pipeline_test centers_test new_losses_test}; do
+for t in ${ONLY:-kernels_test losses_test pipeline_test centers_test new_losses_test knn_test}; do
     [ "$t" = ref_check ] && continue
-    g++ -std=c++20 -O2 -pthread -w -I"$BUILD" -I"$HERE" "$HERE/$t.cpp" -o "$BUILD/$t"
+    g++ -std=c++20 -O2 -pthread -w -I"$BUILD" -I"$HERE" -I"$SRC" "$HERE/$t.cpp" -o "$BUILD/$t"
     echo "== $t"
     "$BUILD/$t" || status=1
 done
