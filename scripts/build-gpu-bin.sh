@@ -33,7 +33,7 @@ for line in sys.stdin:
 ' "$DEST"
 
 # The generic cross-backend suites (tests/tests/*.rs: cpu, wgpu and cuda instantiations).
-for t in equivalence reference_sets cross_batch_memory; do
+for t in equivalence reference_sets cross_batch_memory knn; do
     cargo test --release -p margin-tests --test "$t" --no-run --message-format=json \
         | python3 -c '
 import json, shutil, sys

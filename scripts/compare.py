@@ -38,7 +38,23 @@ CASES = [
      "GeneralizedLiftedStructureLoss"),
     ("triplet-16384", "triplet", 16384, 128, 256, "TripletMarginLoss"),
     ("quadruplet-16384", "quadruplet", 16384, 128, 256, None),
+    # Reference sets (PML's ref_emb / ref_labels, what CrossBatchMemory passes): N x M.
+    ("triplet-ref-256x2048", "triplet", 256, 128, 64, "TripletMarginLoss"),
+    ("triplet-ref-512x8192", "triplet", 512, 128, 256, "TripletMarginLoss"),
+    ("contrastive-ref-1024x8192", "contrastive", 1024, 128, 256, "ContrastiveLoss"),
+    ("multi-similarity-ref-1024x8192", "multi-similarity", 1024, 128, 256, "MultiSimilarityLoss"),
+    # k nearest neighbours of every row among the others (eval --k): blocked cdist + topk.
+    ("knn-20000-k10", "knn", 20000, 128, None, "knn"),
 ]
+
+# Extra parameters per case: the reference-set size M, or k.
+EXTRA = {
+    "triplet-ref-256x2048": {"m": 2048},
+    "triplet-ref-512x8192": {"m": 8192},
+    "contrastive-ref-1024x8192": {"m": 8192},
+    "multi-similarity-ref-1024x8192": {"m": 8192},
+    "knn-20000-k10": {"k": 10},
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,10 +78,33 @@ def worker(spec):
         x0 = torch.randn(n, d, dtype=torch.float32)
         y = torch.arange(n) % classes
         kind = spec["pml"]
+        m, k = spec.get("m"), spec.get("k")
+        r0 = torch.randn(m, d, dtype=torch.float32) if m else None
+        rl = torch.arange(m) % classes if m else None
         if kind == "cdist":
 
             def step():
                 return torch.cdist(x0, x0)
+
+        elif kind == "knn":
+
+            def step():
+                out = []
+                for s in range(0, n, 4096):
+                    dist = torch.cdist(x0[s:s + 4096], x0)
+                    rows = torch.arange(dist.shape[0])
+                    dist[rows, rows + s] = float("inf")
+                    out.append(torch.topk(dist, k, largest=False).indices)
+                return out
+
+        elif m:
+            fn = getattr(L, kind)()
+
+            def step():
+                x = x0.detach().requires_grad_(True)
+                loss = fn(x, y, ref_emb=r0, ref_labels=rl)
+                loss.backward()
+                return x.grad
 
         else:
             fn = getattr(L, kind)()
@@ -109,6 +148,7 @@ def worker(spec):
 
 def run_pml(args, name, n, d, classes, pml):
     spec = dict(
+        **EXTRA.get(name, {}),
         n=n, d=d, classes=classes, pml=pml, threads=args.threads, seed=0,
         warmup=args.warmup, reps=args.reps, mem_cap_gb=args.mem_cap_gb,
         budget_s=max(args.time_cap - 15, args.time_cap * 0.75),  # leave time for torch import
@@ -135,12 +175,17 @@ def parse_last_json(p, who):
     return {"status": status, "returncode": p.returncode, "error": tail[0][:300], "who": who}
 
 
-def run_margin(args, loss, n, d, classes):
+def run_margin(args, name, loss, n, d, classes):
     cmd = [args.margin, "bench", loss, "--n", str(n), "--d", str(d), "--backend", args.backend,
            "--warmup", str(args.warmup), "--reps", str(args.reps)]
+    extra = EXTRA.get(name, {})
+    if "m" in extra:
+        cmd += ["--ref-m", str(extra["m"])]
+    if "k" in extra:
+        cmd += ["--k", str(extra["k"])]
     if classes is not None:
         cmd += ["--classes", str(classes)]
-    if loss == "pairwise":
+    if loss in ("pairwise", "knn"):
         cmd += ["--distance", "euclidean"]
     env = dict(os.environ)
     if args.margin_threads:
@@ -206,7 +251,7 @@ def cell(r, key="median_ms", fmt="{:.1f}"):
 
 def table(results):
     rows = [
-        "| case | N | D | classes | torch/PML median ms | margin median ms | ratio (PML / margin) "
+        "| case | N (x M) | D | classes | torch/PML median ms | margin median ms | ratio (PML / margin) "
         "| margin backend | margin peak RSS MB | PML peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
@@ -218,7 +263,7 @@ def table(results):
         backend = m.get("backend", "—") if m and m.get("status") == "ok" else "—"
         pml_cell = "n/a (not in PML)" if r["pml_kind"] is None else cell(p)
         rows.append(
-            f"| {r['case']} | {r['n']} | {r['d']} | {'—' if r['loss'] == 'pairwise' else r['classes']} | {pml_cell} | {cell(m)} | {ratio} "
+            f"| {r['case']} | {r['n']}{' x ' + str(EXTRA[r['case']]['m']) if 'm' in EXTRA.get(r['case'], {}) else ''} | {r['d']} | {'—' if r['loss'] in ('pairwise', 'knn') else r['classes']} | {pml_cell} | {cell(m)} | {ratio} "
             f"| {backend} | {cell(m, 'peak_rss_mb', '{:.0f}')} | {cell(p, 'peak_rss_mb', '{:.0f}')} |"
         )
     return "\n".join(rows)
@@ -265,7 +310,7 @@ def main():
             print(f"    {r['pml']}", file=sys.stderr, flush=True)
         if not args.skip_margin:
             print(f"[{name}] margin {loss} N={n} D={d} ...", file=sys.stderr, flush=True)
-            r["margin"] = run_margin(args, loss, n, d, classes_eff)
+            r["margin"] = run_margin(args, name, loss, n, d, classes_eff)
             print(f"    {r['margin']}", file=sys.stderr, flush=True)
         results.append(r)
 

@@ -99,7 +99,7 @@ else
 fi
 
 # 1c. Reference sets and CrossBatchMemory on CUDA (PML fixtures, random rectangles).
-for t in reference_sets cross_batch_memory; do
+for t in reference_sets cross_batch_memory knn; do
     exe="$BIN/margin_tests_$t"
     if [ ! -x "$exe" ]; then
         note "$t" MISSING "$exe not found (run scripts/build-gpu-bin.sh)"

@@ -34,6 +34,7 @@ mod cross;
 mod engine;
 mod geometry;
 mod infonce;
+mod knn;
 mod linalg;
 mod pairs;
 mod quadruplet;
@@ -365,6 +366,26 @@ impl Backend for CpuBackend {
         )?;
         Ok(out)
     }
+    /// Blocks of query rows through the pairwise GEMM, then a parallel per-row selection.
+    fn knn_on_device(
+        &self,
+        metric: Metric,
+        query: &Vec<f32>,
+        nq: usize,
+        reference: Option<(&Vec<f32>, usize)>,
+        d: usize,
+        k: usize,
+    ) -> Result<margin_core::Neighbours> {
+        knn::knn(
+            metric,
+            query,
+            nq,
+            reference.map(|(r, n)| (r.as_slice(), n)),
+            d,
+            k,
+        )
+    }
+
     fn pairwise_on_device(
         &self,
         metric: Metric,
