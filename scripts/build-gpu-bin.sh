@@ -27,6 +27,8 @@ for line in sys.stdin:
     if not msg.get("profile", {}).get("test"):
         continue
     target = msg["target"]["name"].replace("-", "_")
+    if target.startswith("emu_"):
+        continue  # the CPU emulator drivers are not for the GPU machine
     name = "margin_cuda_" + target if target != "margin_cuda" else "margin_cuda_unit"
     shutil.copy(msg["executable"], dest + "/" + name)
     print("copied", name)
@@ -49,5 +51,7 @@ for line in sys.stdin:
         print("copied margin_tests_" + name)
 ' "$DEST" "$t"
 done
+# Symbols are not needed there and the carried folder must stay under 64 MiB.
+strip "$DEST"/* 2>/dev/null || true
 ls -l "$DEST"
 du -sh "$DEST"

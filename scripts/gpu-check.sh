@@ -54,7 +54,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi >>"$OUT/env.log" 2>&1
 cat "$OUT/env.log"
 
 # 1. Test binaries. A test that prints "skipping:" did not run on the GPU: counted as a failure.
-for t in margin_cuda_nvrtc_compile margin_cuda_equivalence margin_cuda_unit; do
+for t in margin_cuda_nvrtc_compile margin_cuda_equivalence margin_cuda_unit margin_cuda_reference_sets \
+    margin_cuda_knn; do
     exe="$BIN/$t"
     if [ ! -x "$exe" ]; then
         note "$t" MISSING "$exe not found (run scripts/build-gpu-bin.sh)"

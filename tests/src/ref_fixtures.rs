@@ -186,8 +186,15 @@ struct CaseFile<T> {
     cases: Vec<T>,
 }
 
+/// The fixtures beside this crate, or under `tests/fixtures/pml_ref` of the current directory
+/// (a prebuilt test binary run from another checkout's root, as `scripts/gpu-check.sh` does).
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pml_ref")
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pml_ref");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("tests/fixtures/pml_ref")
+    }
 }
 
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {
