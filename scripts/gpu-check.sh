@@ -244,7 +244,7 @@ except Exception as e:
 sys.exit(1 if bad else 0)
 PYEOF
     rc=$?
-    note eval-knn "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$(grep -m1 EVAL-K "$OUT/eval-knn.log"; grep KNN100K "$OUT/eval-knn.log" | tr '\n' ' ')"
+    note eval-knn "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$( (grep -m1 EVAL-K "$OUT/eval-knn.log"; grep KNN100K "$OUT/eval-knn.log") | tr '\n' ' ')"
 else
     note eval-knn SKIP "no margin binary or no tests/fixtures/eval/knn.json"
 fi
