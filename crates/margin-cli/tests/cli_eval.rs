@@ -171,19 +171,7 @@ fn golden_fixtures_reference() {
 /// On wgpu (lavapipe in CI) the `--k` cases run through the fused distance + top-k kernel.
 #[test]
 fn golden_fixtures_wgpu() {
-    let probe = margin(&["devices", "--json"]);
-    let devices: Value = serde_json::from_slice(&probe.stdout).expect("devices json");
-    let has_wgpu = devices["devices"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .any(|d| d["backend"] == "wgpu" && d["available"] == true);
-    if !has_wgpu {
-        assert!(
-            std::env::var("MARGIN_REQUIRE_WGPU").as_deref() != Ok("1"),
-            "MARGIN_REQUIRE_WGPU=1 but no wgpu adapter"
-        );
-        eprintln!("skipping: no wgpu adapter");
+    if !common::wgpu_available() {
         return;
     }
     fixtures_through_cli("wgpu");

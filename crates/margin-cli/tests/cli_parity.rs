@@ -210,19 +210,7 @@ fn golden_fixtures_through_the_cli_on_the_reference() {
 /// missing adapter a failure); otherwise says it skips.
 #[test]
 fn golden_fixtures_through_the_cli_on_wgpu() {
-    let probe = margin(&["devices", "--json"]);
-    let devices: Value = serde_json::from_slice(&probe.stdout).expect("devices json");
-    let has_wgpu = devices["devices"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .any(|d| d["backend"] == "wgpu" && d["available"] == true);
-    if !has_wgpu {
-        assert!(
-            std::env::var("MARGIN_REQUIRE_WGPU").as_deref() != Ok("1"),
-            "MARGIN_REQUIRE_WGPU=1 but no wgpu adapter"
-        );
-        eprintln!("skipping: no wgpu adapter");
+    if !common::wgpu_available() {
         return;
     }
     run_all("wgpu");

@@ -204,15 +204,7 @@ pub trait Backend {
         reference: Option<Embeddings<'_>>,
         k: usize,
     ) -> Result<Neighbours> {
-        if let Some(r) = reference
-            && r.cols() != query.cols()
-        {
-            return Err(MarginError::input(format!(
-                "reference width {} differs from query width {}",
-                r.cols(),
-                query.cols()
-            )));
-        }
+        check_same_width(query, reference)?;
         let q = self.upload(query.data())?;
         let r = reference.map(|r| self.upload(r.data())).transpose()?;
         let nr = reference.map(|r| r.rows());
@@ -233,15 +225,7 @@ pub trait Backend {
         query: Embeddings<'_>,
         reference: Option<Embeddings<'_>>,
     ) -> Result<Vec<f32>> {
-        if let Some(r) = reference
-            && r.cols() != query.cols()
-        {
-            return Err(MarginError::input(format!(
-                "reference width {} differs from query width {}",
-                r.cols(),
-                query.cols()
-            )));
-        }
+        check_same_width(query, reference)?;
         let q = self.upload(query.data())?;
         let r = reference.map(|r| self.upload(r.data())).transpose()?;
         let nr = reference.map_or(query.rows(), |r| r.rows());
@@ -367,6 +351,18 @@ pub fn check_knn(nq: usize, nr: Option<usize>, d: usize, k: usize) -> Result<()>
         )));
     }
     Ok(())
+}
+
+/// A reference set of another width than the queries is an input error.
+fn check_same_width(query: Embeddings<'_>, reference: Option<Embeddings<'_>>) -> Result<()> {
+    match reference {
+        Some(r) if r.cols() != query.cols() => Err(MarginError::input(format!(
+            "reference width {} differs from query width {}",
+            r.cols(),
+            query.cols()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Checks that a copy of `len` values stays inside both buffers.

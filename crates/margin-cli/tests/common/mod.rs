@@ -78,3 +78,23 @@ pub fn raw_npy(descr: &str, fortran: bool, shape: &[u64], data: &[u8]) -> Vec<u8
     out.extend(data);
     out
 }
+
+/// Whether `margin devices` lists an available wgpu adapter. Without one, says that the caller
+/// skips; with `MARGIN_REQUIRE_WGPU=1` (CI, lavapipe) a missing adapter fails instead.
+pub fn wgpu_available() -> bool {
+    let probe = margin(&["devices", "--json"]);
+    let devices: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("devices json");
+    let has_wgpu = devices["devices"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|d| d["backend"] == "wgpu" && d["available"] == true);
+    if !has_wgpu {
+        assert!(
+            std::env::var("MARGIN_REQUIRE_WGPU").as_deref() != Ok("1"),
+            "MARGIN_REQUIRE_WGPU=1 but no wgpu adapter"
+        );
+        eprintln!("skipping: no wgpu adapter");
+    }
+    has_wgpu
+}
