@@ -158,6 +158,10 @@ pub struct DemoCmd {
     /// Directory holding images.npy and labels.npy (default: the copy embedded in the binary).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Train against a cross-batch memory of this many past embeddings (PML's
+    /// CrossBatchMemory; every loss but n-pair and triplet-center). 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub memory: usize,
     /// Print one JSON object (no progress bar).
     #[arg(long)]
     pub json: bool,

@@ -144,6 +144,8 @@ fn bad_flags_fail_with_one_line_and_no_file() {
         &["--png", "x.png", "--no-png"],
         &["--png", "no-such-dir/x.png"],
         &["--png", "picture.jpg"],
+        &["--memory", "512", "--loss", "n-pair"],
+        &["--memory", "16", "--batch", "64"],
     ] {
         let out = demo(&dir, args);
         assert!(!out.status.success(), "{args:?}");
@@ -153,4 +155,31 @@ fn bad_flags_fail_with_one_line_and_no_file() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+/// `--memory`: the loss is taken against a cross-batch memory of past embeddings, and training
+/// still improves retrieval.
+#[test]
+fn cross_batch_memory_trains() {
+    let dir = scratch("demo-memory");
+    let out = demo(
+        &dir,
+        &[
+            "--backend",
+            "cpu",
+            "--steps",
+            "60",
+            "--memory",
+            "512",
+            "--json",
+            "--no-png",
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(v["memory"], 512);
+    let (before, after) = (&v["metrics_before"], &v["metrics_after"]);
+    for m in ["precision_at_1", "mean_average_precision_at_r"] {
+        let (b, a) = (before[m].as_f64().unwrap(), after[m].as_f64().unwrap());
+        assert!(a > b, "{m}: {b} -> {a}");
+    }
 }

@@ -195,6 +195,32 @@ impl<B: Backend> CrossBatchMemory<B> {
         Ok(stats)
     }
 
+    /// Only enqueues the batch (`n x d` rows of `x`, `labels`, `n <= S`) and returns each row's
+    /// slot, for a caller that computes the loss itself: with [`Self::embeddings`] (its first
+    /// [`Self::len`] rows), [`Self::labels`] and the slots as the reference set's self index.
+    pub fn enqueue_batch(
+        &mut self,
+        backend: &B,
+        x: &B::Buffer,
+        n: usize,
+        labels: &[i64],
+    ) -> Result<Vec<u32>> {
+        if labels.len() != n || n == 0 || backend.buffer_len(x) < n * self.d {
+            return Err(MarginError::input(format!(
+                "a batch of {n} rows needs {n} labels (got {}) and {n} x {} values",
+                labels.len(),
+                self.d
+            )));
+        }
+        if n > self.size {
+            return Err(MarginError::input(format!(
+                "a batch of {n} rows does not fit a cross-batch memory of {} rows",
+                self.size
+            )));
+        }
+        self.enqueue(backend, x, &(0..n).collect::<Vec<_>>(), labels)
+    }
+
     /// Host convenience: uploads the batch, runs [`Self::loss`] and downloads the gradient.
     pub fn host_loss(
         &mut self,

@@ -71,6 +71,17 @@ fn check(cmd: &DemoCmd) -> Result<Loss, CliError> {
     if !(cmd.lr.is_finite() && cmd.lr > 0.0) {
         return Err(CliError::input("--lr must be a positive number"));
     }
+    if cmd.memory > 0 {
+        if !loss.supports_reference() {
+            return Err(loss.reference_unsupported().into());
+        }
+        if cmd.memory < cmd.batch {
+            return Err(CliError::input(format!(
+                "--memory {} must hold at least one batch (--batch {})",
+                cmd.memory, cmd.batch
+            )));
+        }
+    }
     if !cmd.no_png {
         check_png_path(&cmd.png)?;
     }
@@ -171,6 +182,7 @@ pub fn run(cmd: &DemoCmd) -> Result<serde_json::Value, CliError> {
         "backend": backend.backend_name(),
         "steps": cmd.steps,
         "batch": cmd.batch,
+        "memory": cmd.memory,
         "input_dim": digits.dim,
         "dim": cmd.dim,
         "train_samples": train_idx.len(),
@@ -216,6 +228,9 @@ fn train(
     let start = Instant::now();
     let mut step_ms = Vec::with_capacity(cmd.steps);
     let mut last = LossStats::default();
+    let mut memory = (cmd.memory > 0)
+        .then(|| train::HostMemory::new(cmd.memory, cmd.dim))
+        .transpose()?;
     for _ in 0..cmd.steps {
         let step_start = Instant::now();
         let batch: Vec<usize> = sample(&mut rng, train_idx.len(), cmd.batch)
@@ -223,7 +238,7 @@ fn train(
             .map(|i| train_idx[i])
             .collect();
         let (x, y) = gather(digits, &batch);
-        last = match model.step(backend, loss, &x, &y) {
+        last = match model.step(backend, loss, &x, &y, memory.as_mut()) {
             Ok(stats) => stats,
             Err(e) => {
                 bar.finish();

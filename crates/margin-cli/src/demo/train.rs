@@ -1,6 +1,24 @@
 //! The demo's model: a linear projection `E = X W` trained with Adam on a margin loss.
 
-use margin_core::{Embeddings, HostBackend, Loss, LossInput, LossStats, Result};
+use margin_core::{
+    CrossBatchMemory, Embeddings, HostBackend, Loss, LossInput, LossStats, ReferenceSet, Result,
+};
+use margin_cpu::CpuBackend;
+
+/// `--memory`: a cross-batch memory of past embeddings on the host (the CPU backend's buffers
+/// are host vectors), so the demo can use it with whichever backend computes the loss.
+pub struct HostMemory {
+    ring: CrossBatchMemory<CpuBackend>,
+}
+
+impl HostMemory {
+    /// An empty memory of `size` rows of width `d`.
+    pub fn new(size: usize, d: usize) -> Result<Self> {
+        Ok(Self {
+            ring: CrossBatchMemory::new(&CpuBackend::new(), size, d)?,
+        })
+    }
+}
 
 /// Adam state for one parameter tensor.
 pub struct Adam {
@@ -98,13 +116,16 @@ impl Model {
         project(x, rows, self.inputs, &self.w, self.outputs)
     }
 
-    /// One training step on a batch; returns the loss statistics before the update.
+    /// One training step on a batch; returns the loss statistics before the update. With a
+    /// `memory`, the batch is enqueued first and its loss taken against the memory (its own
+    /// slots excluded), as PML's CrossBatchMemory does.
     pub fn step(
         &mut self,
         backend: &dyn HostBackend,
         loss: &Loss,
         x: &[f32],
         labels: &[i64],
+        memory: Option<&mut HostMemory>,
     ) -> Result<LossStats> {
         let rows = labels.len();
         let e = self.embed(x, rows);
@@ -114,7 +135,24 @@ impl Model {
             .as_deref()
             .map(|c| Embeddings::named(c, k, self.outputs, "centers"))
             .transpose()?;
-        let input = LossInput::new(Embeddings::new(&e, rows, self.outputs)?, labels, centers)?;
+        let mut input = LossInput::new(Embeddings::new(&e, rows, self.outputs)?, labels, centers)?;
+        let slots;
+        if let Some(mem) = memory {
+            // The memory stores host rows (the CPU backend's buffers); any backend computes.
+            let ring = &mut mem.ring;
+            slots = ring.enqueue_batch(&CpuBackend::new(), &e, rows, labels)?;
+            let m = ring.len();
+            input = input.with_reference(ReferenceSet {
+                embeddings: Embeddings::named(
+                    &ring.embeddings()[..m * self.outputs],
+                    m,
+                    self.outputs,
+                    "memory",
+                )?,
+                labels: ring.labels(),
+                self_index: Some(&slots),
+            })?;
+        }
         let out = backend.host_loss(loss, &input)?;
         // dL/dW = Xᵀ G.
         let mut gw = vec![0f32; self.w.len()];
