@@ -67,12 +67,7 @@ pub fn evaluate_retrieval(
     check_inputs(query, query_labels, reference, block_rows)?;
     let same_source = reference.is_none();
     let (ref_x, ref_labels) = reference.unwrap_or((query, query_labels));
-    let counts = label_counts(ref_labels);
-    // R per query: matching references, minus itself when the query is among the references.
-    let relevant: Vec<usize> = query_labels
-        .iter()
-        .map(|l| counts.get(l).copied().unwrap_or(0) - usize::from(same_source))
-        .collect();
+    let relevant = relevant_per_query(query_labels, ref_labels, same_source);
 
     let mut sums = Sums::default();
     let d = query.cols();
@@ -203,12 +198,17 @@ fn check_inputs(
     Ok(())
 }
 
-fn label_counts(labels: &[i64]) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
-    for &l in labels {
+/// R per query: the references with the query's label, minus the query itself when the queries
+/// are the references.
+fn relevant_per_query(query_labels: &[i64], ref_labels: &[i64], same_source: bool) -> Vec<usize> {
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for &l in ref_labels {
         *counts.entry(l).or_insert(0) += 1;
     }
-    counts
+    query_labels
+        .iter()
+        .map(|l| counts.get(l).copied().unwrap_or(0) - usize::from(same_source))
+        .collect()
 }
 
 /// Loads `(key, reference index)` pairs for one query row, where a smaller key is closer

@@ -13,7 +13,7 @@
 //! [`RetrievalK::MaxBinCount`] (PML's `k="max_bin_count"`) is the largest `R`: R-precision and
 //! MAP@R are then exact, only MRR can differ from the full ranking.
 
-use super::{RetrievalMetrics, Sums, label_counts};
+use super::{RetrievalMetrics, Sums, relevant_per_query};
 use crate::backend::HostBackend;
 use crate::distance::Metric;
 use crate::error::{MarginError, Result};
@@ -42,21 +42,7 @@ pub fn evaluate_retrieval_k(
     k: RetrievalK,
 ) -> Result<RetrievalMetrics> {
     let refs = reference.map_or(query.rows(), |(r, _)| r.rows());
-    super::check_inputs(query, query_labels, reference, 1)?;
-    let same_source = reference.is_none();
-    let candidates = refs - usize::from(same_source);
-    let (ref_x, ref_labels) = reference.unwrap_or((query, query_labels));
-    let counts = label_counts(ref_labels);
-    let relevant: Vec<usize> = query_labels
-        .iter()
-        .map(|l| counts.get(l).copied().unwrap_or(0) - usize::from(same_source))
-        .collect();
-    let mut sums = Sums::default();
-    if relevant.iter().all(|&r| r == 0) {
-        // Every query is lone: NaN metrics, as PML, whatever k.
-        return Ok(sums.finish());
-    }
-    let k = match k {
+    let fixed = match k {
         RetrievalK::All => {
             let block = super::default_block_rows(refs);
             return super::evaluate_retrieval(
@@ -68,15 +54,22 @@ pub fn evaluate_retrieval_k(
                 block,
             );
         }
-        RetrievalK::Fixed(k) => k,
-        // PML: the largest reference count among the query labels, minus the query itself.
-        RetrievalK::MaxBinCount => query_labels
-            .iter()
-            .map(|l| counts.get(l).copied().unwrap_or(0))
-            .max()
-            .unwrap_or(0)
-            .saturating_sub(usize::from(same_source)),
+        RetrievalK::Fixed(k) => Some(k),
+        RetrievalK::MaxBinCount => None,
     };
+    super::check_inputs(query, query_labels, reference, 1)?;
+    let same_source = reference.is_none();
+    let candidates = refs - usize::from(same_source);
+    let (ref_x, ref_labels) = reference.unwrap_or((query, query_labels));
+    let relevant = relevant_per_query(query_labels, ref_labels, same_source);
+    let mut sums = Sums::default();
+    if relevant.iter().all(|&r| r == 0) {
+        // Every query is lone: NaN metrics, as PML, whatever k.
+        return Ok(sums.finish());
+    }
+    // max-bin-count (PML): the largest reference count among the query labels, minus the query
+    // itself, which is the largest R.
+    let k = fixed.unwrap_or_else(|| relevant.iter().copied().max().unwrap_or(0));
     if k == 0 || k > candidates {
         return Err(MarginError::input(format!(
             "k = {k} must be in 1..={candidates} (the references each query is ranked against)"
