@@ -107,13 +107,7 @@ impl<B: Backend> CrossBatchMemory<B> {
         grad: &mut B::Buffer,
     ) -> Result<LossStats> {
         self.check(backend, loss, x, n, labels, grad)?;
-        if n > self.size {
-            return Err(MarginError::input(format!(
-                "a batch of {n} rows does not fit a cross-batch memory of {} rows",
-                self.size
-            )));
-        }
-        let slots = self.enqueue(backend, x, &(0..n).collect::<Vec<_>>(), labels)?;
+        let slots = self.enqueue_batch(backend, x, n, labels)?;
         let m = self.len();
         let input = DeviceLossInput {
             embeddings: x,
