@@ -72,9 +72,25 @@ impl PosLists {
 
 /// Per-worker scratch: the triplet scratch and a histogram borrowed from the pool.
 pub(crate) struct QScratch<'a> {
-    tri: triplet::Scratch,
-    hist: Vec<u32>,
+    pub tri: triplet::Scratch,
+    pub hist: Vec<u32>,
     pool: &'a Mutex<Vec<Vec<u32>>>,
+}
+
+impl<'a> QScratch<'a> {
+    /// A histogram of `hist_len` counters from `pool` (a fresh zeroed one when it is empty).
+    pub fn take(pool: &'a Mutex<Vec<Vec<u32>>>, hist_len: usize) -> Self {
+        let hist = pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| vec![0; hist_len]);
+        Self {
+            tri: triplet::Scratch::default(),
+            hist,
+            pool,
+        }
+    }
 }
 
 impl Drop for QScratch<'_> {
@@ -98,17 +114,7 @@ impl<'a> RowKernel for Quad<'a> {
     type Scratch = QScratch<'a>;
     const GROUPS: usize = 2;
     fn scratch(&self) -> QScratch<'a> {
-        let hist = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| vec![0; self.lists.hist_len]);
-        QScratch {
-            tri: triplet::Scratch::default(),
-            hist,
-            pool: self.pool,
-        }
+        QScratch::take(self.pool, self.lists.hist_len)
     }
     fn row(
         &self,

@@ -16,10 +16,11 @@ use super::chain;
 use super::classes::Classes;
 use super::engine::{Acc, RowKernel, inv};
 use super::linalg::zeros;
+use super::quadruplet::QScratch;
 use super::quadruplet_hard::{best_pairs, scan_row};
 use super::rect::Rect;
 use super::search::Sorted;
-use super::triplet::{self, Triplet};
+use super::triplet::Triplet;
 use margin_core::{Mining, Result};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -58,21 +59,6 @@ impl Lists {
     }
 }
 
-/// Per-worker scratch: the triplet scratch and a histogram returned to the pool on drop.
-struct QScratch<'a> {
-    tri: triplet::Scratch,
-    hist: Vec<u32>,
-    pool: &'a Mutex<Vec<Vec<u32>>>,
-}
-
-impl Drop for QScratch<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut p) = self.pool.lock() {
-            p.push(std::mem::take(&mut self.hist));
-        }
-    }
-}
-
 /// Group 0 the triplets, group 1 the negative-pair side of the quadruplets.
 struct Quad<'a> {
     tri: Triplet<'a>,
@@ -86,17 +72,7 @@ impl<'a> RowKernel for Quad<'a> {
     type Scratch = QScratch<'a>;
     const GROUPS: usize = 2;
     fn scratch(&self) -> QScratch<'a> {
-        let hist = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| vec![0; self.lists.hist_len]);
-        QScratch {
-            tri: triplet::Scratch::default(),
-            hist,
-            pool: self.pool,
-        }
+        QScratch::take(self.pool, self.lists.hist_len)
     }
     fn row(
         &self,
