@@ -42,6 +42,7 @@ mod quadruplet_hard;
 mod rect;
 mod rect_quadruplet;
 mod reference_set;
+mod row_losses;
 mod scratch;
 mod search;
 mod softmax_pairs;
@@ -51,7 +52,7 @@ mod vexp;
 use classes::Classes;
 use geometry::{Rows, sign};
 use margin_core::{
-    Backend, DeviceLossInput, Embeddings, Loss, LossStats, MarginError, Metric, Result,
+    Backend, DeviceLossInput, Embeddings, Loss, LossStats, MarginError, Metric, Mining, Result,
     check_device_input,
 };
 
@@ -122,43 +123,19 @@ impl CpuBackend {
         let budget = self.memory_budget_bytes;
         let classes = Classes::new(labels);
         let rows = Rows::new(x, n, d, metric);
+        let npos = classes.ordered_positive_pairs();
         let (stats, grad_e) = match *loss {
-            Loss::Contrastive(c) => {
-                let k = pairs::Contrastive {
-                    classes: &classes,
-                    pm: s * c.pos_margin,
-                    nm: s * c.neg_margin,
+            Loss::Quadruplet(c) => {
+                let (a, grad) = match c.mining {
+                    Mining::All => {
+                        quadruplet::run(&rows, metric, &classes, c.margin, c.margin2, budget)?
+                    }
+                    Mining::Hard => {
+                        quadruplet_hard::run(&rows, metric, &classes, c.margin, c.margin2, budget)?
+                    }
+                    Mining::SemiHard => return Err(quadruplet_semihard()),
                 };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let a = p.acc;
-                let stats = LossStats::new(
-                    avg(a.loss[0], a.count[0]) + avg(a.loss[1], a.count[1]),
-                    a.count[0],
-                    a.count[1],
-                );
-                (stats, p.grad)
-            }
-            Loss::Triplet(c) => {
-                let k = triplet::Triplet {
-                    classes: &classes,
-                    margin: c.margin,
-                    smooth: c.smooth,
-                    mining: c.mining,
-                };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let a = p.acc;
-                let stats = LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0);
-                (stats, p.grad)
-            }
-            Loss::Quadruplet(c) if c.mining == margin_core::Mining::All => {
-                let (a, grad) =
-                    quadruplet::run(&rows, metric, &classes, c.margin, c.margin2, budget)?;
-                let stats = LossStats::new(
-                    avg(a.loss[0], a.count[0]) + avg(a.loss[1], a.count[1]),
-                    a.count[0],
-                    a.count[1],
-                );
-                (stats, grad)
+                (row_losses::two_groups(a), grad)
             }
             Loss::LiftedStructure(c) => {
                 let nm = s * c.neg_margin;
@@ -166,7 +143,6 @@ impl CpuBackend {
                 let lse = engine::map_rows_in(&rows, metric, budget, e.as_ref(), |i, e| {
                     pairs::row_lse(&classes, nm, i, e)
                 })?;
-                let npos = classes.ordered_positive_pairs();
                 let k = pairs::Lifted {
                     classes: &classes,
                     lse: &lse,
@@ -175,94 +151,32 @@ impl CpuBackend {
                     npos,
                 };
                 let p = engine::run_in(&rows, metric, &k, budget, e)?;
-                let a = p.acc;
-                let stats = LossStats::new(avg(a.loss[0], npos), a.count[0], 0);
+                let stats = LossStats::new(avg(p.acc.loss[0], npos), p.acc.count[0], 0);
                 (stats, p.grad)
             }
-            Loss::Quadruplet(c) if c.mining == margin_core::Mining::Hard => {
-                let (a, grad) =
-                    quadruplet_hard::run(&rows, metric, &classes, c.margin, c.margin2, budget)?;
-                let stats = LossStats::new(
-                    avg(a.loss[0], a.count[0]) + avg(a.loss[1], a.count[1]),
-                    a.count[0],
-                    a.count[1],
-                );
-                (stats, grad)
-            }
-            Loss::Quadruplet(_) => {
-                return Err(MarginError::config(
-                    "quadruplet mining must be all or hard (semihard is triplet-only)",
-                ));
-            }
-            Loss::MultiSimilarity(c) => {
-                let k = softmax_pairs::MultiSimilarity {
-                    classes: &classes,
-                    alpha: c.alpha,
-                    beta: c.beta,
-                    base: s * c.base,
-                };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let a = p.acc;
-                let stats = LossStats::new(a.loss[0] / n as f64, a.count[0], a.count[1]);
-                (stats, p.grad)
-            }
-            Loss::GeneralizedLiftedStructure(c) => {
-                let k = softmax_pairs::GeneralizedLifted {
-                    classes: &classes,
-                    pm: s * c.pos_margin,
-                    nm: s * c.neg_margin,
-                };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let a = p.acc;
-                let stats = LossStats::new(a.loss[0] / n as f64, a.count[0], 0);
-                (stats, p.grad)
-            }
-            Loss::Circle(c) => {
-                let k = softmax_pairs::Circle {
-                    classes: &classes,
-                    sign: s,
-                    margin: c.margin,
-                    gamma: c.gamma,
-                };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let a = p.acc;
-                let stats = LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0);
-                (stats, p.grad)
-            }
-            Loss::NTXent(c) => {
-                let npos = classes.ordered_positive_pairs();
-                if npos == 0 || classes.members.len() < 2 {
-                    return Ok(empty(n, d, grad));
-                }
-                let k = infonce::NTXent {
-                    classes: &classes,
-                    tau: c.temperature,
-                    npos,
-                };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let stats = LossStats::new(avg(p.acc.loss[0], npos), npos, 0);
-                (stats, p.grad)
-            }
-            Loss::SupCon(c) => {
-                if classes.ordered_positive_pairs() == 0 || classes.members.len() < 2 {
-                    return Ok(empty(n, d, grad));
-                }
-                let k = infonce::SupCon {
-                    classes: &classes,
-                    tau: c.temperature,
-                };
-                let p = engine::run(&rows, metric, &k, budget)?;
-                let a = p.acc;
-                let stats = LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0);
-                (stats, p.grad)
+            Loss::NTXent(_) | Loss::SupCon(_) if npos == 0 || classes.members.len() < 2 => {
+                return Ok(empty(n, d, grad));
             }
             Loss::NPair(_) | Loss::TripletCenter(_) => {
                 return Err(MarginError::device("internal: not a self-pair loss"));
+            }
+            _ => {
+                let square = row_losses::Square {
+                    rows: &rows,
+                    metric,
+                    budget,
+                };
+                row_losses::run(loss, &classes, n, npos, &square)?
             }
         };
         finish(&rows, metric, &grad_e, grad);
         Ok(stats)
     }
+}
+
+/// Semi-hard mining is defined for triplets only.
+fn quadruplet_semihard() -> MarginError {
+    MarginError::config("quadruplet mining must be all or hard (semihard is triplet-only)")
 }
 
 impl Backend for CpuBackend {

@@ -14,8 +14,8 @@ use super::geometry::{Rows, sign};
 use super::pairs::{self, log_add_exp};
 use super::rect::Rect;
 use super::rect_quadruplet;
-use super::{avg, empty, finish, infonce, softmax_pairs, triplet, vexp};
-use margin_core::{Loss, LossStats, MarginError, Mining, Result};
+use super::{avg, empty, finish, quadruplet_semihard, row_losses, vexp};
+use margin_core::{Loss, LossStats, Mining, Result};
 use rayon::prelude::*;
 
 /// A batch against a reference set, as the backend received them.
@@ -65,123 +65,23 @@ pub(crate) fn loss(
         budget,
     };
     let (stats, grad_e) = match *loss {
-        Loss::Contrastive(c) => {
-            let k = pairs::Contrastive {
-                classes: &classes,
-                pm: s * c.pos_margin,
-                nm: s * c.neg_margin,
-            };
-            let p = rect.run(&k)?;
-            let a = p.acc;
-            let stats = LossStats::new(
-                avg(a.loss[0], a.count[0]) + avg(a.loss[1], a.count[1]),
-                a.count[0],
-                a.count[1],
-            );
-            (stats, p.grad)
-        }
-        Loss::Triplet(c) => {
-            let k = triplet::Triplet {
-                classes: &classes,
-                margin: c.margin,
-                smooth: c.smooth,
-                mining: c.mining,
-            };
-            let p = rect.run(&k)?;
-            let a = p.acc;
-            (
-                LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0),
-                p.grad,
-            )
-        }
         Loss::Quadruplet(c) => {
             let (a, g) = match c.mining {
                 Mining::All => rect_quadruplet::all(&rect, &classes, c.margin, c.margin2)?,
                 Mining::Hard => rect_quadruplet::hard(&rect, &classes, c.margin, c.margin2)?,
-                Mining::SemiHard => {
-                    return Err(MarginError::config(
-                        "quadruplet mining must be all or hard (semihard is triplet-only)",
-                    ));
-                }
+                Mining::SemiHard => return Err(quadruplet_semihard()),
             };
-            let stats = LossStats::new(
-                avg(a.loss[0], a.count[0]) + avg(a.loss[1], a.count[1]),
-                a.count[0],
-                a.count[1],
-            );
-            (stats, g)
+            (row_losses::two_groups(a), g)
+        }
+        Loss::LiftedStructure(_) | Loss::NTXent(_) | Loss::SupCon(_) if npos == 0 || nneg == 0 => {
+            return Ok(empty(n, d, grad));
         }
         Loss::LiftedStructure(c) => {
-            if npos == 0 || nneg == 0 {
-                return Ok(empty(n, d, grad));
-            }
             let (a, g) = lifted(&rect, &classes, s * c.pos_margin, s * c.neg_margin, npos)?;
             (LossStats::new(avg(a.loss[0], npos), a.count[0], 0), g)
         }
-        Loss::MultiSimilarity(c) => {
-            let k = softmax_pairs::MultiSimilarity {
-                classes: &classes,
-                alpha: c.alpha,
-                beta: c.beta,
-                base: s * c.base,
-            };
-            let p = rect.run(&k)?;
-            let a = p.acc;
-            let stats = LossStats::new(a.loss[0] / n as f64, a.count[0], a.count[1]);
-            (stats, p.grad)
-        }
-        Loss::GeneralizedLiftedStructure(c) => {
-            let k = softmax_pairs::GeneralizedLifted {
-                classes: &classes,
-                pm: s * c.pos_margin,
-                nm: s * c.neg_margin,
-            };
-            let p = rect.run(&k)?;
-            let a = p.acc;
-            (LossStats::new(a.loss[0] / n as f64, a.count[0], 0), p.grad)
-        }
-        Loss::Circle(c) => {
-            let k = softmax_pairs::Circle {
-                classes: &classes,
-                sign: s,
-                margin: c.margin,
-                gamma: c.gamma,
-            };
-            let p = rect.run(&k)?;
-            let a = p.acc;
-            (
-                LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0),
-                p.grad,
-            )
-        }
-        Loss::NTXent(c) => {
-            if npos == 0 || nneg == 0 {
-                return Ok(empty(n, d, grad));
-            }
-            let k = infonce::NTXent {
-                classes: &classes,
-                tau: c.temperature,
-                npos,
-            };
-            let p = rect.run(&k)?;
-            (LossStats::new(avg(p.acc.loss[0], npos), npos, 0), p.grad)
-        }
-        Loss::SupCon(c) => {
-            if npos == 0 || nneg == 0 {
-                return Ok(empty(n, d, grad));
-            }
-            let k = infonce::SupCon {
-                classes: &classes,
-                tau: c.temperature,
-            };
-            let p = rect.run(&k)?;
-            let a = p.acc;
-            (
-                LossStats::new(avg(a.loss[0], a.count[0]), a.count[0], 0),
-                p.grad,
-            )
-        }
         Loss::NPair(_) | Loss::TripletCenter(_) => return Err(loss.reference_unsupported()),
+        _ => row_losses::run(loss, &classes, n, npos, &rect)?,
     };
     finish(&x, metric, &grad_e, grad);
     Ok(stats)
