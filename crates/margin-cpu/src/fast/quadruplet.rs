@@ -35,6 +35,7 @@ pub(crate) struct PosLists {
 }
 
 impl PosLists {
+    /// The square case: every unordered positive pair of each class, from `Rows::pair_e`.
     pub fn new(rows: &Rows, metric: Metric, classes: &Classes) -> Self {
         let class: Vec<Sorted> = classes
             .members
@@ -49,6 +50,11 @@ impl PosLists {
                 Sorted::new(v)
             })
             .collect();
+        Self::from_classes(class)
+    }
+
+    /// From each class's sorted positive-pair values: the global list and the histogram layout.
+    pub fn from_classes(class: Vec<Sorted>) -> Self {
         let total: usize = class.iter().map(Sorted::len).sum();
         let mut all = Vec::with_capacity(total);
         for c in &class {
@@ -67,6 +73,35 @@ impl PosLists {
             offset,
             hist_len: at,
         }
+    }
+
+    /// The workers' histograms summed, then prefix-summed separately for the global list and
+    /// each class list.
+    pub fn prefix_counts(&self, hists: Vec<Vec<u32>>) -> Vec<u64> {
+        let mut pre = vec![0u64; self.hist_len];
+        for h in &hists {
+            for (p, &v) in pre.iter_mut().zip(h) {
+                *p += u64::from(v);
+            }
+        }
+        drop(hists);
+        let mut starts = vec![0usize];
+        starts.extend(self.offset.iter().copied());
+        starts.push(self.hist_len);
+        for w in starts.windows(2) {
+            for t in w[0] + 1..w[1] {
+                pre[t] += pre[t - 1];
+            }
+        }
+        pre
+    }
+
+    /// The active negative pairs of a positive pair of class `c` with value `x`, from the
+    /// prefix counts: those counted at a global position below it, less those of class `c`.
+    pub fn active_negatives(&self, pre: &[u64], c: usize, x: f64) -> u64 {
+        let rg = self.global.count_le(x).saturating_sub(1);
+        let rc = self.class[c].count_le(x).saturating_sub(1);
+        pre[rg].saturating_sub(pre[self.offset[c] + rc])
     }
 }
 
@@ -108,6 +143,35 @@ pub(crate) struct Quad<'a> {
     pub lists: &'a PosLists,
     pub m2: f64,
     pub pool: &'a Mutex<Vec<Vec<u32>>>,
+    /// The square case: `e` is symmetric, so only `l > k` is visited, with the weight 4 (two
+    /// orders of the negative pair times two of each positive pair) in `W[k, l]` alone. With a
+    /// reference set every ordered negative pair is visited once, with weight 1.
+    pub upper: bool,
+}
+
+impl<'a> Quad<'a> {
+    /// The kernel of the batch-all quadruplet loss with margins `margin` (term 1) and `m2`.
+    pub fn new(
+        classes: &'a Classes,
+        lists: &'a PosLists,
+        margin: f64,
+        m2: f64,
+        pool: &'a Mutex<Vec<Vec<u32>>>,
+    ) -> Self {
+        Self {
+            tri: Triplet {
+                classes,
+                margin,
+                smooth: false,
+                mining: Mining::All,
+            },
+            classes,
+            lists,
+            m2,
+            pool,
+            upper: !classes.is_rect(),
+        }
+    }
 }
 
 impl<'a> RowKernel for Quad<'a> {
@@ -130,16 +194,20 @@ impl<'a> RowKernel for Quad<'a> {
             count: [c0, 0],
         };
         let l = self.lists;
-        let ck = self.classes.id[k] as usize;
+        let ck = self.classes.row(k) as usize;
         let (gk, qk, ok) = (l.global.len() as i64, &l.class[ck], l.offset[ck]);
+        let weight: u64 = if self.upper { 4 } else { 1 };
         // Class by class, so that the other class's list stays in cache across its members.
         for (cl, members) in self.classes.members.iter().enumerate() {
             if cl == ck {
                 continue;
             }
-            let ql = &l.class[cl];
-            let ol = l.offset[cl];
-            let start = members.partition_point(|&m| (m as usize) <= k);
+            let (ql, ol) = (&l.class[cl], l.offset[cl]);
+            let start = if self.upper {
+                members.partition_point(|&m| (m as usize) <= k)
+            } else {
+                0
+            };
             for &j in &members[start..] {
                 let j = j as usize;
                 let v = e[j];
@@ -152,10 +220,10 @@ impl<'a> RowKernel for Quad<'a> {
                 let jl = ql.count_le(x);
                 let a = (gk - jg as i64) - (qk.len() - jk) as i64 - (ql.len() - jl) as i64;
                 if a > 0 {
-                    let a4 = 4 * a as u64;
-                    w1[j] -= a4 as f32;
-                    acc.loss[1] -= a4 as f64 * f64::from(v);
-                    acc.count[1] += a4;
+                    let aw = weight * a as u64;
+                    w1[j] -= aw as f32;
+                    acc.loss[1] -= aw as f64 * f64::from(v);
+                    acc.count[1] += aw;
                     s.hist[jg] += 1;
                     s.hist[ok + jk] += 1;
                     s.hist[ol + jl] += 1;
@@ -180,36 +248,9 @@ pub(crate) fn run(
 ) -> Result<(Acc, Vec<f32>)> {
     let lists = PosLists::new(rows, metric, classes);
     let pool = Mutex::new(Vec::new());
-    let kernel = Quad {
-        tri: Triplet {
-            classes,
-            margin,
-            smooth: false,
-            mining: Mining::All,
-        },
-        classes,
-        lists: &lists,
-        m2,
-        pool: &pool,
-    };
+    let kernel = Quad::new(classes, &lists, margin, m2, &pool);
     let mut pass = super::engine::run(rows, metric, &kernel, budget)?;
-    let hists = pool.into_inner().unwrap_or_default();
-    let mut pre = vec![0u64; lists.hist_len];
-    for h in &hists {
-        for (p, &v) in pre.iter_mut().zip(h) {
-            *p += u64::from(v);
-        }
-    }
-    drop(hists);
-    // Prefix sums, separately for the global list and each class list.
-    let mut starts = vec![0usize];
-    starts.extend(lists.offset.iter().copied());
-    starts.push(lists.hist_len);
-    for w in starts.windows(2) {
-        for t in w[0] + 1..w[1] {
-            pre[t] += pre[t - 1];
-        }
-    }
+    let pre = lists.prefix_counts(pool.into_inner().unwrap_or_default());
     // Positive-pair side: each row's sparse chain, and the loss of the pairs it leads.
     let d = rows.d;
     let s1 = inv(pass.acc.count[1]) as f32;
@@ -227,9 +268,7 @@ pub(crate) fn run(
                 }
                 let v = rows.pair_e(metric, a, p);
                 let x = f64::from(v);
-                let rg = lists.global.count_le(x).saturating_sub(1);
-                let rc = lists.class[c].count_le(x).saturating_sub(1);
-                let cnt = pre[rg].saturating_sub(pre[lists.offset[c] + rc]);
+                let cnt = lists.active_negatives(&pre, c, x);
                 if cnt == 0 {
                     continue;
                 }

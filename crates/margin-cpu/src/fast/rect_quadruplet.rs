@@ -14,114 +14,23 @@
 
 use super::chain;
 use super::classes::Classes;
-use super::engine::{Acc, RowKernel, inv};
+use super::engine::{Acc, inv};
 use super::linalg::zeros;
-use super::quadruplet::QScratch;
+use super::quadruplet::{PosLists, Quad};
 use super::quadruplet_hard::{best_pairs, scan_row};
 use super::rect::Rect;
 use super::search::Sorted;
-use super::triplet::Triplet;
-use margin_core::{Mining, Result};
+use margin_core::Result;
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-/// Sorted positive-pair values, global and per anchor class, with histogram offsets.
-struct Lists {
-    global: Sorted,
-    class: Vec<Sorted>,
-    /// Offset of class `c`'s histogram; the global one is at 0 with `G + 1` slots.
-    offset: Vec<usize>,
-    hist_len: usize,
-}
-
-impl Lists {
-    fn new(classes: &Classes, pos: &[Vec<(u32, f32)>]) -> Self {
-        let nc = classes.members.len();
-        let mut per: Vec<Vec<f32>> = vec![Vec::new(); nc];
-        for (a, row) in pos.iter().enumerate() {
-            per[classes.row(a) as usize].extend(row.iter().map(|&(_, v)| v));
-        }
-        let all: Vec<f32> = per.iter().flatten().copied().collect();
-        let class: Vec<Sorted> = per.into_par_iter().map(Sorted::new).collect();
-        let global = Sorted::new(all);
-        let mut offset = Vec::with_capacity(nc);
-        let mut at = global.len() + 1;
-        for c in &class {
-            offset.push(at);
-            at += c.len() + 1;
-        }
-        Self {
-            global,
-            class,
-            offset,
-            hist_len: at,
-        }
+/// The sorted positive-pair values (global and per anchor class) of the kept rows.
+fn lists(classes: &Classes, pos: &[Vec<(u32, f32)>]) -> PosLists {
+    let mut per: Vec<Vec<f32>> = vec![Vec::new(); classes.members.len()];
+    for (a, row) in pos.iter().enumerate() {
+        per[classes.row(a) as usize].extend(row.iter().map(|&(_, v)| v));
     }
-}
-
-/// Group 0 the triplets, group 1 the negative-pair side of the quadruplets.
-struct Quad<'a> {
-    tri: Triplet<'a>,
-    classes: &'a Classes,
-    lists: &'a Lists,
-    m2: f64,
-    pool: &'a Mutex<Vec<Vec<u32>>>,
-}
-
-impl<'a> RowKernel for Quad<'a> {
-    type Scratch = QScratch<'a>;
-    const GROUPS: usize = 2;
-    fn scratch(&self) -> QScratch<'a> {
-        QScratch::take(self.pool, self.lists.hist_len)
-    }
-    fn row(
-        &self,
-        s: &mut QScratch<'a>,
-        k: usize,
-        e: &[f32],
-        w0: &mut [f32],
-        w1: &mut [f32],
-    ) -> Acc {
-        let (l0, c0) = self.tri.hinge_row(&mut s.tri, k, e, w0);
-        let mut acc = Acc {
-            loss: [l0, 0.0],
-            count: [c0, 0],
-        };
-        let l = self.lists;
-        let ck = self.classes.row(k) as usize;
-        let (gk, qk, ok) = (l.global.len() as i64, &l.class[ck], l.offset[ck]);
-        // Class by class, so that the other class's list stays in cache across its members.
-        for (cl, members) in self.classes.members.iter().enumerate() {
-            if cl == ck || members.is_empty() {
-                continue;
-            }
-            let (ql, ol) = (&l.class[cl], l.offset[cl]);
-            for &j in members {
-                let j = j as usize;
-                let v = e[j];
-                let x = f64::from(v) - self.m2;
-                let jg = l.global.count_le(x);
-                if jg as i64 == gk {
-                    continue;
-                }
-                let jk = qk.count_le(x);
-                let jl = ql.count_le(x);
-                let a = (gk - jg as i64) - (qk.len() - jk) as i64 - (ql.len() - jl) as i64;
-                if a > 0 {
-                    w1[j] -= a as f32;
-                    acc.loss[1] -= a as f64 * f64::from(v);
-                    acc.count[1] += a as u64;
-                    s.hist[jg] += 1;
-                    s.hist[ok + jk] += 1;
-                    s.hist[ol + jl] += 1;
-                }
-            }
-        }
-        acc
-    }
-    fn scales(&self, acc: &Acc) -> [f64; 2] {
-        [inv(acc.count[0]), inv(acc.count[1])]
-    }
+    PosLists::from_classes(per.into_par_iter().map(Sorted::new).collect())
 }
 
 /// Mining all: returns the sums and the gradient w.r.t. `x.xh` (before the sign).
@@ -141,38 +50,11 @@ pub(crate) fn all(
             .map(|&p| (p, e[p as usize]))
             .collect::<Vec<_>>()
     })?;
-    let lists = Lists::new(classes, &pos);
+    let lists = lists(classes, &pos);
     let pool = Mutex::new(Vec::new());
-    let kernel = Quad {
-        tri: Triplet {
-            classes,
-            margin,
-            smooth: false,
-            mining: Mining::All,
-        },
-        classes,
-        lists: &lists,
-        m2,
-        pool: &pool,
-    };
+    let kernel = Quad::new(classes, &lists, margin, m2, &pool);
     let mut pass = rect.run(&kernel)?;
-    let hists = pool.into_inner().unwrap_or_default();
-    let mut pre = vec![0u64; lists.hist_len];
-    for h in &hists {
-        for (p, &v) in pre.iter_mut().zip(h) {
-            *p += u64::from(v);
-        }
-    }
-    drop(hists);
-    // Prefix sums, separately for the global list and each class list.
-    let mut starts = vec![0usize];
-    starts.extend(lists.offset.iter().copied());
-    starts.push(lists.hist_len);
-    for w in starts.windows(2) {
-        for t in w[0] + 1..w[1] {
-            pre[t] += pre[t - 1];
-        }
-    }
+    let pre = lists.prefix_counts(pool.into_inner().unwrap_or_default());
     // Positive-pair side: W[a, p] = the active negative pairs of other classes, chained to
     // batch row a only.
     let (d, dist) = (rect.x.d, rect.metric.distance);
@@ -187,9 +69,7 @@ pub(crate) fn all(
             let mut loss = 0.0;
             for &(p, v) in row {
                 let x = f64::from(v);
-                let rg = lists.global.count_le(x).saturating_sub(1);
-                let rc = lists.class[c].count_le(x).saturating_sub(1);
-                let cnt = pre[rg].saturating_sub(pre[lists.offset[c] + rc]);
+                let cnt = lists.active_negatives(&pre, c, x);
                 if cnt == 0 {
                     continue;
                 }
