@@ -142,6 +142,24 @@ impl Loss {
         !matches!(self, Loss::NPair(_) | Loss::TripletCenter(_))
     }
 
+    /// True for the seven losses PML builds on `GenericPairLoss` (contrastive, lifted structure,
+    /// multi-similarity, circle, nt-xent, supcon, generalized lifted structure). Against a
+    /// reference set they give 0 with nothing active when there is at most one positive and at
+    /// most one negative pair (rule 2.3 of docs/REFERENCE_SETS.md; a square batch always has an
+    /// even number of each).
+    pub fn is_pair_loss(&self) -> bool {
+        matches!(
+            self,
+            Loss::Contrastive(_)
+                | Loss::LiftedStructure(_)
+                | Loss::MultiSimilarity(_)
+                | Loss::Circle(_)
+                | Loss::NTXent(_)
+                | Loss::SupCon(_)
+                | Loss::GeneralizedLiftedStructure(_)
+        )
+    }
+
     /// The error for a reference set given to a loss that does not take one.
     pub fn reference_unsupported(&self) -> MarginError {
         MarginError::config(format!(

@@ -42,18 +42,8 @@ pub(crate) fn loss(
     let s = f64::from(sign(metric));
     let classes = Classes::rect(input.labels, &input.ref_labels[..m], input.self_index);
     // Rule 2.3: the seven pair losses give 0 when both pair sets are tiny.
-    let pair_loss = matches!(
-        loss,
-        Loss::Contrastive(_)
-            | Loss::LiftedStructure(_)
-            | Loss::MultiSimilarity(_)
-            | Loss::Circle(_)
-            | Loss::NTXent(_)
-            | Loss::SupCon(_)
-            | Loss::GeneralizedLiftedStructure(_)
-    );
     let (npos, nneg) = (classes.ordered_positive_pairs(), classes.negative_pairs());
-    if pair_loss && npos <= 1 && nneg <= 1 {
+    if loss.is_pair_loss() && npos <= 1 && nneg <= 1 {
         return Ok(empty(n, d, grad));
     }
     let x = Rows::new(input.x, n, d, metric);

@@ -217,17 +217,7 @@ pub(crate) fn inv(count: u64) -> f32 {
 /// Rule 2.3 of docs/REFERENCE_SETS.md: the pair losses give 0 when there is at most one positive
 /// and at most one negative pair (never the case in the square case, where pair counts are even).
 fn tiny_pair_set(loss: &Loss, layout: &Layout) -> bool {
-    let pair_loss = matches!(
-        loss,
-        Loss::Contrastive(_)
-            | Loss::LiftedStructure(_)
-            | Loss::MultiSimilarity(_)
-            | Loss::Circle(_)
-            | Loss::NTXent(_)
-            | Loss::SupCon(_)
-            | Loss::GeneralizedLiftedStructure(_)
-    );
-    pair_loss && layout.positive_pairs() <= 1 && layout.negative_pairs() <= 1
+    loss.is_pair_loss() && layout.positive_pairs() <= 1 && layout.negative_pairs() <= 1
 }
 
 /// A loss over the N x N matrix, or over the N x M matrix against a reference set (every loss but
