@@ -195,9 +195,37 @@ pub(crate) fn run_in<K: RowKernel>(
         return run_resident(rows, metric, kernel, e);
     }
     let bmax = block_rows(n, 1 + groups, budget);
-    let mut e = scratch::take(bmax * n, "a distance block")?;
-    let mut w0 = scratch::take(bmax * n, "a weight block")?;
-    let mut w1 = scratch::take(if groups > 1 { bmax * n } else { 0 }, "a weight block")?;
+    let dist = metric.distance;
+    stream(
+        kernel,
+        (n, n, d),
+        bmax,
+        |r0, b, e| rows.e_block(metric, r0, b, e),
+        |r0, b, w, e, g| chain::block(rows, dist, r0, b, w, e, g),
+    )
+}
+
+/// The streaming pass shared by the square engine and the reference-set rectangle: for each
+/// block of at most `bmax` of the `n` anchor rows, `e_block(r0, b, e)` fills the block's `e`
+/// (`b x cols`), the kernel writes the weights of each group, and `chain(r0, b, w, e, g)` adds
+/// their chain to the group's gradient (`n x d`, rows `r0..r0 + b`; `w` may be overwritten).
+/// The groups' gradients are scaled by the kernel's factors and summed at the end.
+pub(crate) fn stream<K, E, C>(
+    kernel: &K,
+    (n, cols, d): (usize, usize, usize),
+    bmax: usize,
+    e_block: E,
+    chain: C,
+) -> Result<Pass>
+where
+    K: RowKernel,
+    E: Fn(usize, usize, &mut [f32]),
+    C: Fn(usize, usize, &mut [f32], &[f32], &mut [f32]) -> Result<()>,
+{
+    let groups = K::GROUPS;
+    let mut e = scratch::take(bmax * cols, "a distance block")?;
+    let mut w0 = scratch::take(bmax * cols, "a weight block")?;
+    let mut w1 = scratch::take(if groups > 1 { bmax * cols } else { 0 }, "a weight block")?;
     let mut grads = Vec::with_capacity(groups);
     for _ in 0..groups {
         grads.push(zeros(n * d, "a gradient")?);
@@ -206,17 +234,17 @@ pub(crate) fn run_in<K: RowKernel>(
     let mut r0 = 0;
     while r0 < n {
         let b = bmax.min(n - r0);
-        rows.e_block(metric, r0, b, &mut e[..b * n]);
+        let eb = &mut e[..b * cols];
+        e_block(r0, b, eb);
         let w1b: &mut [f32] = if groups > 1 {
-            &mut w1[..b * n]
+            &mut w1[..b * cols]
         } else {
             &mut []
         };
-        acc += kernel_rows(kernel, r0, n, &e[..b * n], &mut w0[..b * n], w1b);
-        let dist = metric.distance;
-        chain::block(rows, dist, r0, b, &mut w0, &e, &mut grads[0])?;
+        acc += kernel_rows(kernel, r0, cols, eb, &mut w0[..b * cols], w1b);
+        chain(r0, b, &mut w0[..b * cols], eb, &mut grads[0])?;
         if groups > 1 {
-            chain::block(rows, dist, r0, b, &mut w1, &e, &mut grads[1])?;
+            chain(r0, b, &mut w1[..b * cols], eb, &mut grads[1])?;
         }
         r0 += b;
     }

@@ -9,9 +9,9 @@
 //! `O(N D)` gradients; `e` is never resident as a whole.
 
 use super::chain::{factor, prepare};
-use super::engine::{Acc, Pass, RowKernel, kernel_rows};
+use super::engine::{Pass, RowKernel, stream};
 use super::geometry::{Rows, cross_block, sign};
-use super::linalg::{View, matmul, zeros};
+use super::linalg::{View, matmul};
 use super::scratch;
 use margin_core::{Metric, Result};
 use rayon::prelude::*;
@@ -92,45 +92,17 @@ impl Rect<'_> {
     /// Returns the sums and the gradient w.r.t. `x.xh` (before the sign and stage 5).
     pub fn run<K: RowKernel>(&self, kernel: &K) -> Result<Pass> {
         let (n, m, d) = (self.x.n, self.r.n, self.x.d);
-        let groups = K::GROUPS;
-        let bmax = self.block(1 + groups);
-        let mut e = scratch::take(bmax * m, "a distance block")?;
-        let mut w0 = scratch::take(bmax * m, "a weight block")?;
-        let mut w1 = scratch::take(if groups > 1 { bmax * m } else { 0 }, "a weight block")?;
-        let mut grads = Vec::with_capacity(groups);
-        for _ in 0..groups {
-            grads.push(zeros(n * d, "a gradient")?);
-        }
-        let mut acc = Acc::default();
-        let mut r0 = 0;
-        while r0 < n {
-            let b = bmax.min(n - r0);
-            let eb = &mut e[..b * m];
-            self.e_block(r0, b, eb);
-            let w1b: &mut [f32] = if groups > 1 {
-                &mut w1[..b * m]
-            } else {
-                &mut []
-            };
-            acc += kernel_rows(kernel, r0, m, eb, &mut w0[..b * m], w1b);
-            self.chain_block(r0, b, &mut w0[..b * m], eb, &mut grads[0]);
-            if groups > 1 {
-                self.chain_block(r0, b, &mut w1[..b * m], eb, &mut grads[1]);
-            }
-            r0 += b;
-        }
-        let scales = kernel.scales(&acc);
-        let mut grads = grads.into_iter();
-        let mut grad = grads.next().unwrap_or_default();
-        let s0 = scales[0] as f32;
-        grad.par_iter_mut().for_each(|v| *v *= s0);
-        if let Some(g1) = grads.next() {
-            let s1 = scales[1] as f32;
-            grad.par_iter_mut()
-                .zip(g1.par_iter())
-                .for_each(|(a, &b)| *a += s1 * b);
-        }
-        Ok(Pass { acc, grad })
+        let bmax = self.block(1 + K::GROUPS);
+        stream(
+            kernel,
+            (n, m, d),
+            bmax,
+            |r0, b, e| self.e_block(r0, b, e),
+            |r0, b, w, e, g| {
+                self.chain_block(r0, b, w, e, g);
+                Ok(())
+            },
+        )
     }
 
     /// Adds to rows `r0..r0 + b` of `g` the chain of the block's weights `w` (`b x M`,
