@@ -9,7 +9,7 @@ rectangular N x M formulas); a disagreement is printed as DISCREPANCY and the ca
 Cases within KINK_TOL of a hinge kink or a mining tie are re-drawn with the next seed.
 
 Run:  /opt/pyenv-pml/bin/python scripts/pml_ref_golden.py [--out tests/fixtures/pml_ref]
-Deterministic. Reuses the helpers of scripts/pml_golden.py.
+Deterministic. Reuses the helpers of scripts/pml_golden.py, pml_spec.py and pml_cases.py.
 """
 
 import argparse
@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pml_cases  # noqa: E402
 import pml_golden as pg  # noqa: E402
+import pml_spec  # noqa: E402
 
 import pytorch_metric_learning  # noqa: E402
 from pytorch_metric_learning import losses as pml_l  # noqa: E402
@@ -30,9 +32,9 @@ from pytorch_metric_learning import miners as pml_m  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 DT = torch.float64
-KINK_TOL = pg.KINK_TOL
+KINK_TOL = pml_spec.KINK_TOL
 XCHECK_VALUE, XCHECK_GRAD = 1e-9, 1e-8
-DEFAULTS = pg.DEFAULTS
+DEFAULTS = pml_spec.DEFAULTS
 PAIR_LOSSES = {"contrastive", "lifted-structure", "multi-similarity", "circle", "nt-xent", "supcon",
                "generalized-lifted-structure"}
 
@@ -54,10 +56,10 @@ def ref_masks(y, ry, self_index):
 
 
 def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
-    sim = pg.is_sim(p)
+    sim = pml_spec.is_sim(p)
     sg = -1.0 if sim else 1.0
-    xs, rs = pg.prep(x, p), pg.prep(r, p)
-    m = pg.spec_matrix(xs, rs, p)
+    xs, rs = pml_spec.prep(x, p), pml_spec.prep(r, p)
+    m = pml_spec.spec_matrix(xs, rs, p)
     e = sg * m
     pos, neg, selfm = ref_masks(y, ry, self_index)
     zero = x.sum() * 0.0
@@ -69,8 +71,8 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
         na = sg * p["neg_margin"] - e[neg]
         g.hinge(pa)
         g.hinge(na)
-        lp, cp = pg.avg_nonzero(F.relu(pa))
-        ln, cn = pg.avg_nonzero(F.relu(na))
+        lp, cp = pml_spec.avg_nonzero(F.relu(pa))
+        ln, cn = pml_spec.avg_nonzero(F.relu(na))
         return lp + ln, [cp, cn]
     if loss == "triplet":
         ed = e.detach()
@@ -102,7 +104,7 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
         else:
             g.hinge(v)
             terms = F.relu(v)
-        l, c = pg.avg_nonzero(terms)
+        l, c = pml_spec.avg_nonzero(terms)
         return l, [c, 0]
     if loss == "lifted-structure":
         if pos.sum() == 0 or neg.sum() == 0:
@@ -124,8 +126,8 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
         return terms.mean(), [int((jv > 0).sum()), 0]
     if loss == "multi-similarity":
         b = sg * p["base"]
-        lp = pg.masked_lse(p["alpha"] * (e - b), pos, add_one=True) / p["alpha"]
-        ln = pg.masked_lse(p["beta"] * (b - e), neg, add_one=True) / p["beta"]
+        lp = pml_spec.masked_lse(p["alpha"] * (e - b), pos, add_one=True) / p["alpha"]
+        ln = pml_spec.masked_lse(p["beta"] * (b - e), neg, add_one=True) / p["beta"]
         return (lp + ln).mean(), [int(pos.any(1).sum()), int(neg.any(1).sum())]
     if loss == "circle":
         s = m
@@ -135,7 +137,7 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
             return zero, [0, 0]
         lp = -gamma * F.relu(1 + mg - s).detach() * (s - (1 - mg))
         ln = gamma * F.relu(s + mg).detach() * (s - mg)
-        z = (pg.masked_lse(lp, pos) + pg.masked_lse(ln, neg))[rows]
+        z = (pml_spec.masked_lse(lp, pos) + pml_spec.masked_lse(ln, neg))[rows]
         terms = torch.logaddexp(z, torch.zeros_like(z))
         return terms.sum() / int(rows.sum()), [int(rows.sum()), 0]
     if loss == "nt-xent":
@@ -143,7 +145,7 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
             return zero, [0, 0]
         v = -e / p["temperature"]
         a, pi = torch.nonzero(pos, as_tuple=True)
-        lse_n = pg.masked_lse(v, neg)
+        lse_n = pml_spec.masked_lse(v, neg)
         has_n = neg.any(1)
         vap = v[a, pi]
         l = torch.where(has_n[a], torch.logaddexp(vap, lse_n[a]) - vap, torch.zeros_like(vap))
@@ -152,7 +154,7 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
         if pos.sum() == 0 or neg.sum() == 0:
             return zero, [0, 0]
         v = -e / p["temperature"]
-        lse = pg.masked_lse(v, pos | neg)
+        lse = pml_spec.masked_lse(v, pos | neg)
         cnt = pos.sum(1)
         mean_pos = (v * pos).sum(1) / cnt.clamp(min=1)
         terms = torch.where(cnt > 0, lse - mean_pos, torch.zeros_like(lse))
@@ -162,7 +164,7 @@ def spec_ref(loss, x, y, r, ry, p, g, self_index=None):
             return zero, [0, 0]
         return terms.sum() / c, [c, 0]
     if loss == "generalized-lifted-structure":
-        arg = pg.masked_lse(e - sg * p["pos_margin"], pos) + pg.masked_lse(sg * p["neg_margin"] - e, neg)
+        arg = pml_spec.masked_lse(e - sg * p["pos_margin"], pos) + pml_spec.masked_lse(sg * p["neg_margin"] - e, neg)
         g.hinge(arg[pos.any(1) | neg.any(1)])
         return F.relu(arg).mean(), [int((arg > 0).sum()), 0]
     raise ValueError(loss)
@@ -172,8 +174,8 @@ def spec_quadruplet_ref(x, y, r, ry, p, g, self_index=None):
     """margin's own quadruplet with a reference set (REFERENCE_SETS.md; PML has no quadruplet).
     a, k: batch rows; p, n, l: reference rows. Term 2's negative pair (k, l) is a batch-reference
     entry of the same N x M matrix."""
-    sg = -1.0 if pg.is_sim(p) else 1.0
-    e = sg * pg.spec_matrix(pg.prep(x, p), pg.prep(r, p), p)
+    sg = -1.0 if pml_spec.is_sim(p) else 1.0
+    e = sg * pml_spec.spec_matrix(pml_spec.prep(x, p), pml_spec.prep(r, p), p)
     ed = e.detach()
     pos, neg, selfm = ref_masks(y, ry, self_index)
     n, m = pos.shape
@@ -217,7 +219,7 @@ def spec_quadruplet_ref(x, y, r, ry, p, g, self_index=None):
             act.append(0)
             continue
         g.hinge(v)
-        l, c = pg.avg_nonzero(F.relu(v))
+        l, c = pml_spec.avg_nonzero(F.relu(v))
         out = out + l
         act.append(c)
     return out, act
@@ -294,7 +296,7 @@ def compute(spec, seed, discrepancies):
     x32, r32 = draw(spec, seed)
     y = torch.tensor(spec["labels"], dtype=torch.int64)
     ry = torch.tensor(spec["ref_labels"], dtype=torch.int64)  # never the same object as y
-    g = pg.Guard()
+    g = pml_spec.Guard()
     xs = torch.tensor(x32, dtype=DT, requires_grad=True)
     rs = torch.tensor(r32, dtype=DT)
     si = spec.get("self_index")
@@ -345,12 +347,12 @@ def build_specs():
     def common(L, prm_for, extra=()):
         """The shared case list: defaults, every distance, shared labels, no positives, M=1..."""
         add("default", L, 8, 12, 6, lab(rng, 8, 3), lab(rng, 12, 3))
-        for dist, norm in pg.DIST_NORM:
+        for dist, norm in pml_cases.DIST_NORM:
             if L == "circle" and dist != "cosine":
                 continue
             prm = {"distance": dist, "normalize": norm, **prm_for(dist, norm)}
-            add(pg.tag_of(dist, norm), L, 7, 10, 5, lab(rng, 7, 3), lab(rng, 10, 3), prm,
-                scale=pg.scale_for(dist, norm))
+            add(pml_cases.tag_of(dist, norm), L, 7, 10, 5, lab(rng, 7, 3), lab(rng, 10, 3), prm,
+                scale=pml_cases.scale_for(dist, norm))
         # the reference has exactly the batch's labels (M = N), independent embeddings
         yb = lab(rng, 7, 3)
         add("ref_same_labels", L, 7, 7, 4, yb, list(yb))
@@ -371,50 +373,50 @@ def build_specs():
         for args in extra:
             add(*args[:1], L, *args[1:])
 
-    common("contrastive", lambda d, n: pg.sim_margins("contrastive", d, n),
+    common("contrastive", lambda d, n: pml_cases.sim_margins("contrastive", d, n),
            extra=[("margins", 10, 6, 4, lab(rng, 10, 3), lab(rng, 6, 3), {"pos_margin": 0.3, "neg_margin": 1.3})])
     L = "triplet"
     common(L, lambda d, n: {"margin": 0.2}, extra=[("margin_0_4", 10, 6, 4, lab(rng, 10, 3), lab(rng, 6, 3),
                                                     {"margin": 0.4})])
     for mining in ("hard", "semihard"):
         for dist, norm in [("euclidean", True), ("squared-euclidean", False), ("cosine", True), ("dot", False)]:
-            add(f"{mining}_{pg.tag_of(dist, norm)}", L, 10, 12, 5, lab(rng, 10, 3), lab(rng, 12, 4),
+            add(f"{mining}_{pml_cases.tag_of(dist, norm)}", L, 10, 12, 5, lab(rng, 10, 3), lab(rng, 12, 4),
                 {"distance": dist, "normalize": norm, "mining": mining, "margin": 0.3},
-                scale=pg.scale_for(dist, norm))
+                scale=pml_cases.scale_for(dist, norm))
         add(f"{mining}_default_margin", L, 12, 14, 6, lab(rng, 12, 4), lab(rng, 14, 4), {"mining": mining})
         add(f"{mining}_m1", L, 5, 1, 3, [0, 1, 0, 1, 0], [1], {"mining": mining, "margin": 0.5})
         add(f"{mining}_no_positives", L, 5, 6, 3, [0, 0, 1, 1, 0], [2, 3, 2, 3, 4, 2], {"mining": mining})
     for dist, norm in [("euclidean", True), ("dot", False)]:
-        add(f"smooth_{pg.tag_of(dist, norm)}", L, 8, 9, 4, lab(rng, 8, 3), lab(rng, 9, 3),
-            {"distance": dist, "normalize": norm, "smooth": True, "margin": 0.1}, scale=pg.scale_for(dist, norm))
+        add(f"smooth_{pml_cases.tag_of(dist, norm)}", L, 8, 9, 4, lab(rng, 8, 3), lab(rng, 9, 3),
+            {"distance": dist, "normalize": norm, "smooth": True, "margin": 0.1}, scale=pml_cases.scale_for(dist, norm))
     add("smooth_hard", L, 9, 10, 4, lab(rng, 9, 3), lab(rng, 10, 3), {"mining": "hard", "smooth": True})
 
-    common("lifted-structure", lambda d, n: pg.sim_margins("lifted-structure", d, n),
+    common("lifted-structure", lambda d, n: pml_cases.sim_margins("lifted-structure", d, n),
            extra=[("margins_m_gt_n", 6, 14, 4, lab(rng, 6, 3), lab(rng, 14, 3), {"pos_margin": 0.2, "neg_margin": 1.5}),
                   ("m_lt_n_aliasing", 10, 4, 4, lab(rng, 10, 2), [0, 1, 0, 1], {})])
-    common("multi-similarity", pg.ms_params,
+    common("multi-similarity", pml_cases.ms_params,
            extra=[("params", 9, 7, 4, lab(rng, 9, 3), lab(rng, 7, 3), {"alpha": 1.0, "beta": 20.0, "base": 0.3})])
     common("circle", lambda d, n: {},
            extra=[("reid_params", 9, 11, 6, lab(rng, 9, 3), lab(rng, 11, 3), {"margin": 0.25, "gamma": 128.0}),
                   ("gamma4", 8, 8, 4, lab(rng, 8, 3), lab(rng, 8, 3), {"gamma": 4.0, "margin": 0.3})])
-    common("nt-xent", lambda d, n: pg.temperature_for(d, n, 0.2),
+    common("nt-xent", lambda d, n: pml_cases.temperature_for(d, n, 0.2),
            extra=[("tau1", 8, 10, 4, lab(rng, 8, 3), lab(rng, 10, 3), {"temperature": 1.0})])
-    common("supcon", lambda d, n: pg.temperature_for(d, n, 0.3),
+    common("supcon", lambda d, n: pml_cases.temperature_for(d, n, 0.3),
            extra=[("tau_0_5", 8, 10, 4, lab(rng, 8, 3), lab(rng, 10, 3), {"temperature": 0.5})])
-    common("generalized-lifted-structure", lambda d, n: pg.sim_margins("lifted-structure", d, n),
+    common("generalized-lifted-structure", lambda d, n: pml_cases.sim_margins("lifted-structure", d, n),
            extra=[("mixed_margins", 8, 10, 5, lab(rng, 8, 3), lab(rng, 10, 3), {"pos_margin": 2.2, "neg_margin": -0.6})])
     # ---- quadruplet (margin's own; torch transcription of REFERENCE_SETS.md) ----
     L = "quadruplet"
     for mining in ("all", "hard"):
         H = {"mining": mining}
         add(f"{mining}_default", L, 8, 10, 5, lab(rng, 8, 4), lab(rng, 10, 4), H)
-        for dist, norm in pg.DIST_NORM:
-            if pg.is_sim({"distance": dist}):
+        for dist, norm in pml_cases.DIST_NORM:
+            if pml_spec.is_sim({"distance": dist}):
                 prm = {"distance": dist, "normalize": norm, "margin": 0.3, "margin2": 0.15, **H}
             else:
                 prm = {"distance": dist, "normalize": norm, "margin": 0.5, "margin2": 0.25, **H}
-            add(f"{mining}_{pg.tag_of(dist, norm)}", L, 7, 9, 4, lab(rng, 7, 4), lab(rng, 9, 4), prm,
-                scale=pg.scale_for(dist, norm))
+            add(f"{mining}_{pml_cases.tag_of(dist, norm)}", L, 7, 9, 4, lab(rng, 7, 4), lab(rng, 9, 4), prm,
+                scale=pml_cases.scale_for(dist, norm))
         add(f"{mining}_m1", L, 5, 1, 3, [0, 1, 2, 0, 1], [0], H)
         add(f"{mining}_two_classes_no_quads", L, 6, 6, 3, [0, 1, 0, 1, 0, 1], [1, 0, 0, 1, 1, 0], H)
         add(f"{mining}_no_positives", L, 5, 6, 3, [0, 0, 1, 1, 0], [2, 3, 2, 3, 4, 2], H)
@@ -498,7 +500,7 @@ def cbm_run(spec, seed, discrepancies):
         else:
             anchors = [i for i in range(n) if not mask[i]]
             self_index = None
-        g = pg.Guard()
+        g = pml_spec.Guard()
         xa = torch.tensor(x32, dtype=DT, requires_grad=True)
         sv, active = spec_ref(spec["loss"], xa[anchors], y[anchors], r, ry, p, g, self_index)
         sv.backward()
