@@ -166,8 +166,8 @@ fn mode(metric: Metric) -> u32 {
 impl WgpuBackend {
     /// The `k` nearest `reference` rows of every query row (`None`: the queries themselves, each
     /// query's own row excluded), closest first, ties to the lower index, by the fused kernel.
-    /// Scores are the values [`Backend::pairwise_on_device`] computes. `k >` [`MAX_K`] falls back
-    /// to [`knn_blocked`].
+    /// Scores are the values [`Backend::pairwise_on_device`] computes. A `k` above 128 (the
+    /// on-chip list's size, `MAX_K`) falls back to [`knn_blocked`].
     pub fn fused_knn(
         &self,
         metric: Metric,
