@@ -16,7 +16,8 @@
 //! With a reference set (docs/REFERENCE_SETS.md), `reference_set` runs the same row kernels over
 //! the `N x M` rectangle (`rect`, blocks of batch rows; `classes` tells the kernels each row's
 //! class and its excluded self column) and chains to the batch only; `rect_quadruplet` has the
-//! quadruplet loss's rectangle versions.
+//! quadruplet loss's rectangle versions. `row_losses` dispatches the losses that are one row
+//! kernel for both (its `Runner` is `engine::run` or `Rect::run`).
 //!
 //! Memory: when `N² · 4 · (1 + groups)` bytes fit `min(budget, 512 MiB)` the whole matrix is
 //! resident (fastest); otherwise blocks of at most 1024 anchor rows sized from the budget, so
