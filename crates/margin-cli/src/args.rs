@@ -205,6 +205,11 @@ pub struct BenchCmd {
     /// Neighbours per row for `knn`.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
+    /// Time the device path alone: inputs uploaded and outputs allocated once, each run ended
+    /// by a device synchronize, no host copies (what a trainer whose embeddings live on the
+    /// GPU pays). Without it each run is the host call, copies included.
+    #[arg(long)]
+    pub on_device: bool,
 }
 
 #[derive(Debug, Args)]

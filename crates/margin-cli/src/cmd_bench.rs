@@ -1,12 +1,13 @@
-//! `margin bench`: in-process timing of a loss (forward plus backward, host path, optionally with a
-//! reference set), of the pairwise matrix, or of k nearest neighbours, on random normal inputs.
-//! Prints one JSON object.
+//! `margin bench`: in-process timing of a loss (forward plus backward, optionally with a reference
+//! set), of the pairwise matrix, or of k nearest neighbours, on random normal inputs: the host
+//! call with its copies, or with `--on-device` the device path alone
+//! ([`margin_core::time_on_device`]). Prints one JSON object.
 
 use crate::args::BenchCmd;
 use crate::backends;
 use crate::error::CliError;
 use crate::flags::build_loss;
-use margin_core::{Embeddings, Loss, LossInput, Metric, ReferenceSet};
+use margin_core::{DeviceOp, Embeddings, Loss, LossInput, Metric, ReferenceSet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -74,23 +75,34 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
     if let Some(l) = &loss {
         l.validate_input(&input)?;
     }
-    let run_once = || -> Result<f64, CliError> {
-        let start = Instant::now();
-        let value = match &loss {
-            Some(l) => backend.host_loss(l, &input)?.stats.loss,
-            None if knn => f64::from(backend.host_knn(metric, embeddings, None, cmd.k)?.scores[0]),
-            None => f64::from(backend.host_pairwise(metric, embeddings, None)?[0]),
+    let mut times = if cmd.on_device {
+        let op = match &loss {
+            Some(l) => DeviceOp::Loss(l, &input),
+            None if knn => DeviceOp::Knn(metric, embeddings, cmd.k),
+            None => DeviceOp::Pairwise(metric, embeddings),
         };
-        backend.host_synchronize()?;
-        std::hint::black_box(value);
-        Ok(start.elapsed().as_secs_f64() * 1e3)
+        backend.host_time_on_device(op, cmd.warmup, cmd.reps)?
+    } else {
+        let run_once = || -> Result<f64, CliError> {
+            let start = Instant::now();
+            let value = match &loss {
+                Some(l) => backend.host_loss(l, &input)?.stats.loss,
+                None if knn => {
+                    f64::from(backend.host_knn(metric, embeddings, None, cmd.k)?.scores[0])
+                }
+                None => f64::from(backend.host_pairwise(metric, embeddings, None)?[0]),
+            };
+            backend.host_synchronize()?;
+            std::hint::black_box(value);
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        };
+        for _ in 0..cmd.warmup {
+            run_once()?;
+        }
+        (0..cmd.reps)
+            .map(|_| run_once())
+            .collect::<Result<Vec<_>, _>>()?
     };
-    for _ in 0..cmd.warmup {
-        run_once()?;
-    }
-    let mut times = (0..cmd.reps)
-        .map(|_| run_once())
-        .collect::<Result<Vec<_>, _>>()?;
     times.sort_by(f64::total_cmp);
     let median = if times.len() % 2 == 1 {
         times[times.len() / 2]
@@ -108,6 +120,7 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
         "distance": metric.distance.name(),
         "normalize": metric.normalizes(),
         "reps": cmd.reps,
+        "timing": if cmd.on_device { "device" } else { "host" },
         "median_ms": median,
         "min_ms": times[0],
         "max_ms": times[times.len() - 1],

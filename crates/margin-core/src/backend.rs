@@ -3,6 +3,7 @@
 //! already holds embeddings on the device passes them in and gets gradients back in buffers it owns,
 //! with no host round trip. The host-slice methods are conveniences built on the device ones.
 
+use crate::device_run::{DeviceOp, UploadedInput, time_on_device};
 use crate::distance::Metric;
 use crate::error::{MarginError, Result};
 use crate::loss::Loss;
@@ -160,33 +161,13 @@ pub trait Backend {
     /// Host convenience: validates `input`, computes the loss and returns the gradients.
     fn loss(&self, loss: &Loss, input: &LossInput<'_>) -> Result<LossOutput> {
         loss.validate_input(input)?;
-        let x = self.upload(input.embeddings.data())?;
-        let centers = input
-            .centers
-            .map(|c| self.upload(c.data()).map(|b| (b, c.rows())))
-            .transpose()?;
+        let up = UploadedInput::new(self, input)?;
         let mut grad = self.alloc_zeros(input.n() * input.d())?;
-        let mut center_grad = centers
-            .as_ref()
-            .map(|(_, k)| self.alloc_zeros(k * input.d()))
+        let mut center_grad = up
+            .center_rows()
+            .map(|k| self.alloc_zeros(k * input.d()))
             .transpose()?;
-        let reference = input
-            .reference
-            .map(|r| self.upload(r.embeddings.data()).map(|b| (b, r)))
-            .transpose()?;
-        let device_input = DeviceLossInput {
-            embeddings: &x,
-            n: input.n(),
-            d: input.d(),
-            labels: input.labels,
-            centers: centers.as_ref().map(|(b, k)| (b, *k)),
-            reference: reference.as_ref().map(|(b, r)| DeviceReference {
-                embeddings: b,
-                m: r.embeddings.rows(),
-                labels: r.labels,
-                self_index: r.self_index,
-            }),
-        };
+        let device_input = up.view(input);
         let stats = self.loss_on_device(loss, device_input, &mut grad, center_grad.as_mut())?;
         Ok(LossOutput {
             stats,
@@ -266,6 +247,20 @@ pub trait HostBackend {
     ) -> Result<Neighbours>;
     /// See [`Backend::synchronize`].
     fn host_synchronize(&self) -> Result<()>;
+    /// See [`time_on_device`]. Every [`Backend`] has it; other implementors report
+    /// `Unavailable`.
+    fn host_time_on_device(
+        &self,
+        op: DeviceOp<'_>,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>> {
+        let _ = (op, warmup, reps);
+        Err(MarginError::unavailable(format!(
+            "{} has no device path to time",
+            self.backend_name()
+        )))
+    }
 }
 
 impl<T: Backend> HostBackend for T {
@@ -294,6 +289,14 @@ impl<T: Backend> HostBackend for T {
     }
     fn host_synchronize(&self) -> Result<()> {
         self.synchronize()
+    }
+    fn host_time_on_device(
+        &self,
+        op: DeviceOp<'_>,
+        warmup: usize,
+        reps: usize,
+    ) -> Result<Vec<f64>> {
+        time_on_device(self, op, warmup, reps)
     }
 }
 

@@ -4,12 +4,14 @@
 //! * [`Distance`] and [`Metric`]: the four distances / similarities of the SPEC, with normalization.
 //! * [`Loss`]: one config type per loss with the SPEC's defaults (which are PML's defaults).
 //! * [`LossOutput`] / [`LossStats`]: the scalar loss, gradients and how many terms were active.
-//! * [`Backend`]: the trait every backend implements, with a device-buffer path and a host path.
+//! * [`Backend`]: the trait every backend implements, with a device-buffer path and a host path;
+//!   [`time_on_device`] times its device path alone.
 //! * [`MarginError`]: one error type, grouped by kind.
 //! * [`evaluate_retrieval`]: exact k-NN retrieval metrics (PML's `AccuracyCalculator`) on any backend.
 
 mod backend;
 mod config;
+mod device_run;
 mod distance;
 mod error;
 mod loss;
@@ -28,6 +30,7 @@ pub use config::{
     Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig, QuadrupletConfig, SupConConfig,
     TripletCenterConfig, TripletConfig,
 };
+pub use device_run::{DeviceOp, time_on_device};
 pub use distance::{Distance, Metric, NORM_EPS};
 pub use error::{MarginError, Result};
 pub use loss::{Loss, LossKind};
