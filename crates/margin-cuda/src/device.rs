@@ -2,12 +2,11 @@
 //! helpers. cudarc panics when a library it needs cannot be loaded, so every entry point checks
 //! `libcuda` and `libnvrtc` first and turns their absence into [`MarginError::Unavailable`].
 
-use crate::kernels;
+use crate::{cache, kernels};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, DriverError,
     LaunchConfig, ValidAsZeroBits, sys as driver_sys,
 };
-use cudarc::nvrtc::Ptx;
 use margin_core::{MarginError, Result};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -104,25 +103,6 @@ impl DeviceInfo {
     }
 }
 
-/// Compiled programs by architecture: NVRTC runs once per architecture per process.
-fn compiled_for(arch: &str) -> Result<Arc<kernels::Compiled>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<kernels::Compiled>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(c) = cache.lock().ok().and_then(|m| m.get(arch).cloned()) {
-        return Ok(c);
-    }
-    let compiled = Arc::new(kernels::compile(
-        &kernels::full_source(),
-        "margin.cu",
-        arch,
-        false,
-    )?);
-    if let Ok(mut m) = cache.lock() {
-        m.insert(arch.to_string(), compiled.clone());
-    }
-    Ok(compiled)
-}
-
 /// The loaded kernels of one device, by name.
 pub(crate) type KernelTable = HashMap<&'static str, CudaFunction>;
 
@@ -136,14 +116,11 @@ fn kernels_for(ctx: &Arc<CudaContext>, arch: &str) -> Result<Arc<KernelTable>> {
     if let Some(t) = tables.lock().ok().and_then(|m| m.get(&ordinal).cloned()) {
         return Ok(t);
     }
-    let compiled = compiled_for(arch)?;
-    let module: Arc<CudaModule> = match &compiled.cubin {
-        Some(cubin) => ctx
-            .load_module(Ptx::from_binary(cubin.clone()))
-            .or_else(|_| ctx.load_module(Ptx::from_src(compiled.ptx.clone()))),
-        None => ctx.load_module(Ptx::from_src(compiled.ptx.clone())),
-    }
-    .map_err(dev_err)?;
+    // NVRTC runs at most once per architecture per process (and not at all on a disk-cache hit).
+    static COMPILED: OnceLock<cache::Memo> = OnceLock::new();
+    let memo = COMPILED.get_or_init(Default::default);
+    let module: Arc<CudaModule> =
+        cache::load_program(ctx, memo, &kernels::full_source(), "margin.cu", arch)?;
     let mut table = KernelTable::new();
     for name in kernels::KERNEL_NAMES {
         table.insert(*name, module.load_function(name).map_err(dev_err)?);
@@ -246,6 +223,20 @@ pub(crate) fn grid_u32(blocks: usize) -> Result<u32> {
         .ok()
         .filter(|&b| b <= i32::MAX as u32)
         .ok_or_else(|| MarginError::OutOfMemory(format!("{blocks} blocks exceed the grid limit")))
+}
+
+/// The largest `gridDim.y` (and `.z`) a launch may have; only `gridDim.x` goes to 2^31 - 1.
+pub(crate) const GRID_Y_MAX: usize = 65535;
+
+/// A `gridDim.y`, checked against [`GRID_Y_MAX`]: a larger one fails the launch with an opaque
+/// `CUDA_ERROR_INVALID_VALUE` on the device, so it is refused here with the size that caused it.
+pub(crate) fn grid_y(blocks: usize) -> Result<u32> {
+    if blocks > GRID_Y_MAX {
+        return Err(MarginError::OutOfMemory(format!(
+            "{blocks} row tiles exceed the CUDA grid's y limit of {GRID_Y_MAX}"
+        )));
+    }
+    grid_u32(blocks)
 }
 
 /// An `int` kernel argument, checked.

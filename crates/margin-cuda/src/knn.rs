@@ -2,15 +2,15 @@
 //! `nq x nr` matrix is never written, only `nq x k` indices and scores.
 //!
 //! knn.cu is its own NVRTC program (common.cuh + knn.cu), compiled once per architecture per
-//! process and loaded once per CUDA context, like the main module. Two variants: `k <=`
+//! process (or read from the CUBIN cache, `cache.rs`) and loaded once per CUDA context, like the
+//! main module. Two variants: `k <=`
 //! [`SMALL_K`] with 32 query rows per block, `k <=` [`MAX_K`] with 16; a larger `k` falls back to
 //! [`margin_core::knn_blocked`].
 
 use crate::device::{CudaBackend, as_i32, dev_err, grid_u32, rows_cfg};
-use crate::kernels::{self, Compiled};
 use crate::launch::launch;
+use crate::{cache, kernels};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, LaunchConfig};
-use cudarc::nvrtc::Ptx;
 use margin_core::{Distance, MarginError, Metric, Neighbours, Result, check_knn, knn_blocked};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -33,25 +33,6 @@ struct KnnFunctions {
     large: CudaFunction,
 }
 
-/// The compiled knn program by architecture: NVRTC runs once per architecture per process.
-fn compiled_for(arch: &str) -> Result<Arc<Compiled>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Compiled>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(c) = cache.lock().ok().and_then(|m| m.get(arch).cloned()) {
-        return Ok(c);
-    }
-    let compiled = Arc::new(kernels::compile(
-        &kernels::source_for(SOURCE),
-        "knn.cu",
-        arch,
-        false,
-    )?);
-    if let Ok(mut m) = cache.lock() {
-        m.insert(arch.to_string(), compiled.clone());
-    }
-    Ok(compiled)
-}
-
 /// The knn kernels of a context, loaded once per context (keyed by the context handle).
 fn functions_for(ctx: &Arc<CudaContext>, arch: &str) -> Result<Arc<KnnFunctions>> {
     static TABLES: OnceLock<Mutex<HashMap<usize, Arc<KnnFunctions>>>> = OnceLock::new();
@@ -60,14 +41,10 @@ fn functions_for(ctx: &Arc<CudaContext>, arch: &str) -> Result<Arc<KnnFunctions>
     if let Some(t) = tables.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(t);
     }
-    let compiled = compiled_for(arch)?;
-    let module: Arc<CudaModule> = match &compiled.cubin {
-        Some(cubin) => ctx
-            .load_module(Ptx::from_binary(cubin.clone()))
-            .or_else(|_| ctx.load_module(Ptx::from_src(compiled.ptx.clone()))),
-        None => ctx.load_module(Ptx::from_src(compiled.ptx.clone())),
-    }
-    .map_err(dev_err)?;
+    static COMPILED: OnceLock<cache::Memo> = OnceLock::new();
+    let memo = COMPILED.get_or_init(Default::default);
+    let module: Arc<CudaModule> =
+        cache::load_program(ctx, memo, &kernels::source_for(SOURCE), "knn.cu", arch)?;
     let functions = Arc::new(KnnFunctions {
         small: module.load_function("knn_small_f32").map_err(dev_err)?,
         large: module.load_function("knn_large_f32").map_err(dev_err)?,
@@ -102,8 +79,8 @@ fn check_len(len: usize, rows: usize, d: usize, what: &str) -> Result<()> {
 impl CudaBackend {
     /// The `k` nearest `reference` rows of every query row (`None`: the queries themselves, each
     /// query's own row excluded), closest first, ties to the lower index, by the fused kernel.
-    /// Scores are the values [`margin_core::Backend::pairwise_on_device`] computes. `k >` [`MAX_K`] falls back
-    /// to [`knn_blocked`].
+    /// Scores are the values [`margin_core::Backend::pairwise_on_device`] computes. A `k` above
+    /// 128 (the on-chip list's size, `MAX_K`) falls back to [`knn_blocked`].
     pub fn fused_knn(
         &self,
         metric: Metric,

@@ -2,7 +2,8 @@
 //!
 //! Kernels are CUDA C++ in `shaders/cuda/*.cu` (with `common.cuh` prepended as text), embedded
 //! with `include_str!` and compiled at run time by NVRTC for the device's own architecture, once
-//! per architecture per process; the module is loaded once per device. cudarc drives the device
+//! per architecture per process, the CUBIN kept in an on-disk cache for later processes
+//! (`cache.rs`); the module is loaded once per device. cudarc drives the device
 //! with dynamic loading, so this crate builds and its tests run on machines without CUDA:
 //! [`CudaBackend::new`] then returns [`margin_core::MarginError::Unavailable`] naming what is
 //! missing (libcuda, libnvrtc, a device), never panicking.
@@ -24,6 +25,7 @@
 //! N = 65536); the batch-all quadruplet loss additionally sorts all ordered positive pairs.
 
 mod backend;
+mod cache;
 mod copy;
 mod device;
 pub mod kernels;

@@ -89,6 +89,20 @@ pub(crate) struct SquareInput<'a> {
     pub sg: f32,
 }
 
+/// Scratch bytes the per-anchor triplet kernel may take (its blocks each hold `2 cap` floats and
+/// `cap + 1` ints, `cap` the power of two >= the columns).
+const TRIPLET_SCRATCH_BYTES: usize = 1 << 30;
+
+/// Blocks of the per-anchor triplet kernel for `rows` anchors: up to 1024 (a grid-stride loop
+/// covers the rest), fewer when `cap` is so large (reference sets of a million rows) that 1024
+/// scratch slices would outgrow [`TRIPLET_SCRATCH_BYTES`]; never fewer than 132 (an H100/H200's
+/// SM count) unless there are fewer anchors.
+pub(crate) fn triplet_blocks(rows: usize, cap: usize) -> usize {
+    let per_block = cap.saturating_mul(12).saturating_add(4);
+    let fit = (TRIPLET_SCRATCH_BYTES / per_block).max(132);
+    rows.clamp(1, 1024).min(fit)
+}
+
 /// Flags and outputs of one `triplet_rows_f32` launch.
 pub(crate) struct TripletPass<'a> {
     pub margin: f64,
@@ -257,7 +271,7 @@ impl CudaBackend {
         let ni = as_i32(n, "N")?;
         let cap = n.next_power_of_two();
         let capi = as_i32(cap, "N")?;
-        let blocks = n.clamp(1, 1024);
+        let blocks = triplet_blocks(n, cap);
         let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
         let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
         let cfg = LaunchConfig {
@@ -323,5 +337,16 @@ mod tests {
         );
         let p = Finish::PairMean { pairs: 4 }.apply(&[2.0]);
         assert_eq!((p.loss, p.active_terms), (0.5, [4, 0]));
+    }
+
+    #[test]
+    fn triplet_scratch_stays_bounded() {
+        assert_eq!(triplet_blocks(0, 1), 1);
+        assert_eq!(triplet_blocks(300, 512), 300);
+        assert_eq!(triplet_blocks(65536, 65536), 1024);
+        // A million reference columns: 1024 slices would be 12 GiB.
+        let blocks = triplet_blocks(4096, 1 << 20);
+        assert!((132..1024).contains(&blocks));
+        assert!(blocks * 12 * (1 << 20) <= 2 * TRIPLET_SCRATCH_BYTES);
     }
 }

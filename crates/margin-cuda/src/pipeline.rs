@@ -2,7 +2,7 @@
 //! the distance, normalization backward), plus the device-wide helpers the losses share: stats
 //! reduction, exclusive scan and bitonic sort.
 
-use crate::device::{CudaBackend, as_i32, elems_cfg, grid_u32, rows_cfg};
+use crate::device::{CudaBackend, GRID_Y_MAX, as_i32, elems_cfg, grid_u32, grid_y, rows_cfg};
 use crate::launch::launch;
 use cudarc::driver::{CudaSlice, LaunchConfig};
 use margin_core::{Distance, Result};
@@ -20,11 +20,19 @@ pub(crate) fn kind_code(distance: Distance) -> i32 {
 /// Elements per block of `scan_blocks_u64` (SCAN_CHUNK in reduce.cu).
 const SCAN_CHUNK: usize = 2048;
 
+/// Output rows per tile of the tiled products (GEMM_TM in distance.cu).
+const GEMM_ROWS: usize = 64;
+
+/// Most query rows one `pairwise_f32` launch covers: its row tiles go on `gridDim.y`.
+const PAIRWISE_ROWS: usize = GRID_Y_MAX * GEMM_ROWS;
+
+/// Grid of the 64 x 64-tiled products: column tiles on x, row tiles on y (at most 65535, so
+/// `rows` up to 4,194,240; callers with more rows split them).
 pub(crate) fn gemm_cfg(rows: usize, cols: usize) -> Result<LaunchConfig> {
     Ok(LaunchConfig {
         grid_dim: (
             grid_u32(cols.div_ceil(64))?,
-            grid_u32(rows.div_ceil(64))?,
+            grid_y(rows.div_ceil(GEMM_ROWS))?,
             1,
         ),
         block_dim: (256, 1, 1),
@@ -87,12 +95,36 @@ impl CudaBackend {
         };
         let rn_ref = rn.as_ref().unwrap_or(&qn);
         let (nqi, nri, di) = (as_i32(nq, "N")?, as_i32(nr, "N")?, as_i32(d, "D")?);
-        launch!(
-            self,
-            "pairwise_f32",
-            gemm_cfg(nq, nr)?,
-            [q, rb, &qn, rn_ref, out, &nqi, &nri, &di, &kind]
-        )
+        if nq <= PAIRWISE_ROWS {
+            return launch!(
+                self,
+                "pairwise_f32",
+                gemm_cfg(nq, nr)?,
+                [q, rb, &qn, rn_ref, out, &nqi, &nri, &di, &kind]
+            );
+        }
+        // More row tiles than gridDim.y takes: blocks of query rows, through views of Q, of its
+        // norms and of the output (the dot kernel reads no norms: its one-value dummy is whole).
+        let mut start = 0;
+        while start < nq {
+            let rows = PAIRWISE_ROWS.min(nq - start);
+            let qv = q.slice(start * d..(start + rows) * d);
+            let qnv = if kind == 2 {
+                qn.slice(..)
+            } else {
+                qn.slice(start..start + rows)
+            };
+            let mut ov = out.slice_mut(start * nr..(start + rows) * nr);
+            let rows_i = as_i32(rows, "N")?;
+            launch!(
+                self,
+                "pairwise_f32",
+                gemm_cfg(rows, nr)?,
+                [&qv, rb, &qnv, rn_ref, &mut ov, &rows_i, &nri, &di, &kind]
+            )?;
+            start += rows;
+        }
+        Ok(())
     }
 
     /// Stage 4, square case: `w` (N x N, dL/dD, possibly raw counts) becomes `M'` in place and
@@ -113,7 +145,7 @@ impl CudaBackend {
     ) -> Result<()> {
         let (ni, di) = (as_i32(n, "N")?, as_i32(d, "D")?);
         let euclid = i32::from(distance == Distance::Euclidean);
-        let tiles = grid_u32(n.div_ceil(16))?;
+        let tiles = grid_y(n.div_ceil(16))?;
         let cfg = LaunchConfig {
             grid_dim: (tiles, tiles, 1),
             block_dim: (16, 16, 1),

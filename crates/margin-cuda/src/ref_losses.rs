@@ -230,7 +230,7 @@ impl CudaBackend {
         let (ni, mi) = inp.dims()?;
         let cap = inp.m.next_power_of_two();
         let capi = crate::device::as_i32(cap, "M")?;
-        let blocks = inp.n.clamp(1, 1024);
+        let blocks = crate::losses::triplet_blocks(inp.n, cap);
         let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
         let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
         let cfg = LaunchConfig {

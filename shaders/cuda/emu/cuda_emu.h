@@ -1,5 +1,6 @@
 // Minimal CPU emulation of the CUDA features the margin kernels use: one OS thread per CUDA
-// thread, a std::barrier per block for __syncthreads, blocks run one after another.
+// thread, a std::barrier per block for __syncthreads, blocks run one after another, shared
+// memory filled with 0xff bytes (NaN floats, -1 ints) before each block.
 #include <algorithm>
 #include <atomic>
 #include <barrier>
@@ -16,7 +17,13 @@ inline std::barrier<>* g_bar;
 #define __global__
 #define __device__
 #define __forceinline__
-#define __shared__ static
+// Shared memory lives in one linker section so that launch() can poison it before every block:
+// on a device it starts with garbage, so a kernel that reads shared memory it did not write
+// first sees NaN / -1 here instead of a stale value from the previous block. (GCC ignores the
+// section of a static local in a template, so gemm_tile's and knn_rows' tiles are not poisoned.)
+#define __shared__ static __attribute__((section("emu_shared")))
+static char emu_shared_anchor[1] __attribute__((section("emu_shared"), used));
+extern "C" char __start_emu_shared[], __stop_emu_shared[];
 inline void __syncthreads() { g_bar->arrive_and_wait(); }
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
@@ -29,6 +36,7 @@ template <class F> void launch(dim3u g, dim3u b, F f) {
     unsigned nt = b.x * b.y;
     for (unsigned by = 0; by < g.y; ++by) for (unsigned bx = 0; bx < g.x; ++bx) {
         std::barrier<> bar(nt); g_bar = &bar;
+        std::memset(__start_emu_shared, 0xff, (size_t)(__stop_emu_shared - __start_emu_shared));
         std::vector<std::thread> ts;
         for (unsigned t = 0; t < nt; ++t) ts.emplace_back([&, t] {
             threadIdx = {t % b.x, t / b.x, 0}; blockIdx = {bx, by, 0}; f(); });
