@@ -2,16 +2,22 @@
 //! inputs, the table of every loss configuration the SPEC allows, and comparison against the
 //! float64 reference with the SPEC's named tolerances.
 
-pub mod ref_fixtures;
 pub mod ref_random;
 
+#[path = "../support/mod.rs"]
+mod support;
+
+/// The golden fixtures' readers and comparisons, shared with the backend crates' own suites.
+pub use support::{golden, ref_fixtures};
+
 use margin_core::{
-    Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, LossOverrides, Metric, Mining,
+    Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, LossOverrides, Metric,
 };
 use margin_cpu::ReferenceBackend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
+use support::losses::mining_variants;
 
 /// SPEC: loss within 1e-4 relative of the reference ...
 pub const LOSS_RTOL: f64 = 1e-4;
@@ -67,36 +73,13 @@ pub fn all_loss_configs() -> Vec<Loss> {
                 if distance == Distance::Cosine && !normalize {
                     continue;
                 }
-                let base = LossOverrides {
+                let overrides = LossOverrides {
                     distance: Some(distance),
                     normalize: Some(normalize),
                     ..Default::default()
                 };
-                let variants: Vec<LossOverrides> = if kind == LossKind::Triplet {
-                    [Mining::All, Mining::Hard, Mining::SemiHard]
-                        .into_iter()
-                        .flat_map(|m| {
-                            [false, true].map(|smooth| LossOverrides {
-                                mining: Some(m),
-                                smooth: Some(smooth),
-                                ..base
-                            })
-                        })
-                        .collect()
-                } else if kind == LossKind::Quadruplet {
-                    [Mining::All, Mining::Hard]
-                        .map(|m| LossOverrides {
-                            mining: Some(m),
-                            ..base
-                        })
-                        .to_vec()
-                } else {
-                    vec![base]
-                };
-                for v in variants {
-                    if let Ok(loss) = v.apply(Loss::default_for(kind)) {
-                        out.push(loss);
-                    }
+                if let Ok(loss) = overrides.apply(Loss::default_for(kind)) {
+                    out.extend(mining_variants(loss));
                 }
             }
         }
@@ -139,13 +122,25 @@ pub fn check_loss(
     let input = LossInput::new(Embeddings::new(&x, n, d).map_err(|e| e.to_string())?, &y, c)
         .map_err(|e| e.to_string())?;
     let case = format!("{loss:?} n={n} d={d} {labels:?} seed={seed}");
+    let (got, want) = run_with_reference(backend, loss, &input, &case)?;
+    compare_outputs(&got, &want, &case)
+}
+
+/// `(backend's output, the f64 reference's output)` for `loss` on `input`; `Err` naming `case`
+/// when either fails.
+pub fn run_with_reference(
+    backend: &dyn HostBackend,
+    loss: &Loss,
+    input: &LossInput<'_>,
+    case: &str,
+) -> Result<(margin_core::LossOutput, margin_core::LossOutput), String> {
     let want = ReferenceBackend
-        .host_loss(loss, &input)
+        .host_loss(loss, input)
         .map_err(|e| format!("reference failed on {case}: {e}"))?;
     let got = backend
-        .host_loss(loss, &input)
+        .host_loss(loss, input)
         .map_err(|e| format!("{} failed on {case}: {e}", backend.backend_name()))?;
-    compare_outputs(&got, &want, &case)
+    Ok((got, want))
 }
 
 /// Compares a backend's output with the reference's under the SPEC's tolerances (wider, within
@@ -189,6 +184,39 @@ pub fn compare_outputs(
     Ok(())
 }
 
+/// Random query rows and, when `nr` is given, a second set of reference rows: the inputs of the
+/// pairwise and k-NN checks.
+pub struct QueryRows {
+    q: Vec<f32>,
+    r: Option<Vec<f32>>,
+    nq: usize,
+    d: usize,
+}
+
+impl QueryRows {
+    /// `nq x d` queries from `seed` and `nr x d` references from `seed + 1`.
+    pub fn random(nq: usize, nr: Option<usize>, d: usize, seed: u64) -> Self {
+        Self {
+            q: random_normal(nq * d, seed),
+            r: nr.map(|nr| random_normal(nr * d, seed + 1)),
+            nq,
+            d,
+        }
+    }
+
+    /// The validated queries and references (`None`: the queries are their own references).
+    pub fn embeddings(&self) -> Result<(Embeddings<'_>, Option<Embeddings<'_>>), String> {
+        let q = Embeddings::new(&self.q, self.nq, self.d).map_err(|e| e.to_string())?;
+        let r = self
+            .r
+            .as_ref()
+            .map(|r| Embeddings::new(r, r.len() / self.d, self.d))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok((q, r))
+    }
+}
+
 /// Compares `backend`'s pairwise matrix (self, or against a second set when `nr` is given) with
 /// the reference's.
 pub fn check_pairwise(
@@ -199,13 +227,8 @@ pub fn check_pairwise(
     d: usize,
     seed: u64,
 ) -> Result<(), String> {
-    let q = random_normal(nq * d, seed);
-    let r = nr.map(|nr| random_normal(nr * d, seed + 1));
-    let qe = Embeddings::new(&q, nq, d).map_err(|e| e.to_string())?;
-    let re = match (&r, nr) {
-        (Some(r), Some(nr)) => Some(Embeddings::new(r, nr, d).map_err(|e| e.to_string())?),
-        _ => None,
-    };
+    let rows = QueryRows::random(nq, nr, d, seed);
+    let (qe, re) = rows.embeddings()?;
     let case = format!("{metric:?} nq={nq} nr={nr:?} d={d}");
     let want = ReferenceBackend
         .host_pairwise(metric, qe, re)
@@ -231,39 +254,14 @@ pub fn check_pairwise(
     Ok(())
 }
 
-/// The backend under test, or why the suite skips: `Err` when it is unavailable and `require`
+/// The backend under test, or why the suite skips: `None` when it is unavailable and `require`
 /// (an environment variable such as `MARGIN_REQUIRE_WGPU`) is not set to `1`. When it is set, an
 /// unavailable backend fails the test: CI must not pass by skipping.
 pub fn backend_or_skip(
     made: margin_core::Result<Box<dyn HostBackend>>,
     require: &str,
 ) -> Option<Box<dyn HostBackend>> {
-    match made {
-        Ok(b) => {
-            eprintln!("testing backend: {}", b.backend_name());
-            Some(b)
-        }
-        Err(e) if std::env::var(require).as_deref() == Ok("1") => {
-            panic!("{require}=1 but the backend is unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: {e} (set {require}=1 to make this a failure)");
-            None
-        }
-    }
-}
-
-/// The wgpu backend for tests: `MARGIN_WGPU_ADAPTER` names an adapter; otherwise the best
-/// hardware adapter, else any software adapter (lavapipe), which tests may use.
-pub fn wgpu_for_tests() -> margin_core::Result<Box<dyn HostBackend>> {
-    use margin_wgpu::WgpuBackend;
-    let made = match std::env::var("MARGIN_WGPU_ADAPTER") {
-        Ok(name) => WgpuBackend::with_adapter(&name),
-        Err(_) => {
-            WgpuBackend::new().or_else(|e| WgpuBackend::with_adapter("llvmpipe").map_err(|_| e))
-        }
-    };
-    made.map(|b| Box::new(b) as Box<dyn HostBackend>)
+    available_or_skip(made, require, |b| b.backend_name())
 }
 
 /// Like [`backend_or_skip`] for code that needs the concrete backend type.
@@ -271,9 +269,19 @@ pub fn concrete_or_skip<B: margin_core::Backend>(
     made: margin_core::Result<B>,
     require: &str,
 ) -> Option<B> {
+    available_or_skip(made, require, B::name)
+}
+
+/// The one skip rule of [`backend_or_skip`] and [`concrete_or_skip`]; `name` says which backend
+/// runs.
+fn available_or_skip<B>(
+    made: margin_core::Result<B>,
+    require: &str,
+    name: impl Fn(&B) -> String,
+) -> Option<B> {
     match made {
         Ok(b) => {
-            eprintln!("testing backend: {}", b.name());
+            eprintln!("testing backend: {}", name(&b));
             Some(b)
         }
         Err(e) if std::env::var(require).as_deref() == Ok("1") => {
@@ -286,7 +294,13 @@ pub fn concrete_or_skip<B: margin_core::Backend>(
     }
 }
 
-/// The concrete wgpu backend, chosen as [`wgpu_for_tests`] does.
+/// The wgpu backend for tests, as a [`HostBackend`]: chosen as [`wgpu_concrete`] does.
+pub fn wgpu_for_tests() -> margin_core::Result<Box<dyn HostBackend>> {
+    wgpu_concrete().map(|b| Box::new(b) as Box<dyn HostBackend>)
+}
+
+/// The wgpu backend for tests: `MARGIN_WGPU_ADAPTER` names an adapter; otherwise the best
+/// hardware adapter, else any software adapter (lavapipe), which tests may use.
 pub fn wgpu_concrete() -> margin_core::Result<margin_wgpu::WgpuBackend> {
     use margin_wgpu::WgpuBackend;
     match std::env::var("MARGIN_WGPU_ADAPTER") {

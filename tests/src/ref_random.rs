@@ -2,9 +2,8 @@
 //! reference sets that hold copies of the batch (with a self index), and the edge layouts
 //! (M = 1, N = 1, no positives, only positives).
 
-use crate::{Labels, compare_outputs, random_normal};
+use crate::{Labels, compare_outputs, random_normal, run_with_reference};
 use margin_core::{Embeddings, HostBackend, Loss, LossInput, LossKind, ReferenceSet};
-use margin_cpu::ReferenceBackend;
 
 /// How the reference set relates to the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,12 +104,7 @@ pub fn check_loss_with_reference(
     let inputs = RefInputs::make(n, d, labels, layout, seed);
     let input = inputs.input()?;
     let case = format!("{loss:?} n={n} d={d} {labels:?} {layout:?} seed={seed}");
-    let want = ReferenceBackend
-        .host_loss(loss, &input)
-        .map_err(|e| format!("reference failed on {case}: {e}"))?;
-    let got = backend
-        .host_loss(loss, &input)
-        .map_err(|e| format!("{} failed on {case}: {e}", backend.backend_name()))?;
+    let (got, want) = run_with_reference(backend, loss, &input, &case)?;
     if got.grad.len() != n * d {
         return Err(format!("gradient has {} values on {case}", got.grad.len()));
     }

@@ -5,7 +5,7 @@
 
 use margin_core::{Distance, Embeddings, HostBackend, Metric};
 use margin_cpu::ReferenceBackend;
-use margin_tests::{PAIRWISE_RTOL, assert_all, random_normal};
+use margin_tests::{PAIRWISE_RTOL, QueryRows, assert_all, random_normal};
 
 fn check(
     b: &dyn HostBackend,
@@ -16,13 +16,8 @@ fn check(
     k: usize,
     seed: u64,
 ) -> Result<(), String> {
-    let q = random_normal(nq * d, seed);
-    let r = nr.map(|nr| random_normal(nr * d, seed + 1));
-    let qe = Embeddings::new(&q, nq, d).map_err(|e| e.to_string())?;
-    let re = match (&r, nr) {
-        (Some(r), Some(nr)) => Some(Embeddings::new(r, nr, d).map_err(|e| e.to_string())?),
-        _ => None,
-    };
+    let rows = QueryRows::random(nq, nr, d, seed);
+    let (qe, re) = rows.embeddings()?;
     let case = format!("{metric:?} nq={nq} nr={nr:?} d={d} k={k}");
     let want = ReferenceBackend
         .host_knn(metric, qe, re, k)

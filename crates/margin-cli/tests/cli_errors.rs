@@ -10,6 +10,156 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// The batch every case starts from unless it is what the case breaks.
+macro_rules! batch {
+    ($($extra:literal)?) => {
+        concat!("triplet --embeddings x.npy --labels y.npy" $(, " ", $extra)?)
+    };
+}
+
+/// Each malformed call as `(case, arguments of margin loss)`; `.npy` arguments are files of the
+/// scratch directory that `malformed_inputs_exit_2_with_one_line` writes.
+const CASES: &[(&str, &str)] = &[
+    (
+        "missing embeddings file",
+        "triplet --embeddings nope.npy --labels y.npy",
+    ),
+    (
+        "missing labels file",
+        "triplet --embeddings x.npy --labels nope.npy",
+    ),
+    (
+        "not a npy file",
+        "triplet --embeddings text.npy --labels y.npy",
+    ),
+    (
+        "empty file",
+        "triplet --embeddings empty.npy --labels y.npy",
+    ),
+    (
+        "truncated data",
+        "triplet --embeddings truncated.npy --labels y.npy",
+    ),
+    (
+        "fortran order",
+        "triplet --embeddings fortran.npy --labels y.npy",
+    ),
+    (
+        "complex dtype",
+        "triplet --embeddings complex.npy --labels y.npy",
+    ),
+    (
+        "float16 dtype",
+        "triplet --embeddings f16.npy --labels y.npy",
+    ),
+    (
+        "integer embeddings",
+        "triplet --embeddings xint.npy --labels y.npy",
+    ),
+    (
+        "1-D embeddings",
+        "triplet --embeddings x1d.npy --labels y.npy",
+    ),
+    (
+        "3-D embeddings",
+        "triplet --embeddings x3d.npy --labels y.npy",
+    ),
+    ("float labels", "triplet --embeddings x.npy --labels yf.npy"),
+    (
+        "string labels",
+        "triplet --embeddings x.npy --labels ystr.npy",
+    ),
+    ("2-D labels", "triplet --embeddings x.npy --labels y2d.npy"),
+    (
+        "label count != N",
+        "triplet --embeddings x.npy --labels y5.npy",
+    ),
+    (
+        "NaN embedding",
+        "triplet --embeddings xnan.npy --labels y.npy",
+    ),
+    (
+        "inf embedding",
+        "triplet --embeddings xinf.npy --labels y.npy",
+    ),
+    (
+        "f64 overflowing f32",
+        "triplet --embeddings xbig64.npy --labels y.npy",
+    ),
+    ("N = 0", "triplet --embeddings x0.npy --labels y0.npy"),
+    ("D = 0", "triplet --embeddings xd0.npy --labels y.npy"),
+    ("unknown loss", "tripplet --embeddings x.npy --labels y.npy"),
+    ("unknown distance", batch!("--distance manhattan")),
+    ("unknown mining", batch!("--mining easy")),
+    ("unknown backend", batch!("--backend tpu")),
+    ("unknown flag", batch!("--temperature 0.1")),
+    ("NaN margin", batch!("--margin nan")),
+    ("infinite margin", batch!("--margin inf")),
+    ("non-numeric margin", batch!("--margin abc")),
+    ("flag not of this loss", batch!("--margin2 0.3")),
+    (
+        "normalize and no-normalize",
+        batch!("--normalize --no-normalize"),
+    ),
+    ("missing --labels", "triplet --embeddings x.npy"),
+    (
+        "triplet-center without centers",
+        "triplet-center --embeddings x.npy --labels y.npy",
+    ),
+    (
+        "centers of the wrong width",
+        "triplet-center --embeddings x.npy --labels y.npy --centers cwide.npy",
+    ),
+    (
+        "label outside 0..K",
+        "triplet-center --embeddings x.npy --labels yk.npy --centers c.npy",
+    ),
+    (
+        "one center",
+        "triplet-center --embeddings x.npy --labels y.npy --centers c1.npy",
+    ),
+    (
+        "centers for a loss without centers",
+        batch!("--centers c.npy"),
+    ),
+    (
+        "reference embeddings without labels",
+        batch!("--ref-embeddings r.npy"),
+    ),
+    (
+        "reference labels without embeddings",
+        batch!("--ref-labels rl.npy"),
+    ),
+    (
+        "reference of the wrong width",
+        batch!("--ref-embeddings rwide.npy --ref-labels rl.npy"),
+    ),
+    (
+        "reference label count != M",
+        batch!("--ref-embeddings r.npy --ref-labels rl4.npy"),
+    ),
+    (
+        "reference set for n-pair",
+        "n-pair --embeddings x.npy --labels y.npy --ref-embeddings r.npy --ref-labels rl.npy",
+    ),
+    (
+        "self index outside the reference",
+        batch!("--ref-embeddings r.npy --ref-labels rl.npy --ref-self-index s_far.npy"),
+    ),
+    (
+        "self index with another label",
+        batch!("--ref-embeddings r.npy --ref-labels rl.npy --ref-self-index s_label.npy"),
+    ),
+    (
+        "self index count != N",
+        batch!("--ref-embeddings r.npy --ref-labels rl.npy --ref-self-index s5.npy"),
+    ),
+    (
+        "self index without a reference",
+        batch!("--ref-self-index s.npy"),
+    ),
+];
+
 /// Runs `margin loss` with the given args plus `--grad-out`; checks the contract; returns stderr.
 fn expect_rejected(dir: &Path, case: &str, args: &[&str]) -> Result<(), String> {
     let grad = dir.join(format!("{case}.grad.npy"));
@@ -106,236 +256,19 @@ fn malformed_inputs_exit_2_with_one_line() {
     write_npy(&dir.join("s_far.npy"), &[0i64, 3, 1, -1, 9, -1], &[6]);
     write_npy(&dir.join("s_label.npy"), &[1i64, 3, 1, -1, 2, -1], &[6]);
     write_npy(&dir.join("s5.npy"), &[0i64, 3, 1, -1, 2], &[5]);
-    let (xs, ys) = (p("x.npy"), p("y.npy"));
-    let base = |file: &str, labels: &str| {
-        vec![
-            "triplet".to_string(),
-            "--embeddings".into(),
-            p(file),
-            "--labels".into(),
-            p(labels),
-        ]
-    };
-    let with = |mut v: Vec<String>, extra: &[&str]| {
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    let cases: Vec<(&str, Vec<String>)> = vec![
-        ("missing embeddings file", base("nope.npy", "y.npy")),
-        ("missing labels file", base("x.npy", "nope.npy")),
-        ("not a npy file", base("text.npy", "y.npy")),
-        ("empty file", base("empty.npy", "y.npy")),
-        ("truncated data", base("truncated.npy", "y.npy")),
-        ("fortran order", base("fortran.npy", "y.npy")),
-        ("complex dtype", base("complex.npy", "y.npy")),
-        ("float16 dtype", base("f16.npy", "y.npy")),
-        ("integer embeddings", base("xint.npy", "y.npy")),
-        ("1-D embeddings", base("x1d.npy", "y.npy")),
-        ("3-D embeddings", base("x3d.npy", "y.npy")),
-        ("float labels", base("x.npy", "yf.npy")),
-        ("string labels", base("x.npy", "ystr.npy")),
-        ("2-D labels", base("x.npy", "y2d.npy")),
-        ("label count != N", base("x.npy", "y5.npy")),
-        ("NaN embedding", base("xnan.npy", "y.npy")),
-        ("inf embedding", base("xinf.npy", "y.npy")),
-        ("f64 overflowing f32", base("xbig64.npy", "y.npy")),
-        ("N = 0", base("x0.npy", "y0.npy")),
-        ("D = 0", base("xd0.npy", "y.npy")),
-        (
-            "unknown loss",
-            vec![
-                "tripplet".into(),
-                "--embeddings".into(),
-                xs.clone(),
-                "--labels".into(),
-                ys.clone(),
-            ],
-        ),
-        (
-            "unknown distance",
-            with(base("x.npy", "y.npy"), &["--distance", "manhattan"]),
-        ),
-        (
-            "unknown mining",
-            with(base("x.npy", "y.npy"), &["--mining", "easy"]),
-        ),
-        (
-            "unknown backend",
-            with(base("x.npy", "y.npy"), &["--backend", "tpu"]),
-        ),
-        (
-            "unknown flag",
-            with(base("x.npy", "y.npy"), &["--temperature", "0.1"]),
-        ),
-        (
-            "NaN margin",
-            with(base("x.npy", "y.npy"), &["--margin", "nan"]),
-        ),
-        (
-            "infinite margin",
-            with(base("x.npy", "y.npy"), &["--margin", "inf"]),
-        ),
-        (
-            "non-numeric margin",
-            with(base("x.npy", "y.npy"), &["--margin", "abc"]),
-        ),
-        (
-            "flag not of this loss",
-            with(base("x.npy", "y.npy"), &["--margin2", "0.3"]),
-        ),
-        (
-            "normalize and no-normalize",
-            with(base("x.npy", "y.npy"), &["--normalize", "--no-normalize"]),
-        ),
-        (
-            "missing --labels",
-            vec!["triplet".into(), "--embeddings".into(), xs.clone()],
-        ),
-        (
-            "triplet-center without centers",
-            vec![
-                "triplet-center".into(),
-                "--embeddings".into(),
-                xs.clone(),
-                "--labels".into(),
-                ys.clone(),
-            ],
-        ),
-        (
-            "centers of the wrong width",
-            vec![
-                "triplet-center".into(),
-                "--embeddings".into(),
-                xs.clone(),
-                "--labels".into(),
-                ys.clone(),
-                "--centers".into(),
-                p("cwide.npy"),
-            ],
-        ),
-        (
-            "label outside 0..K",
-            vec![
-                "triplet-center".into(),
-                "--embeddings".into(),
-                xs.clone(),
-                "--labels".into(),
-                p("yk.npy"),
-                "--centers".into(),
-                p("c.npy"),
-            ],
-        ),
-        (
-            "one center",
-            vec![
-                "triplet-center".into(),
-                "--embeddings".into(),
-                xs.clone(),
-                "--labels".into(),
-                p("y.npy"),
-                "--centers".into(),
-                p("c1.npy"),
-            ],
-        ),
-        (
-            "centers for a loss without centers",
-            with(base("x.npy", "y.npy"), &["--centers", &p("c.npy")]),
-        ),
-        (
-            "reference embeddings without labels",
-            with(base("x.npy", "y.npy"), &["--ref-embeddings", &p("r.npy")]),
-        ),
-        (
-            "reference labels without embeddings",
-            with(base("x.npy", "y.npy"), &["--ref-labels", &p("rl.npy")]),
-        ),
-        (
-            "reference of the wrong width",
-            with(
-                base("x.npy", "y.npy"),
-                &[
-                    "--ref-embeddings",
-                    &p("rwide.npy"),
-                    "--ref-labels",
-                    &p("rl.npy"),
-                ],
-            ),
-        ),
-        (
-            "reference label count != M",
-            with(
-                base("x.npy", "y.npy"),
-                &[
-                    "--ref-embeddings",
-                    &p("r.npy"),
-                    "--ref-labels",
-                    &p("rl4.npy"),
-                ],
-            ),
-        ),
-        (
-            "reference set for n-pair",
-            vec![
-                "n-pair".into(),
-                "--embeddings".into(),
-                xs.clone(),
-                "--labels".into(),
-                ys.clone(),
-                "--ref-embeddings".into(),
-                p("r.npy"),
-                "--ref-labels".into(),
-                p("rl.npy"),
-            ],
-        ),
-        (
-            "self index outside the reference",
-            with(
-                base("x.npy", "y.npy"),
-                &[
-                    "--ref-embeddings",
-                    &p("r.npy"),
-                    "--ref-labels",
-                    &p("rl.npy"),
-                    "--ref-self-index",
-                    &p("s_far.npy"),
-                ],
-            ),
-        ),
-        (
-            "self index with another label",
-            with(
-                base("x.npy", "y.npy"),
-                &[
-                    "--ref-embeddings",
-                    &p("r.npy"),
-                    "--ref-labels",
-                    &p("rl.npy"),
-                    "--ref-self-index",
-                    &p("s_label.npy"),
-                ],
-            ),
-        ),
-        (
-            "self index count != N",
-            with(
-                base("x.npy", "y.npy"),
-                &[
-                    "--ref-embeddings",
-                    &p("r.npy"),
-                    "--ref-labels",
-                    &p("rl.npy"),
-                    "--ref-self-index",
-                    &p("s5.npy"),
-                ],
-            ),
-        ),
-        (
-            "self index without a reference",
-            with(base("x.npy", "y.npy"), &["--ref-self-index", &p("s.npy")]),
-        ),
-    ];
     let mut failures = Vec::new();
-    for (case, args) in &cases {
+    for (case, command) in CASES {
+        // Every `.npy` argument names a file of the scratch directory.
+        let args: Vec<String> = command
+            .split_whitespace()
+            .map(|a| {
+                if a.ends_with(".npy") {
+                    p(a)
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         if let Err(e) = expect_rejected(&dir, &case.replace(' ', "_"), &argv) {
             failures.push(e);
@@ -345,7 +278,7 @@ fn malformed_inputs_exit_2_with_one_line() {
         failures.is_empty(),
         "{} of {} cases broke the contract:\n{}",
         failures.len(),
-        cases.len(),
+        CASES.len(),
         failures.join("\n")
     );
 }

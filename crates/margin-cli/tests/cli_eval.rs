@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{margin, scratch, write_npy};
+use common::{fixture_cases, json_ints, margin, path_args, scratch, write_npy};
 use margin_core::{Distance, Embeddings, HostBackend, Metric, evaluate_retrieval};
 use margin_cpu::{CpuBackend, ReferenceBackend};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const TOL: f64 = 1e-6;
 const METRICS: [&str; 4] = [
@@ -20,19 +20,7 @@ const METRICS: [&str; 4] = [
 ];
 
 fn fixtures() -> Vec<Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/eval");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let mut cases = Vec::new();
-    for f in files {
-        let v: Value =
-            serde_json::from_str(&std::fs::read_to_string(&f).expect("read")).expect("json");
-        cases.extend(v["cases"].as_array().expect("cases").iter().cloned());
-    }
+    let cases = fixture_cases("eval");
     assert!(
         cases.len() >= 30,
         "expected the eval fixtures, found {}",
@@ -53,21 +41,13 @@ fn matrix(v: &Value) -> (Vec<f32>, usize, usize) {
     (data, rows.len(), cols)
 }
 
-fn labels(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .expect("labels")
-        .iter()
-        .map(|x| x.as_i64().expect("integer label"))
-        .collect()
-}
-
 fn write_matrix(path: &Path, v: &Value) {
     let (data, rows, cols) = matrix(v);
     write_npy(path, &data, &[rows as u64, cols as u64]);
 }
 
 fn write_labels(path: &Path, v: &Value) {
-    let l = labels(v);
+    let l = json_ints(v);
     write_npy(path, &l, &[l.len() as u64]);
 }
 
@@ -95,17 +75,14 @@ fn run_case(dir: &Path, case: &Value, backend: &str) -> Value {
     let ql = dir.join(format!("{name}-ql.npy"));
     write_matrix(&q, &case["query"]);
     write_labels(&ql, &case["query_labels"]);
-    let mut args: Vec<String> = vec![
-        "eval".into(),
-        "--query".into(),
-        q.display().to_string(),
-        "--query-labels".into(),
-        ql.display().to_string(),
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(path_args(&[("--query", &q), ("--query-labels", &ql)]));
+    args.extend([
         "--backend".into(),
         backend.into(),
         "--distance".into(),
         case["distance"].as_str().expect("distance").into(),
-    ];
+    ]);
     args.push(if case["normalize"].as_bool().expect("normalize") {
         "--normalize".into()
     } else {
@@ -121,12 +98,10 @@ fn run_case(dir: &Path, case: &Value, backend: &str) -> Value {
         let rl = dir.join(format!("{name}-rl.npy"));
         write_matrix(&r, &case["reference"]);
         write_labels(&rl, &case["reference_labels"]);
-        args.extend([
-            "--reference".into(),
-            r.display().to_string(),
-            "--reference-labels".into(),
-            rl.display().to_string(),
-        ]);
+        args.extend(path_args(&[
+            ("--reference", &r),
+            ("--reference-labels", &rl),
+        ]));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = margin(&argv);
@@ -152,30 +127,15 @@ fn fixtures_through_cli(backend: &str) {
         );
         assert_eq!(
             got["queries"].as_u64(),
-            Some(labels(&case["query_labels"]).len() as u64)
+            Some(json_ints(&case["query_labels"]).len() as u64)
         );
         assert!(got["backend"].is_string());
     }
 }
 
-#[test]
-fn golden_fixtures_cpu() {
-    fixtures_through_cli("cpu");
-}
-
-#[test]
-fn golden_fixtures_reference() {
-    fixtures_through_cli("reference");
-}
-
-/// On wgpu (lavapipe in CI) the `--k` cases run through the fused distance + top-k kernel.
-#[test]
-fn golden_fixtures_wgpu() {
-    if !common::wgpu_available() {
-        return;
-    }
-    fixtures_through_cli("wgpu");
-}
+// On wgpu the `--k` cases run through the fused distance + top-k kernel.
+common::on_every_backend!(fixtures_through_cli =>
+    golden_fixtures_cpu, golden_fixtures_reference, golden_fixtures_wgpu);
 
 /// The library call on both CPU backends: tiny blocks (many backend calls) give results identical
 /// to one block, and both agree with the fixtures.
@@ -187,11 +147,11 @@ fn block_size_is_invisible() {
     for case in fixtures().into_iter().filter(|c| c["k"].is_null()) {
         let name = case["name"].as_str().expect("name");
         let (q, nq, d) = matrix(&case["query"]);
-        let ql = labels(&case["query_labels"]);
+        let ql = json_ints(&case["query_labels"]);
         let reference = (!case["reference"].is_null()).then(|| {
             (
                 matrix(&case["reference"]),
-                labels(&case["reference_labels"]),
+                json_ints(&case["reference_labels"]),
             )
         });
         let query = Embeddings::new(&q, nq, d).unwrap();

@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::{margin, read_f32, rel_norm_diff, scratch, write_npy};
+use common::{
+    fixture_cases, json_ints, margin, path_args, read_f32, rel_norm_diff, scratch, write_npy,
+};
 use serde_json::Value;
-use std::path::PathBuf;
 
 const LOSS_RTOL: f64 = 1e-4;
 const LOSS_ATOL: f64 = 1e-6;
@@ -26,27 +27,11 @@ fn fixtures() -> Vec<Value> {
     cases
 }
 
-/// Every case of every `.json` in `tests/fixtures/<sub>` (CrossBatchMemory sequences, which
-/// have `calls` instead of `cases`, are left to the library tests).
+/// Every loss case of `tests/fixtures/<sub>` (CrossBatchMemory sequences, which have `calls`
+/// instead of `n`, are left to the library tests).
 fn fixtures_in(sub: &str) -> Vec<Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(sub);
-    let mut cases = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    for f in files {
-        let v: Value =
-            serde_json::from_str(&std::fs::read_to_string(&f).expect("read")).expect("json");
-        if let Some(list) = v["cases"].as_array() {
-            cases.extend(list.iter().filter(|c| c["n"].is_u64()).cloned());
-        }
-    }
-    cases
+    let cases = fixture_cases(sub).into_iter();
+    cases.filter(|c| c["n"].is_u64()).collect()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -74,14 +59,6 @@ fn flags(params: &Value) -> Vec<String> {
     out
 }
 
-fn ints(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_i64().expect("int"))
-        .collect()
-}
-
 /// Runs one case; returns a message on disagreement.
 fn run_case(case: &Value, backend: &str, dir: &std::path::Path) -> Result<(), String> {
     let name = case["name"].as_str().unwrap_or("?");
@@ -105,27 +82,17 @@ fn run_case(case: &Value, backend: &str, dir: &std::path::Path) -> Result<(), St
     write_npy(&yp, &y, &[n]);
     let _ = std::fs::remove_file(&gp);
     let loss = case["loss"].as_str().expect("loss");
-    let mut args: Vec<String> = vec![
-        "loss".into(),
-        loss.into(),
-        "--embeddings".into(),
-        xp.display().to_string(),
-        "--labels".into(),
-        yp.display().to_string(),
-        "--backend".into(),
-        backend.into(),
-        "--grad-out".into(),
-        gp.display().to_string(),
-    ];
+    let mut args: Vec<String> = vec!["loss".into(), loss.into()];
+    args.extend(path_args(&[("--embeddings", &xp), ("--labels", &yp)]));
+    args.extend(["--backend".into(), backend.into()]);
+    args.extend(path_args(&[("--grad-out", &gp)]));
     if let Some(k) = case["k"].as_u64() {
         let c: Vec<f32> = floats(&case["centers"]).iter().map(|&v| v as f32).collect();
         write_npy(&cp, &c, &[k, d]);
-        args.extend([
-            "--centers".into(),
-            cp.display().to_string(),
-            "--center-grad-out".into(),
-            cgp.display().to_string(),
-        ]);
+        args.extend(path_args(&[
+            ("--centers", &cp),
+            ("--center-grad-out", &cgp),
+        ]));
     }
     if let Some(m) = case["m"].as_u64() {
         let (rp, rlp, sp) = (dir.join("r.npy"), dir.join("rl.npy"), dir.join("s.npy"));
@@ -133,18 +100,16 @@ fn run_case(case: &Value, backend: &str, dir: &std::path::Path) -> Result<(), St
             .iter()
             .map(|&v| v as f32)
             .collect();
-        let rl: Vec<i64> = ints(&case["ref_labels"]);
+        let rl: Vec<i64> = json_ints(&case["ref_labels"]);
         write_npy(&rp, &r, &[m, d]);
         write_npy(&rlp, &rl, &[m]);
-        args.extend([
-            "--ref-embeddings".into(),
-            rp.display().to_string(),
-            "--ref-labels".into(),
-            rlp.display().to_string(),
-        ]);
+        args.extend(path_args(&[
+            ("--ref-embeddings", &rp),
+            ("--ref-labels", &rlp),
+        ]));
         if case["self_index"].is_array() {
-            write_npy(&sp, &ints(&case["self_index"]), &[n]);
-            args.extend(["--ref-self-index".into(), sp.display().to_string()]);
+            write_npy(&sp, &json_ints(&case["self_index"]), &[n]);
+            args.extend(path_args(&[("--ref-self-index", &sp)]));
         }
     }
     args.extend(flags(&case["params"]));
@@ -196,22 +161,7 @@ fn run_all(backend: &str) {
     );
 }
 
-#[test]
-fn golden_fixtures_through_the_cli_on_cpu() {
-    run_all("cpu");
-}
-
-#[test]
-fn golden_fixtures_through_the_cli_on_the_reference() {
-    run_all("reference");
-}
-
-/// Runs on wgpu when an adapter is there (lavapipe in CI, where `MARGIN_REQUIRE_WGPU=1` makes a
-/// missing adapter a failure); otherwise says it skips.
-#[test]
-fn golden_fixtures_through_the_cli_on_wgpu() {
-    if !common::wgpu_available() {
-        return;
-    }
-    run_all("wgpu");
-}
+common::on_every_backend!(run_all =>
+    golden_fixtures_through_the_cli_on_cpu,
+    golden_fixtures_through_the_cli_on_the_reference,
+    golden_fixtures_through_the_cli_on_wgpu);

@@ -4,10 +4,13 @@
 //! its own block, and streaming against resident at a size where blocks matter.
 
 mod fast_common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use fast_common::{check, labels, metrics, normal};
 use margin_core::{Backend, Loss, LossInput, LossKind, Mining, QuadrupletConfig};
 use margin_cpu::CpuBackend;
+use support::losses::added_kinds;
 
 /// (n, d, classes): N = 1, one class, pairs, all distinct, D = 1, odd sizes.
 const SHAPES: [(usize, usize, usize); 9] = [
@@ -133,16 +136,7 @@ fn non_default_parameters() {
 }
 
 fn new_losses() -> Vec<Loss> {
-    let mut v: Vec<Loss> = [
-        LossKind::MultiSimilarity,
-        LossKind::Circle,
-        LossKind::NTXent,
-        LossKind::SupCon,
-        LossKind::GeneralizedLiftedStructure,
-    ]
-    .into_iter()
-    .map(Loss::default_for)
-    .collect();
+    let mut v: Vec<Loss> = added_kinds().into_iter().map(Loss::default_for).collect();
     v.push(hard_quadruplet());
     v
 }

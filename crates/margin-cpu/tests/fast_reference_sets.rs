@@ -9,182 +9,41 @@
 //! per block, so that the streaming path is covered too. Tolerances are the SPEC's for f32
 //! backends.
 
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
 use margin_core::{
     Backend, Distance, Embeddings, LossInput, LossKind, LossOverrides, Mining, ReferenceSet,
 };
 use margin_cpu::CpuBackend;
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use support::golden::{grad_mismatch, value_close};
+use support::ref_fixtures::{RefCase, cbm_cases, ref_file};
 
 const VALUE_REL: f64 = 1e-4;
 const VALUE_ABS: f64 = 1e-6;
 const GRAD_REL: f64 = 1e-3;
 const GRAD_ABS: f64 = 1e-6;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    distance: Option<String>,
-    normalize: Option<bool>,
-    margin: Option<f64>,
-    margin2: Option<f64>,
-    pos_margin: Option<f64>,
-    neg_margin: Option<f64>,
-    smooth: Option<bool>,
-    mining: Option<String>,
-    alpha: Option<f64>,
-    beta: Option<f64>,
-    base: Option<f64>,
-    gamma: Option<f64>,
-    temperature: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct File {
-    cases: Vec<Case>,
-}
-
-/// A `<loss>.json` case or a cross-batch-memory sequence (then `calls` is set).
-#[derive(Debug, Deserialize)]
-struct Case {
-    name: String,
-    loss: String,
-    #[serde(default)]
-    params: Params,
-    d: usize,
-    #[serde(flatten)]
-    call: Option<Call>,
-    #[serde(default)]
-    calls: Vec<Call>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Call {
-    n: usize,
-    labels: Vec<i64>,
-    embeddings: Vec<f32>,
-    m: usize,
-    ref_labels: Vec<i64>,
-    ref_embeddings: Vec<f32>,
-    self_index: Option<Vec<i64>>,
-    enqueue_mask: Option<Vec<bool>>,
-    value: f64,
-    active: [u64; 2],
-    grad: Vec<f64>,
-}
-
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pml_ref")
-}
-
-fn load(name: &str) -> File {
-    let path = dir().join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn build_loss(case: &Case) -> margin_core::Loss {
-    let kind: LossKind = case.loss.parse().unwrap();
-    let p = &case.params;
-    let overrides = LossOverrides {
-        distance: p
-            .distance
-            .as_deref()
-            .map(|s| s.parse::<Distance>().unwrap()),
-        normalize: p.normalize,
-        margin: p.margin,
-        margin2: p.margin2,
-        pos_margin: p.pos_margin,
-        neg_margin: p.neg_margin,
-        smooth: p.smooth,
-        mining: p.mining.as_deref().map(|s| s.parse::<Mining>().unwrap()),
-        alpha: p.alpha,
-        beta: p.beta,
-        base: p.base,
-        gamma: p.gamma,
-        temperature: p.temperature,
-    };
-    overrides
-        .apply(margin_core::Loss::default_for(kind))
-        .unwrap()
-}
-
-fn grad_mismatch(got: &[f32], want: &[f64]) -> Option<String> {
-    if got.len() != want.len() {
-        return Some(format!("length {} != {}", got.len(), want.len()));
-    }
-    let (mut diff, mut norm, mut worst) = (0.0f64, 0.0f64, (0usize, 0.0f64));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let e = (f64::from(g) - w).abs();
-        if e > worst.1 {
-            worst = (i, e);
-        }
-        diff += e * e;
-        norm += w * w;
-    }
-    let (diff, norm) = (diff.sqrt(), norm.sqrt());
-    (diff > GRAD_REL * norm + GRAD_ABS).then(|| {
-        format!(
-            "‖Δ‖/‖g‖ = {diff:.3e}/{norm:.3e}; worst at {}: got {}, want {}",
-            worst.0, got[worst.0], want[worst.0]
-        )
-    })
-}
-
-/// Runs one call on `backend`; pushes one line per mismatch.
-fn check_call(backend: &CpuBackend, tag: &str, case: &Case, call: &Call, fails: &mut Vec<String>) {
+/// Runs one case (a call already cut down to its anchors) on `backend`; pushes one line per
+/// mismatch.
+fn check_case(backend: &CpuBackend, tag: &str, case: &RefCase, fails: &mut Vec<String>) {
     let mut fail = |msg: String| fails.push(format!("{tag}: {msg}"));
-    let loss = build_loss(case);
-    let d = case.d;
-    // With an enqueue mask the anchors are the unmasked rows.
-    let keep: Vec<usize> = match &call.enqueue_mask {
-        Some(mask) => (0..call.n).filter(|&i| !mask[i]).collect(),
-        None => (0..call.n).collect(),
-    };
-    let x: Vec<f32> = keep
-        .iter()
-        .flat_map(|&i| call.embeddings[i * d..(i + 1) * d].iter().copied())
-        .collect();
-    let labels: Vec<i64> = keep.iter().map(|&i| call.labels[i]).collect();
-    let sigma: Option<Vec<u32>> = call.self_index.as_ref().map(|s| {
-        s.iter()
-            .map(|&v| {
-                if v < 0 {
-                    margin_core::NO_SELF
-                } else {
-                    v as u32
-                }
-            })
-            .collect()
-    });
-    let input = LossInput::new(Embeddings::new(&x, keep.len(), d).unwrap(), &labels, None)
-        .unwrap()
-        .with_reference(ReferenceSet {
-            embeddings: Embeddings::new(&call.ref_embeddings, call.m, d).unwrap(),
-            labels: &call.ref_labels,
-            self_index: sigma.as_deref(),
-        })
-        .unwrap();
-    let out = match backend.loss(&loss, &input) {
+    let loss = case.params.loss(&case.loss).unwrap();
+    let out = match case.with_input(|input| backend.loss(&loss, input).map_err(|e| e.to_string())) {
         Ok(o) => o,
         Err(e) => return fail(format!("loss failed: {e}")),
     };
-    let (got, want) = (out.loss(), call.value);
-    if !((got - want).abs() <= VALUE_REL * want.abs() || (got - want).abs() <= VALUE_ABS) {
+    let (got, want) = (out.loss(), case.value);
+    if !value_close(got, want, VALUE_REL, VALUE_ABS) {
         fail(format!("loss {got} != expected {want}"));
     }
-    if out.stats.active_terms != call.active {
+    if out.stats.active_terms != case.active {
         fail(format!(
             "active {:?} != expected {:?}",
-            out.stats.active_terms, call.active
+            out.stats.active_terms, case.active
         ));
     }
-    let mut full = vec![0.0f32; call.n * d];
-    for (k, &i) in keep.iter().enumerate() {
-        full[i * d..(i + 1) * d].copy_from_slice(&out.grad[k * d..(k + 1) * d]);
-    }
-    if let Some(m) = grad_mismatch(&full, &call.grad) {
+    if let Some(m) = grad_mismatch(&out.grad, &case.grad, GRAD_REL, GRAD_ABS) {
         fail(format!("grad: {m}"));
     }
 }
@@ -198,15 +57,14 @@ fn backends() -> [(&'static str, CpuBackend); 2] {
 }
 
 fn check_file(name: &str) {
-    let file = load(name);
+    let file = ref_file(name.trim_end_matches(".json"));
     let mut fails = Vec::new();
     let mut count = 0;
     for case in &file.cases {
-        let call = case.call.as_ref().expect("a <loss>.json case has one call");
         for (budget, backend) in backends() {
             count += 1;
             let tag = format!("{} ({budget})", case.name);
-            check_call(&backend, &tag, case, call, &mut fails);
+            check_case(&backend, &tag, case, &mut fails);
         }
     }
     assert!(count > 0, "{name}: no cases");
@@ -243,17 +101,13 @@ fixture_tests! {
 
 #[test]
 fn cross_batch_memory_calls() {
-    let file = load("cross-batch-memory.json");
     let mut fails = Vec::new();
     let mut count = 0;
-    for case in &file.cases {
-        assert!(!case.calls.is_empty(), "{}: no calls", case.name);
-        for (k, call) in case.calls.iter().enumerate() {
-            for (budget, backend) in backends() {
-                count += 1;
-                let tag = format!("{} call {k} ({budget})", case.name);
-                check_call(&backend, &tag, case, call, &mut fails);
-            }
+    for (case, _) in cbm_cases() {
+        for (budget, backend) in backends() {
+            count += 1;
+            let tag = format!("{} ({budget})", case.name);
+            check_case(&backend, &tag, &case, &mut fails);
         }
     }
     assert!(
@@ -419,7 +273,7 @@ fn random_rectangles_match_the_reference_in_blocks() {
             .unwrap();
         let tag = format!("{loss:?}");
         let (g, w) = (got.loss(), want.loss());
-        if (g - w).abs() > VALUE_REL * w.abs() && (g - w).abs() > VALUE_ABS {
+        if !value_close(g, w, VALUE_REL, VALUE_ABS) {
             fails.push(format!("{tag}: loss {g} vs {w}"));
         }
         if got.stats.active_terms != want.stats.active_terms {
@@ -429,7 +283,7 @@ fn random_rectangles_match_the_reference_in_blocks() {
             ));
         }
         let want_grad: Vec<f64> = want.grad.iter().map(|&v| f64::from(v)).collect();
-        if let Some(msg) = grad_mismatch(&got.grad, &want_grad) {
+        if let Some(msg) = grad_mismatch(&got.grad, &want_grad, GRAD_REL, GRAD_ABS) {
             fails.push(format!("{tag}: grad {msg}"));
         }
     }

@@ -7,19 +7,17 @@
 //! and through [`reference::evaluate`] (f64 gradient), so a rounding slip inside the reference that
 //! the f32 output would hide still shows. All failures are collected and reported by case name.
 
-use margin_core::{Backend, Distance, LossInput, LossKind, LossOverrides, Mining};
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use margin_core::{Backend, LossInput, LossKind};
 use margin_cpu::reference::{self, ReferenceBackend};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-
-/// Loss values: relative tolerance, and the absolute floor near 0.
-const VALUE_REL: f64 = 1e-6;
-const VALUE_ABS: f64 = 1e-9;
-/// Gradients through the f32 output: `‖g − g_ref‖ <= GRAD_F32_REL ‖g_ref‖ + GRAD_ABS`.
-const GRAD_F32_REL: f64 = 1e-5;
-/// Gradients from the f64 entry point (the fixtures carry 12 significant digits).
-const GRAD_F64_REL: f64 = 1e-7;
-const GRAD_ABS: f64 = 1e-9;
+use std::path::PathBuf;
+use support::golden::oracle::{GRAD_ABS, GRAD_F32_REL, GRAD_F64_REL};
+use support::golden::{
+    Expected, Params, fixture_dir, grad_mismatch, json_files, oracle_mismatches, read_json,
+};
 
 #[derive(Debug, Deserialize)]
 struct FixtureFile {
@@ -27,25 +25,6 @@ struct FixtureFile {
     pytorch_metric_learning: String,
     loss: String,
     cases: Vec<Case>,
-}
-
-/// Only the parameters a case overrides; the rest are the SPEC defaults.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    distance: Option<String>,
-    normalize: Option<bool>,
-    margin: Option<f64>,
-    margin2: Option<f64>,
-    pos_margin: Option<f64>,
-    neg_margin: Option<f64>,
-    smooth: Option<bool>,
-    mining: Option<String>,
-    alpha: Option<f64>,
-    beta: Option<f64>,
-    base: Option<f64>,
-    gamma: Option<f64>,
-    temperature: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,93 +46,19 @@ struct Case {
     center_grad: Option<Vec<f64>>,
 }
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pml")
+fn pml_dir() -> PathBuf {
+    fixture_dir("pml")
 }
 
 fn load_all() -> Vec<(String, FixtureFile)> {
-    let dir = fixture_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
+    json_files(&pml_dir(), None)
         .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let file: FixtureFile = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: bad fixture: {e}", path.display()));
-            (path.display().to_string(), file)
-        })
+        .map(|path| (path.display().to_string(), read_json(&path)))
         .collect()
 }
 
 fn build_loss(case: &Case) -> Result<margin_core::Loss, String> {
-    let kind: LossKind = case.loss.parse().map_err(|e| format!("{e}"))?;
-    let p = &case.params;
-    let distance = p
-        .distance
-        .as_deref()
-        .map(str::parse::<Distance>)
-        .transpose()
-        .map_err(|e| format!("{e}"))?;
-    let mining = p
-        .mining
-        .as_deref()
-        .map(str::parse::<Mining>)
-        .transpose()
-        .map_err(|e| format!("{e}"))?;
-    let overrides = LossOverrides {
-        distance,
-        normalize: p.normalize,
-        margin: p.margin,
-        margin2: p.margin2,
-        pos_margin: p.pos_margin,
-        neg_margin: p.neg_margin,
-        smooth: p.smooth,
-        mining,
-        alpha: p.alpha,
-        beta: p.beta,
-        base: p.base,
-        gamma: p.gamma,
-        temperature: p.temperature,
-    };
-    overrides
-        .apply(margin_core::Loss::default_for(kind))
-        .map_err(|e| format!("{e}"))
-}
-
-fn close_value(got: f64, want: f64) -> bool {
-    (got - want).abs() <= VALUE_REL * want.abs() || (got - want).abs() <= VALUE_ABS
-}
-
-/// `None` when within `rel`, else a description of the mismatch.
-fn grad_mismatch<T: Copy + Into<f64>>(got: &[T], want: &[f64], rel: f64) -> Option<String> {
-    if got.len() != want.len() {
-        return Some(format!("length {} != {}", got.len(), want.len()));
-    }
-    let (mut diff, mut norm) = (0.0f64, 0.0f64);
-    let mut worst = (0usize, 0.0f64);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let e = (g.into() - w).abs();
-        if e > worst.1 {
-            worst = (i, e);
-        }
-        diff += e * e;
-        norm += w * w;
-    }
-    let (diff, norm) = (diff.sqrt(), norm.sqrt());
-    if diff <= rel * norm + GRAD_ABS {
-        return None;
-    }
-    let i = worst.0;
-    Some(format!(
-        "‖Δ‖/‖g‖ = {diff:.3e}/{norm:.3e}; worst at {i}: got {}, want {}",
-        got[i].into(),
-        want[i]
-    ))
+    case.params.loss(&case.loss)
 }
 
 /// Checks one case; pushes one line per mismatch onto `fails`.
@@ -175,25 +80,22 @@ fn check_case(case: &Case, fails: &mut Vec<String>) {
         Err(e) => return fail(format!("bad input: {e}")),
     };
 
+    let want = Expected {
+        value: case.value,
+        active: case.active,
+        grad: &case.grad,
+    };
+
     // f32 face: the Backend trait, as every other backend is driven.
     match ReferenceBackend.loss(&loss, &input) {
         Err(e) => fail(format!("Backend::loss failed: {e}")),
         Ok(out) => {
-            if !close_value(out.loss(), case.value) {
-                fail(format!("loss {} != expected {}", out.loss(), case.value));
-            }
-            if out.stats.active_terms != case.active {
-                fail(format!(
-                    "active terms {:?} != expected {:?}",
-                    out.stats.active_terms, case.active
-                ));
-            }
-            if let Some(m) = grad_mismatch(&out.grad, &case.grad, GRAD_F32_REL) {
-                fail(format!("grad (f32): {m}"));
-            }
+            let got = (out.loss(), Some(out.stats.active_terms), &out.grad[..]);
+            let misses = oracle_mismatches("Backend::loss (f32)", got, &want, GRAD_F32_REL);
+            misses.into_iter().for_each(&mut fail);
             match (&out.center_grad, &case.center_grad) {
                 (Some(g), Some(w)) => {
-                    if let Some(m) = grad_mismatch(g, w, GRAD_F32_REL) {
+                    if let Some(m) = grad_mismatch(g, w, GRAD_F32_REL, GRAD_ABS) {
                         fail(format!("center grad (f32): {m}"));
                     }
                 }
@@ -203,7 +105,7 @@ fn check_case(case: &Case, fails: &mut Vec<String>) {
         }
     }
 
-    // f64 face: the oracle's own entry point.
+    // f64 face: the oracle's own entry point (which reports no active counts here).
     let x: Vec<f64> = case.embeddings.iter().map(|&v| f64::from(v)).collect();
     let c64: Option<Vec<f64>> = case
         .centers
@@ -213,17 +115,11 @@ fn check_case(case: &Case, fails: &mut Vec<String>) {
     match reference::evaluate(&loss, &x, n, d, &case.labels, c_arg) {
         Err(e) => fail(format!("reference::evaluate failed: {e}")),
         Ok(out) => {
-            if !close_value(out.stats.loss, case.value) {
-                fail(format!(
-                    "evaluate loss {} != expected {}",
-                    out.stats.loss, case.value
-                ));
-            }
-            if let Some(m) = grad_mismatch(&out.grad, &case.grad, GRAD_F64_REL) {
-                fail(format!("grad (f64): {m}"));
-            }
+            let got = (out.stats.loss, None, &out.grad[..]);
+            let misses = oracle_mismatches("evaluate (f64)", got, &want, GRAD_F64_REL);
+            misses.into_iter().for_each(&mut fail);
             if let (Some(g), Some(w)) = (&out.center_grad, &case.center_grad)
-                && let Some(m) = grad_mismatch(g, w, GRAD_F64_REL)
+                && let Some(m) = grad_mismatch(g, w, GRAD_F64_REL, GRAD_ABS)
             {
                 fail(format!("center grad (f64): {m}"));
             }
@@ -271,11 +167,7 @@ fn reference_matches_pml_and_torch_f64_goldens() {
             check_case(case, &mut fails);
         }
     }
-    assert!(
-        total > 0,
-        "no fixtures found in {}",
-        fixture_dir().display()
-    );
+    assert!(total > 0, "no fixtures found in {}", pml_dir().display());
     assert!(
         fails.is_empty(),
         "{} mismatches over {total} golden cases:\n{}",

@@ -2,13 +2,15 @@
 //! labels and margins. Each must give a finite loss and gradient; batches with nothing to reduce
 //! give loss 0, zero gradient and nothing active, never an error.
 
-use margin_core::{
-    Distance, Loss, LossKind, Metric, Mining, NPairConfig, QuadrupletConfig, TripletConfig,
-};
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use margin_core::{Distance, Loss, LossKind, Metric, Mining, NPairConfig, TripletConfig};
 use margin_cpu::reference::{RefOutput, evaluate};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
+use support::losses::mining_variants;
 
 fn normal(seed: u64, len: usize) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -24,25 +26,8 @@ fn all_losses() -> Vec<Loss> {
             for normalize in [false, true] {
                 let mut loss = Loss::default_for(kind);
                 *loss.metric_mut() = Metric::new(distance, normalize);
-                match loss {
-                    Loss::Circle(_) if distance != Distance::Cosine => {}
-                    Loss::Triplet(cfg) => {
-                        for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
-                            for smooth in [false, true] {
-                                out.push(Loss::Triplet(TripletConfig {
-                                    mining,
-                                    smooth,
-                                    ..cfg
-                                }));
-                            }
-                        }
-                    }
-                    Loss::Quadruplet(cfg) => {
-                        for mining in [Mining::All, Mining::Hard] {
-                            out.push(Loss::Quadruplet(QuadrupletConfig { mining, ..cfg }));
-                        }
-                    }
-                    _ => out.push(loss),
+                if !matches!(loss, Loss::Circle(_)) || distance == Distance::Cosine {
+                    out.extend(mining_variants(loss));
                 }
             }
         }

@@ -4,6 +4,8 @@
 //! rectangles in `ref_rectangles`.
 
 mod ref_rectangles;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use margin_core::{
     Backend, Distance, Embeddings, Loss, LossInput, LossKind, MarginError, Metric, Mining, NO_SELF,
@@ -15,6 +17,8 @@ use margin_cpu::reference::{
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ref_rectangles::{CLASSES, D, Rectangle, labels, metrics, normal};
+use support::losses::mining_variants;
+
 /// Every loss that takes a reference set, with each mining and smooth variant, on `metric`
 /// (circle stays cosine).
 fn every_loss(metric: Metric) -> Vec<Loss> {
@@ -27,32 +31,9 @@ fn every_loss(metric: Metric) -> Vec<Loss> {
         if kind != LossKind::Circle {
             *loss.metric_mut() = metric;
         }
-        match loss {
-            Loss::Triplet(cfg) => {
-                for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
-                    for smooth in [false, true] {
-                        out.push(Loss::Triplet(TripletConfig {
-                            mining,
-                            smooth,
-                            ..cfg
-                        }));
-                    }
-                }
-            }
-            Loss::Quadruplet(cfg) => {
-                for mining in [Mining::All, Mining::Hard] {
-                    out.push(Loss::Quadruplet(QuadrupletConfig { mining, ..cfg }));
-                }
-            }
-            _ => out.push(loss),
-        }
+        out.extend(mining_variants(loss));
     }
     out
-}
-
-/// The seven pair losses of rule 2.3.
-fn is_pair_loss(loss: &Loss) -> bool {
-    !matches!(loss, Loss::Triplet(_) | Loss::Quadruplet(_))
 }
 
 /// f32-exact random values, so that the f32 and f64 faces see the same inputs.
@@ -204,7 +185,7 @@ fn edge_cases_are_finite_and_follow_the_contract() {
                 // Rule 2.3 and "nothing to reduce": loss 0, zero gradient, nothing active.
                 let nothing = match *name {
                     "n1_m1_same" | "n1_m1_other" | "n2_m1_rule_2_3" | "self_n1_m1" => {
-                        is_pair_loss(&loss)
+                        loss.is_pair_loss()
                     }
                     // No positive anywhere: only contrastive, multi-similarity and generalized
                     // lifted structure have a negative half of their own.

@@ -7,14 +7,18 @@
 //! `MARGIN_EMU_REF_SETS=/tmp/refsets.txt cargo test -p margin-cuda --test emu_ref_sets -- --ignored`
 //! (or `REF=1 shaders/cuda/emu/run.sh`, which does both).
 
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
 use margin_core::{
-    Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, LossOverrides, Metric, Mining,
-    NO_SELF, ReferenceSet,
+    Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, Metric, Mining, NO_SELF,
+    ReferenceSet,
 };
 use margin_cpu::ReferenceBackend;
-use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use support::golden::{fixture_dir, json_files};
+use support::losses::reference_kinds;
+use support::ref_fixtures::{RefCase, cbm_cases, ref_file};
 
 /// One batch against one reference set with the expected answer.
 struct Case {
@@ -103,126 +107,39 @@ fn write_case(out: &mut String, c: &Case) {
     writeln!(out, "{}", join(&c.grad)).unwrap();
 }
 
-fn loss_from(kind: &str, params: &Value) -> Loss {
-    let kind: LossKind = kind.parse().unwrap();
-    let f = |k: &str| params.get(k).and_then(Value::as_f64);
-    let s = |k: &str| params.get(k).and_then(Value::as_str);
-    let o = LossOverrides {
-        distance: s("distance").map(|v| v.parse::<Distance>().unwrap()),
-        normalize: params.get("normalize").and_then(Value::as_bool),
-        margin: f("margin"),
-        margin2: f("margin2"),
-        pos_margin: f("pos_margin"),
-        neg_margin: f("neg_margin"),
-        smooth: params.get("smooth").and_then(Value::as_bool),
-        mining: s("mining").map(|v| v.parse::<Mining>().unwrap()),
-        alpha: f("alpha"),
-        beta: f("beta"),
-        base: f("base"),
-        gamma: f("gamma"),
-        temperature: f("temperature"),
-    };
-    o.apply(Loss::default_for(kind)).unwrap()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn i64s(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
-
-fn self_index(v: Option<&Value>) -> Option<Vec<u32>> {
-    let arr = v?.as_array()?;
-    Some(
-        arr.iter()
-            .map(|x| {
-                x.as_i64()
-                    .map_or(NO_SELF, |i| if i < 0 { NO_SELF } else { i as u32 })
-            })
-            .collect(),
-    )
-}
-
-/// One fixture call (a `<loss>.json` case or a CrossBatchMemory call). With an enqueue mask,
-/// only the unmasked rows are anchors (the masked ones are only written to memory).
-fn fixture_case(name: String, loss: Loss, d: usize, c: &Value) -> Case {
-    let mut labels = i64s(&c["labels"]);
-    let mut x = f32s(&c["embeddings"]);
-    let mut grad = f64s(&c["grad"]);
-    let mut sigma = self_index(c.get("self_index"));
-    if let Some(mask) = c.get("enqueue_mask").and_then(Value::as_array) {
-        let keep: Vec<usize> = (0..labels.len())
-            .filter(|&i| !mask[i].as_bool().unwrap())
-            .collect();
-        labels = keep.iter().map(|&i| labels[i]).collect();
-        x = keep
-            .iter()
-            .flat_map(|&i| x[i * d..(i + 1) * d].to_vec())
-            .collect();
-        grad = keep
-            .iter()
-            .flat_map(|&i| grad[i * d..(i + 1) * d].to_vec())
-            .collect();
-        sigma = sigma.map(|s| keep.iter().map(|&i| s[i]).collect());
-    }
-    let active = c["active"].as_array().unwrap();
-    Case {
-        name,
-        loss,
-        d,
-        labels,
-        x,
-        ref_labels: i64s(&c["ref_labels"]),
-        r: f32s(&c["ref_embeddings"]),
-        self_index: sigma,
-        value: c["value"].as_f64().unwrap(),
-        active: [active[0].as_u64().unwrap(), active[1].as_u64().unwrap()],
-        grad,
-    }
-}
-
-fn fixture_cases() -> Vec<Case> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pml_ref");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        for c in doc["cases"].as_array().unwrap() {
-            let name = c["name"].as_str().unwrap().to_string();
-            let loss = loss_from(c["loss"].as_str().unwrap(), &c["params"]);
-            let d = c["d"].as_u64().unwrap() as usize;
-            match c.get("calls").and_then(Value::as_array) {
-                Some(calls) => {
-                    for (k, call) in calls.iter().enumerate() {
-                        out.push(fixture_case(format!("{name}#{k}"), loss, d, call));
-                    }
-                }
-                None => out.push(fixture_case(name, loss, d, c)),
-            }
+impl Case {
+    /// A fixture case (a CrossBatchMemory call already cut down to its anchors).
+    fn from_fixture(c: RefCase) -> Case {
+        let loss = c.params.loss(&c.loss).unwrap();
+        let self_index = c.sigma();
+        Case {
+            name: c.name,
+            loss,
+            d: c.d,
+            labels: c.labels,
+            x: c.embeddings,
+            ref_labels: c.ref_labels,
+            r: c.ref_embeddings,
+            self_index,
+            value: c.value,
+            active: c.active,
+            grad: c.grad,
         }
+    }
+}
+
+/// Every fixture case, file by file in name order (a CrossBatchMemory call through the plain
+/// API, with an enqueue mask only its unmasked rows as anchors).
+fn fixture_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for path in json_files(&fixture_dir("pml_ref"), None) {
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        let cases: Vec<RefCase> = if stem == "cross-batch-memory" {
+            cbm_cases().into_iter().map(|(c, _)| c).collect()
+        } else {
+            ref_file(&stem).cases
+        };
+        out.extend(cases.into_iter().map(Case::from_fixture));
     }
     out
 }
@@ -249,17 +166,13 @@ fn random_cases() -> Vec<Case> {
         (33, 70, 3, 3, false),
     ];
     let mut losses = Vec::new();
-    for kind in [
-        LossKind::Contrastive,
-        LossKind::Triplet,
-        LossKind::LiftedStructure,
-        LossKind::MultiSimilarity,
-        LossKind::Circle,
-        LossKind::NTXent,
-        LossKind::SupCon,
-        LossKind::GeneralizedLiftedStructure,
-        LossKind::Quadruplet,
-    ] {
+    // The dump's order (quadruplet last), so that the random cases stay the same.
+    let mut kinds: Vec<LossKind> = reference_kinds()
+        .into_iter()
+        .filter(|&k| k != LossKind::Quadruplet)
+        .collect();
+    kinds.push(LossKind::Quadruplet);
+    for kind in kinds {
         for (dist, norm) in [
             (Distance::Euclidean, true),
             (Distance::SquaredEuclidean, false),

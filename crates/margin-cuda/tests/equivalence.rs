@@ -3,6 +3,11 @@
 //! fast CPU backend (every loss, including the log-sum-exp family and hard-mined quadruplets, on
 //! rows longer than a block). Without a usable GPU each test prints "skipping: <reason>" and passes.
 
+mod cuda_common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use cuda_common::{against_oracle, cuda_or_skip, rel_norm_err};
 use margin_core::{
     Backend, Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, Metric,
     Mining,
@@ -12,20 +17,7 @@ use margin_cuda::CudaBackend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
-
-fn cuda_or_skip() -> Option<CudaBackend> {
-    match CudaBackend::new(0) {
-        Ok(b) => {
-            println!("running on {}", b.name());
-            Some(b)
-        }
-        Err(MarginError::Unavailable(why)) => {
-            println!("skipping: {why}");
-            None
-        }
-        Err(e) => panic!("CUDA backend failed to start: {e}"),
-    }
-}
+use support::losses::every_config;
 
 fn normal(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -43,53 +35,9 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (130, 70, 7), // several tiles
 ];
 
+/// Every loss x distance x normalize x mining the SPEC allows.
 fn losses() -> Vec<Loss> {
-    let mut out = Vec::new();
-    for kind in LossKind::ALL {
-        for distance in Distance::ALL {
-            for normalize in [true, false] {
-                let mut loss = Loss::default_for(kind);
-                // (the triplet variants are expanded below)
-                *loss.metric_mut() = Metric::new(distance, normalize);
-                if let Loss::Triplet(c) = loss {
-                    for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
-                        for smooth in [false, true] {
-                            out.push(Loss::Triplet(margin_core::TripletConfig {
-                                mining,
-                                smooth,
-                                ..c
-                            }));
-                        }
-                    }
-                } else if let Loss::Quadruplet(c) = loss {
-                    for mining in [Mining::All, Mining::Hard] {
-                        out.push(Loss::Quadruplet(margin_core::QuadrupletConfig {
-                            mining,
-                            ..c
-                        }));
-                    }
-                } else if loss.validate().is_ok() {
-                    // (circle exists for the cosine distance only)
-                    out.push(loss);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn rel_norm_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
+    every_config()
 }
 
 fn compare(
@@ -116,22 +64,18 @@ fn compare(
     };
     let emb = Embeddings::new(&x, n, d).map_err(|e| e.to_string())?;
     let input = LossInput::new(emb, &labels, c).map_err(|e| e.to_string())?;
-    let want = oracle
-        .host_loss(loss, &input)
-        .map_err(|e| format!("oracle: {e}"))?;
-    let got = cuda.loss(loss, &input).map_err(|e| format!("cuda: {e}"))?;
-    let (lw, lg) = (want.stats.loss, got.stats.loss);
-    let loss_ok = (lg - lw).abs() <= 1e-4 * lw.abs() || (lg - lw).abs() <= 1e-6;
-    let grad_err = rel_norm_err(&got.grad, &want.grad);
-    let cgrad_err = match (&got.center_grad, &want.center_grad) {
+    let c = against_oracle(cuda, oracle, loss, &input)?;
+    let cgrad_err = match (&c.got.center_grad, &c.want.center_grad) {
         (Some(g), Some(w)) => rel_norm_err(g, w),
         _ => 0.0,
     };
-    if !loss_ok || grad_err > 1e-3 || cgrad_err > 1e-3 {
+    if !c.value_ok || c.grad_err > 1e-3 || cgrad_err > 1e-3 {
         return Err(format!(
-            "{loss:?} n={n} d={d} classes={classes}: loss {lg} vs {lw}, grad err {grad_err:e}, \
-             center grad err {cgrad_err:e}, stats {:?} vs {:?}",
-            got.stats, want.stats
+            "{loss:?} n={n} d={d} classes={classes}: {}, center grad err {cgrad_err:e}, stats \
+             {:?} vs {:?}",
+            c.summary(),
+            c.got.stats,
+            c.want.stats
         ));
     }
     Ok(())

@@ -6,29 +6,21 @@
 //! backend harness, `tests/tests/reference_sets.rs`, and on the CPU emulator,
 //! `shaders/cuda/emu/ref_check.cpp`.)
 
+mod cuda_common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use cuda_common::{against_oracle, cuda_or_skip, rel_norm_err};
 use margin_core::{
-    Backend, DeviceLossInput, DeviceReference, Distance, Embeddings, HostBackend, Loss, LossInput,
-    LossKind, MarginError, Metric, Mining, NO_SELF, ReferenceSet,
+    Backend, DeviceLossInput, DeviceReference, Embeddings, HostBackend, Loss, LossInput, LossKind,
+    MarginError, NO_SELF, ReferenceSet,
 };
 use margin_cpu::ReferenceBackend;
 use margin_cuda::CudaBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
-
-fn cuda_or_skip() -> Option<CudaBackend> {
-    match CudaBackend::new(0) {
-        Ok(b) => {
-            println!("running on {}", b.name());
-            Some(b)
-        }
-        Err(MarginError::Unavailable(why)) => {
-            println!("skipping: {why}");
-            None
-        }
-        Err(e) => panic!("CUDA backend failed to start: {e}"),
-    }
-}
+use support::losses::every_config;
 
 /// A batch, a reference set holding copies of some batch rows, and the self index naming them.
 struct Rect {
@@ -79,57 +71,12 @@ fn rect(n: usize, m: usize, d: usize, classes: usize, copies: bool, seed: u64) -
     }
 }
 
-fn rel_norm_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
-
 /// Every loss that takes a reference set, with every distance it allows and every mining.
 fn losses() -> Vec<Loss> {
-    let mut out = Vec::new();
-    for kind in LossKind::ALL {
-        for distance in Distance::ALL {
-            for normalize in [true, false] {
-                let mut loss = Loss::default_for(kind);
-                *loss.metric_mut() = Metric::new(distance, normalize);
-                if !loss.supports_reference() || loss.validate().is_err() {
-                    continue;
-                }
-                match loss {
-                    Loss::Triplet(c) => {
-                        for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
-                            for smooth in [false, true] {
-                                out.push(Loss::Triplet(margin_core::TripletConfig {
-                                    mining,
-                                    smooth,
-                                    ..c
-                                }));
-                            }
-                        }
-                    }
-                    Loss::Quadruplet(c) => {
-                        for mining in [Mining::All, Mining::Hard] {
-                            out.push(Loss::Quadruplet(margin_core::QuadrupletConfig {
-                                mining,
-                                ..c
-                            }));
-                        }
-                    }
-                    _ => out.push(loss),
-                }
-            }
-        }
-    }
-    out
+    every_config()
+        .into_iter()
+        .filter(Loss::supports_reference)
+        .collect()
 }
 
 fn compare(cuda: &CudaBackend, loss: &Loss, t: &Rect) -> Result<(), String> {
@@ -142,23 +89,17 @@ fn compare(cuda: &CudaBackend, loss: &Loss, t: &Rect) -> Result<(), String> {
     let input = LossInput::new(emb, &t.labels, None)
         .and_then(|i| i.with_reference(reference))
         .map_err(|e| e.to_string())?;
-    let want = ReferenceBackend
-        .host_loss(loss, &input)
-        .map_err(|e| format!("oracle: {e}"))?;
-    let got = cuda.loss(loss, &input).map_err(|e| format!("cuda: {e}"))?;
-    let (lw, lg) = (want.stats.loss, got.stats.loss);
-    let loss_ok = (lg - lw).abs() <= 1e-4 * lw.abs() || (lg - lw).abs() <= 1e-6;
-    let grad_err = rel_norm_err(&got.grad, &want.grad);
-    if !loss_ok || grad_err > 1e-3 || got.stats.active_terms != want.stats.active_terms {
+    let c = against_oracle(cuda, &ReferenceBackend, loss, &input)?;
+    if !c.value_ok || c.grad_err > 1e-3 || c.got.stats.active_terms != c.want.stats.active_terms {
         return Err(format!(
-            "{loss:?} n={} m={} d={} self={}: loss {lg} vs {lw}, grad err {grad_err:e}, stats \
-             {:?} vs {:?}",
+            "{loss:?} n={} m={} d={} self={}: {}, stats {:?} vs {:?}",
             t.n,
             t.m,
             t.d,
             t.sigma.is_some(),
-            got.stats,
-            want.stats
+            c.summary(),
+            c.got.stats,
+            c.want.stats
         ));
     }
     Ok(())

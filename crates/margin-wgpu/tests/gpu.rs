@@ -2,6 +2,8 @@
 //! (lavapipe in CI): every loss x distance x normalization x mining, edge shapes, and one N > 2048.
 
 mod common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use common::{backend, labels, loss_close, normal, rel_norm, rng};
 use margin_core::{
@@ -9,6 +11,7 @@ use margin_core::{
 };
 use margin_cpu::reference;
 use margin_wgpu::WgpuBackend;
+use support::losses::mining_variants;
 
 fn check_pairwise(
     b: &WgpuBackend,
@@ -165,27 +168,19 @@ fn configs(kind: LossKind) -> Vec<Loss> {
         for normalize in [false, true] {
             let mut base = Loss::default_for(kind);
             *base.metric_mut() = Metric::new(distance, normalize);
-            if let Loss::Triplet(c) = base {
-                for mining in [Mining::All, Mining::Hard, Mining::SemiHard] {
-                    for smooth in [false, true] {
-                        let mut c = c;
-                        c.mining = mining;
-                        c.smooth = smooth;
-                        // Unnormalized distances are large; a margin that makes hinges active.
-                        if !normalize && distance != Distance::Cosine {
-                            c.margin = 0.5;
-                        }
-                        out.push(Loss::Triplet(c));
-                    }
-                }
-            } else if let Loss::Quadruplet(c) = base {
-                for mining in [Mining::All, Mining::Hard] {
-                    out.push(Loss::Quadruplet(QuadrupletConfig { mining, ..c }));
-                }
-            } else if base.validate().is_ok() {
-                // Circle accepts cosine only.
-                out.push(base);
+            // Unnormalized distances are large; a triplet margin that makes hinges active.
+            if let Loss::Triplet(c) = &mut base
+                && !normalize
+                && distance != Distance::Cosine
+            {
+                c.margin = 0.5;
             }
+            // Circle accepts cosine only.
+            out.extend(
+                mining_variants(base)
+                    .into_iter()
+                    .filter(|l| l.validate().is_ok()),
+            );
         }
     }
     out
@@ -220,62 +215,35 @@ fn run_kind_on(b: &WgpuBackend, kind: LossKind, sizes: &[(usize, usize, usize)])
 const SHAPES: &[(usize, usize, usize)] =
     &[(67, 13, 5), (1, 4, 1), (12, 3, 1), (9, 5, 9), (40, 1, 4)];
 
-#[test]
-fn contrastive_matches_reference() {
-    run_kind(LossKind::Contrastive, SHAPES);
+/// One test per loss kind: every configuration of [`configs`] on `SHAPES` (or the given
+/// shapes), so that a failure names its loss.
+macro_rules! kind_tests {
+    (@shapes) => { SHAPES };
+    (@shapes $shapes:expr) => { $shapes };
+    ($($test:ident => $kind:ident $(on $shapes:expr)?,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_kind(LossKind::$kind, kind_tests!(@shapes $($shapes)?));
+            }
+        )*
+    };
 }
 
-#[test]
-fn triplet_matches_reference() {
-    run_kind(LossKind::Triplet, SHAPES);
-}
-
-#[test]
-fn triplet_center_matches_reference() {
-    run_kind(LossKind::TripletCenter, SHAPES);
-}
-
-#[test]
-fn npair_matches_reference() {
-    run_kind(LossKind::NPair, SHAPES);
-}
-
-#[test]
-fn quadruplet_matches_reference() {
-    run_kind(
-        LossKind::Quadruplet,
-        &[(37, 13, 5), (1, 4, 1), (12, 3, 1), (9, 5, 9), (24, 1, 4)],
-    );
-}
-
-#[test]
-fn lifted_structure_matches_reference() {
-    run_kind(LossKind::LiftedStructure, SHAPES);
-}
-
-#[test]
-fn multi_similarity_matches_reference() {
-    run_kind(LossKind::MultiSimilarity, SHAPES);
-}
-
-#[test]
-fn circle_matches_reference() {
-    run_kind(LossKind::Circle, SHAPES);
-}
-
-#[test]
-fn ntxent_matches_reference() {
-    run_kind(LossKind::NTXent, SHAPES);
-}
-
-#[test]
-fn supcon_matches_reference() {
-    run_kind(LossKind::SupCon, SHAPES);
-}
-
-#[test]
-fn generalized_lifted_structure_matches_reference() {
-    run_kind(LossKind::GeneralizedLiftedStructure, SHAPES);
+kind_tests! {
+    contrastive_matches_reference => Contrastive,
+    triplet_matches_reference => Triplet,
+    triplet_center_matches_reference => TripletCenter,
+    npair_matches_reference => NPair,
+    // The f64 reference enumerates quadruplets: smaller batches.
+    quadruplet_matches_reference => Quadruplet
+        on &[(37, 13, 5), (1, 4, 1), (12, 3, 1), (9, 5, 9), (24, 1, 4)],
+    lifted_structure_matches_reference => LiftedStructure,
+    multi_similarity_matches_reference => MultiSimilarity,
+    circle_matches_reference => Circle,
+    ntxent_matches_reference => NTXent,
+    supcon_matches_reference => SupCon,
+    generalized_lifted_structure_matches_reference => GeneralizedLiftedStructure,
 }
 
 /// Hard-mined quadruplet with many small classes (many per-class best pairs, shared pairs) and
@@ -301,15 +269,21 @@ fn quadruplet_hard_many_and_two_classes() {
     }
 }
 
+/// `(n, d, x, labels)` of the batch past 2048 rows: N = 2100, D = 16, 30 classes.
+fn large_batch() -> (usize, usize, Vec<f32>, Vec<i64>) {
+    let (n, d) = (2100, 16);
+    let mut r = rng(77);
+    let x = normal(&mut r, n, d);
+    let y = labels(&mut r, n, 30);
+    (n, d, x, y)
+}
+
 /// One case past 2048 rows: the matrix kernels tile past one workgroup row of 2048.
 #[test]
 fn large_n_pairwise_and_contrastive() {
     let Some(b) = backend() else { return };
     let t = std::time::Instant::now();
-    let (n, d) = (2100, 16);
-    let mut r = rng(77);
-    let x = normal(&mut r, n, d);
-    let y = labels(&mut r, n, 30);
+    let (n, d, x, y) = large_batch();
     check_pairwise(&b, Metric::new(Distance::Euclidean, true), n, None, d, 78);
     check_loss(
         &b,
@@ -330,10 +304,7 @@ fn large_n_pairwise_and_contrastive() {
 fn large_n_triplet() {
     let Some(b) = backend() else { return };
     let t = std::time::Instant::now();
-    let (n, d) = (2100, 16);
-    let mut r = rng(77);
-    let x = normal(&mut r, n, d);
-    let y = labels(&mut r, n, 30);
+    let (n, d, x, y) = large_batch();
     check_loss(&b, Loss::default_for(LossKind::Triplet), &x, n, d, &y, None);
     println!("n={n} triplet (all): {:?}", t.elapsed());
 }

@@ -4,164 +4,25 @@
 //! fallback `k`, exact ties, bad inputs.
 
 mod common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use common::{backend, normal, rng};
-use margin_core::retrieval::top_k_row;
 use margin_core::{Backend, Distance, Embeddings, MarginError, Metric, Neighbours, knn_blocked};
 use margin_cpu::ReferenceBackend;
 use margin_wgpu::WgpuBackend;
-
-/// Every metric: four distances x normalization (cosine normalized only).
-fn metrics() -> Vec<Metric> {
-    let mut out = Vec::new();
-    for distance in Distance::ALL {
-        for normalize in [false, true] {
-            if distance == Distance::Cosine && !normalize {
-                continue;
-            }
-            out.push(Metric::new(distance, normalize));
-        }
-    }
-    out
-}
-
-/// `top_k_row` over every row of `mat` (nq x nr).
-fn select(mat: &[f32], nr: usize, own: bool, similarity: bool, k: usize) -> Neighbours {
-    let mut out = Neighbours {
-        k,
-        indices: Vec::new(),
-        scores: Vec::new(),
-    };
-    for (i, row) in mat.chunks_exact(nr).enumerate() {
-        top_k_row(row, own.then_some(i), similarity, k, &mut out);
-    }
-    out
-}
-
-/// Checks `got` against the oracle matrix `mat` (nq x nr): scores within `tol` of the oracle's
-/// at each rank, and each returned index's oracle value within `tol` of that rank's score (so
-/// indices may differ only among near ties); indices distinct, in range, never the own row.
-fn check(
-    got: &Neighbours,
-    mat: &[f32],
-    nr: usize,
-    own: bool,
-    metric: Metric,
-    tol: f32,
-    what: &str,
-) {
-    let k = got.k;
-    let want = select(mat, nr, own, metric.is_similarity(), k);
-    assert_eq!(got.indices.len(), want.indices.len(), "{what}: index count");
-    assert_eq!(got.scores.len(), want.scores.len(), "{what}: score count");
-    for (row, (gi, gs)) in got
-        .indices
-        .chunks_exact(k)
-        .zip(got.scores.chunks_exact(k))
-        .enumerate()
-    {
-        let mut seen = std::collections::HashSet::new();
-        for rank in 0..k {
-            let (j, s) = (gi[rank] as usize, gs[rank]);
-            let (wj, ws) = (want.indices[row * k + rank], want.scores[row * k + rank]);
-            assert!(j < nr, "{what}: row {row} rank {rank}: index {j} >= {nr}");
-            assert!(!(own && j == row), "{what}: row {row} returned itself");
-            assert!(seen.insert(j), "{what}: row {row}: index {j} twice");
-            assert!(
-                (s - ws).abs() <= tol,
-                "{what}: row {row} rank {rank}: score {s} (index {j}), want {ws} (index {wj})"
-            );
-            let at = mat[row * nr + j];
-            assert!(
-                j == wj as usize || (at - ws).abs() <= tol,
-                "{what}: row {row} rank {rank}: index {j} (oracle {at}), want {wj} ({ws})"
-            );
-        }
-    }
-}
-
-/// The tolerance: 1e-5 relative to the largest magnitude of the oracle matrix.
-fn tolerance(mat: &[f32]) -> f32 {
-    1e-5 * mat.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30)
-}
-
-/// One case: random normal inputs, every `k` of `ks` that fits, checked against the reference
-/// backend and against this backend's own pairwise values (same kernel arithmetic).
-#[allow(clippy::too_many_arguments)]
-fn run_case(
-    b: &WgpuBackend,
-    metric: Metric,
-    nq: usize,
-    nr: Option<usize>,
-    d: usize,
-    ks: &[usize],
-    seed: u64,
-) {
-    let mut r = rng(seed);
-    let q = normal(&mut r, nq, d);
-    let refr = nr.map(|nr| normal(&mut r, nr, d));
-    let rows = nr.unwrap_or(nq);
-    let qe = Embeddings::new(&q, nq, d).unwrap();
-    let re = refr.as_ref().map(|x| Embeddings::new(x, rows, d).unwrap());
-    let oracle = ReferenceBackend.pairwise(metric, qe, re).unwrap();
-    let own_mat = b.pairwise(metric, qe, re).unwrap();
-    let tol = tolerance(&oracle);
-    let qb = b.upload(&q).unwrap();
-    let rb = refr.as_ref().map(|x| b.upload(x).unwrap());
-    let candidates = if nr.is_some() { rows } else { nq - 1 };
-    for &k in ks {
-        let k = if k == usize::MAX { candidates } else { k };
-        if k == 0 || k > candidates {
-            continue;
-        }
-        let what = format!("{metric:?} nq {nq} nr {nr:?} d {d} k {k}");
-        let got = b
-            .fused_knn(metric, &qb, nq, rb.as_ref().map(|x| (x, rows)), d, k)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        check(&got, &oracle, rows, nr.is_none(), metric, tol, &what);
-        // Against the backend's own matrix the values agree to rounding (the kernels share
-        // their arithmetic; a compiler may still contract differently), indices up to ties.
-        let own_tol = 1e-6 * own_mat.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-        check(
-            &got,
-            &own_mat,
-            rows,
-            nr.is_none(),
-            metric,
-            own_tol,
-            &format!("{what} (own)"),
-        );
-    }
-}
-
-const KS: &[usize] = &[1, 7, usize::MAX, 33, 128, 129];
+use support::knn::{Fused, KS, check, run_case, select, tolerance};
 
 #[test]
 fn second_set_matches_reference() {
     let Some(b) = backend() else { return };
-    let shapes = [
-        (1, 1, 3),
-        (1, 45, 19),
-        (37, 45, 33),
-        (37, 1000, 128),
-        (300, 1000, 17),
-    ];
-    for (mi, metric) in metrics().into_iter().enumerate() {
-        for (si, &(nq, nr, d)) in shapes.iter().enumerate() {
-            run_case(&b, metric, nq, Some(nr), d, KS, (mi * 10 + si) as u64);
-        }
-    }
+    support::knn::second_set_cases(&b, &WgpuBackend::fused_knn);
 }
 
 #[test]
 fn self_reference_matches_reference() {
     let Some(b) = backend() else { return };
-    let shapes = [(2, 5), (37, 19), (300, 64), (130, 128)];
-    for (mi, metric) in metrics().into_iter().enumerate() {
-        for (si, &(n, d)) in shapes.iter().enumerate() {
-            run_case(&b, metric, n, None, d, KS, 100 + (mi * 10 + si) as u64);
-        }
-    }
+    support::knn::self_cases(&b, &WgpuBackend::fused_knn);
 }
 
 /// The workgroup-memory (GPU) entry point, forced on the test adapter (a CPU adapter runs the
@@ -171,10 +32,11 @@ fn workgroup_variant_matches_reference() {
     let Some(b) = common::tiled_backend() else {
         return;
     };
-    for (mi, metric) in metrics().into_iter().enumerate() {
-        run_case(&b, metric, 37, Some(45), 33, KS, 200 + mi as u64);
-        run_case(&b, metric, 130, Some(300), 128, KS, 210 + mi as u64);
-        run_case(&b, metric, 70, None, 19, KS, 220 + mi as u64);
+    let fused: Fused<'_, WgpuBackend> = &WgpuBackend::fused_knn;
+    for (mi, metric) in support::knn::metrics().into_iter().enumerate() {
+        run_case(&b, fused, metric, 37, Some(45), 33, KS, 200 + mi as u64);
+        run_case(&b, fused, metric, 130, Some(300), 128, KS, 210 + mi as u64);
+        run_case(&b, fused, metric, 70, None, 19, KS, 220 + mi as u64);
     }
 }
 

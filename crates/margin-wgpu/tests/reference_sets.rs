@@ -5,126 +5,21 @@
 //! square case unchanged when R = X and the self index is the identity).
 
 mod common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use common::backend;
 use margin_core::{
-    Backend, Distance, Embeddings, Loss, LossInput, LossKind, LossOutput, LossOverrides, Mining,
-    NO_SELF, ReferenceSet,
+    Backend, Distance, Loss, LossInput, LossKind, LossOutput, LossOverrides, Mining,
 };
 use margin_wgpu::WgpuBackend;
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use support::golden::output_mismatch;
+use support::losses::reference_kinds;
+use support::ref_fixtures::{RefCase, cbm_cases, ref_cases, reference_input};
 
 /// The SPEC's f32 bounds: loss 1e-4 relative or 1e-6 absolute, gradient 1e-3 relative norm.
 const LOSS_RTOL: f64 = 1e-4;
-const LOSS_ATOL: f64 = 1e-6;
 const GRAD_RTOL: f64 = 1e-3;
-
-/// Only the parameters a case overrides; the rest are the defaults.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    distance: Option<String>,
-    normalize: Option<bool>,
-    margin: Option<f64>,
-    margin2: Option<f64>,
-    pos_margin: Option<f64>,
-    neg_margin: Option<f64>,
-    smooth: Option<bool>,
-    mining: Option<String>,
-    alpha: Option<f64>,
-    beta: Option<f64>,
-    base: Option<f64>,
-    gamma: Option<f64>,
-    temperature: Option<f64>,
-}
-
-impl Params {
-    fn loss(&self, kind: &str) -> Result<Loss, String> {
-        let kind: LossKind = kind.parse().map_err(|e| format!("{e}"))?;
-        let distance = |s: &str| s.parse::<Distance>().map_err(|e| format!("{e}"));
-        let mining = |s: &str| s.parse::<Mining>().map_err(|e| format!("{e}"));
-        LossOverrides {
-            distance: self.distance.as_deref().map(distance).transpose()?,
-            normalize: self.normalize,
-            margin: self.margin,
-            margin2: self.margin2,
-            pos_margin: self.pos_margin,
-            neg_margin: self.neg_margin,
-            smooth: self.smooth,
-            mining: self.mining.as_deref().map(mining).transpose()?,
-            alpha: self.alpha,
-            beta: self.beta,
-            base: self.base,
-            gamma: self.gamma,
-            temperature: self.temperature,
-        }
-        .apply(Loss::default_for(kind))
-        .map_err(|e| format!("{e}"))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RefCase {
-    name: String,
-    loss: String,
-    #[serde(default)]
-    params: Params,
-    n: usize,
-    m: usize,
-    d: usize,
-    labels: Vec<i64>,
-    embeddings: Vec<f32>,
-    ref_labels: Vec<i64>,
-    ref_embeddings: Vec<f32>,
-    #[serde(default)]
-    self_index: Option<Vec<i64>>,
-    value: f64,
-    active: [u64; 2],
-    grad: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct CbmCall {
-    n: usize,
-    labels: Vec<i64>,
-    embeddings: Vec<f32>,
-    #[serde(default)]
-    enqueue_mask: Option<Vec<bool>>,
-    m: usize,
-    ref_labels: Vec<i64>,
-    ref_embeddings: Vec<f32>,
-    self_index: Option<Vec<i64>>,
-    value: f64,
-    active: [u64; 2],
-    grad: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct CbmSequence {
-    name: String,
-    loss: String,
-    #[serde(default)]
-    params: Params,
-    d: usize,
-    calls: Vec<CbmCall>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CaseFile<T> {
-    cases: Vec<T>,
-}
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pml_ref")
-}
-
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Vec<T> {
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_json::from_str::<CaseFile<T>>(&text)
-        .unwrap_or_else(|e| panic!("{}: bad fixture: {e}", path.display()))
-        .cases
-}
 
 /// Runs `loss` on the batch against the reference set.
 #[allow(clippy::too_many_arguments)]
@@ -138,81 +33,28 @@ fn run(
     sigma: Option<&[u32]>,
     d: usize,
 ) -> Result<LossOutput, String> {
-    let n = labels.len();
-    let m = ref_labels.len();
-    let xe = Embeddings::new(x, n, d).map_err(|e| e.to_string())?;
-    let re = Embeddings::named(r, m, d, "reference").map_err(|e| e.to_string())?;
-    let input = LossInput::new(xe, labels, None)
-        .and_then(|i| {
-            i.with_reference(ReferenceSet {
-                embeddings: re,
-                labels: ref_labels,
-                self_index: sigma,
-            })
-        })
-        .map_err(|e| e.to_string())?;
+    let input = reference_input(x, labels, r, ref_labels, sigma, d)?;
     b.loss(loss, &input).map_err(|e| e.to_string())
 }
 
-/// `None` when `out` matches the golden value, active counts and gradient.
+/// `None` when `out` matches the expected value, active counts and gradient.
 fn mismatch(out: &LossOutput, value: f64, active: [u64; 2], grad: &[f64]) -> Option<String> {
-    let v = out.stats.loss;
-    if v.is_nan() || (v - value).abs() > LOSS_ATOL.max(LOSS_RTOL * value.abs()) {
-        return Some(format!("loss {v} vs {value}"));
-    }
-    if out.stats.active_terms != active {
-        return Some(format!("active {:?} vs {active:?}", out.stats.active_terms));
-    }
-    if out.grad.len() != grad.len() {
-        return Some(format!(
-            "gradient length {} vs {}",
-            out.grad.len(),
-            grad.len()
-        ));
-    }
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&g, &w) in out.grad.iter().zip(grad) {
-        num += (f64::from(g) - w).powi(2);
-        den += w * w;
-    }
-    let rel = if den.sqrt() < 1e-6 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    };
-    if rel.is_nan() || rel > GRAD_RTOL {
-        return Some(format!("gradient differs by {rel:.3e}"));
-    }
-    None
-}
-
-fn sigma_of(s: &Option<Vec<i64>>) -> Option<Vec<u32>> {
-    s.as_ref().map(|v| {
-        v.iter()
-            .map(|&i| u32::try_from(i).unwrap_or(NO_SELF))
-            .collect()
-    })
+    output_mismatch(out, value, active, grad, LOSS_RTOL, GRAD_RTOL)
 }
 
 fn check_case(b: &WgpuBackend, c: &RefCase) -> Result<(), String> {
     let loss = c.params.loss(&c.loss)?;
-    assert_eq!(c.embeddings.len(), c.n * c.d, "{}", c.name);
-    assert_eq!(c.ref_embeddings.len(), c.m * c.d, "{}", c.name);
-    let sigma = sigma_of(&c.self_index);
-    let out = run(
-        b,
-        &loss,
-        &c.embeddings,
-        &c.labels,
-        &c.ref_embeddings,
-        &c.ref_labels,
-        sigma.as_deref(),
-        c.d,
-    )?;
-    match mismatch(&out, c.value, c.active, &c.grad) {
-        None => Ok(()),
-        Some(e) => Err(e),
-    }
+    let out = c.with_input(|input| b.loss(&loss, input).map_err(|e| e.to_string()))?;
+    mismatch(&out, c.value, c.active, &c.grad).map_or(Ok(()), Err)
+}
+
+/// Checks every case, reporting all failures at once.
+fn check_all(b: &WgpuBackend, cases: &[RefCase]) {
+    let fails: Vec<String> = cases
+        .iter()
+        .filter_map(|c| check_case(b, c).err().map(|e| format!("{}: {e}", c.name)))
+        .collect();
+    report(fails, cases.len());
 }
 
 fn report(fails: Vec<String>, total: usize) {
@@ -227,7 +69,7 @@ fn report(fails: Vec<String>, total: usize) {
 #[test]
 fn pml_ref_fixtures() {
     let Some(b) = backend() else { return };
-    check_fixtures(&b);
+    check_all(&b, &ref_cases());
 }
 
 /// The fixtures again with the GPU variants of the product and sort kernels (workgroup tiles,
@@ -237,80 +79,17 @@ fn pml_ref_fixtures_workgroup_tiling() {
     let Some(b) = common::tiled_backend() else {
         return;
     };
-    check_fixtures(&b);
-}
-
-fn check_fixtures(b: &WgpuBackend) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "json")
-                && p.file_stem().is_some_and(|s| s != "cross-batch-memory")
-        })
-        .collect();
-    files.sort();
-    let cases: Vec<RefCase> = files.iter().flat_map(|p| read::<RefCase>(p)).collect();
-    assert!(cases.len() >= 150, "only {} cases", cases.len());
-    let fails: Vec<String> = cases
-        .iter()
-        .filter_map(|c| check_case(b, c).err().map(|e| format!("{}: {e}", c.name)))
-        .collect();
-    report(fails, cases.len());
+    check_all(&b, &ref_cases());
 }
 
 /// Every CrossBatchMemory call through the plain API. With an enqueue mask the batch is the rows
-/// whose mask is false (the only anchors, no self index); the other rows get gradient 0.
+/// whose mask is false (the only anchors, no self index); the other rows' expected gradient is 0
+/// (checked by `plain_cases`).
 #[test]
 fn cbm_calls() {
     let Some(b) = backend() else { return };
-    let seqs: Vec<CbmSequence> = read(&fixture_dir().join("cross-batch-memory.json"));
-    assert!(seqs.len() >= 12);
-    let mut fails = Vec::new();
-    let mut total = 0;
-    for s in &seqs {
-        let loss = s.params.loss(&s.loss).unwrap();
-        let d = s.d;
-        for (k, call) in s.calls.iter().enumerate() {
-            total += 1;
-            let rows: Vec<usize> = match &call.enqueue_mask {
-                Some(mask) => (0..call.n).filter(|&i| !mask[i]).collect(),
-                None => (0..call.n).collect(),
-            };
-            // Rows that were only enqueued have no gradient.
-            for i in (0..call.n).filter(|i| !rows.contains(i)) {
-                assert!(call.grad[i * d..(i + 1) * d].iter().all(|&g| g == 0.0));
-            }
-            let pick = |v: &[f32]| -> Vec<f32> {
-                rows.iter()
-                    .flat_map(|&i| v[i * d..(i + 1) * d].iter().copied())
-                    .collect()
-            };
-            let x = pick(&call.embeddings);
-            let labels: Vec<i64> = rows.iter().map(|&i| call.labels[i]).collect();
-            let grad: Vec<f64> = rows
-                .iter()
-                .flat_map(|&i| call.grad[i * d..(i + 1) * d].iter().copied())
-                .collect();
-            assert_eq!(call.ref_embeddings.len(), call.m * d);
-            let sigma = sigma_of(&call.self_index);
-            let res = run(
-                &b,
-                &loss,
-                &x,
-                &labels,
-                &call.ref_embeddings,
-                &call.ref_labels,
-                sigma.as_deref(),
-                d,
-            )
-            .and_then(|out| mismatch(&out, call.value, call.active, &grad).map_or(Ok(()), Err));
-            if let Err(e) = res {
-                fails.push(format!("{} call {k}: {e}", s.name));
-            }
-        }
-    }
-    report(fails, total);
+    let cases: Vec<RefCase> = cbm_cases().into_iter().map(|(c, _)| c).collect();
+    check_all(&b, &cases);
 }
 
 /// Rule 2.3: a 1 x 2 rectangle (one positive, one negative pair) gives 0 for the pair losses but
@@ -320,16 +99,13 @@ fn tiny_pair_sets_are_zero_for_pair_losses() {
     let Some(b) = backend() else { return };
     let x = [1.0f32, 0.0, 0.3, 0.2];
     let r = [0.5f32, 0.5, 0.1, -0.4, 0.9, 0.3, -0.2, 0.1];
-    for kind in [
-        LossKind::Contrastive,
-        LossKind::LiftedStructure,
-        LossKind::MultiSimilarity,
-        LossKind::Circle,
-        LossKind::NTXent,
-        LossKind::SupCon,
-        LossKind::GeneralizedLiftedStructure,
-    ] {
-        let loss = Loss::default_for(kind);
+    // Rule 2.3's seven pair losses.
+    let pair_losses = LossKind::ALL
+        .map(Loss::default_for)
+        .into_iter()
+        .filter(Loss::is_pair_loss);
+    for loss in pair_losses {
+        let kind = loss.kind();
         let out = run(&b, &loss, &x, &[0], &r, &[0, 1], None, 4).unwrap();
         assert_eq!(out.stats.loss, 0.0, "{kind:?}");
         assert_eq!(out.stats.active_terms, [0, 0], "{kind:?}");
@@ -352,20 +128,10 @@ fn self_index_identity_matches_square_loss_value() {
     let x = common::normal(&mut rng, n, d);
     let labels = common::labels(&mut rng, n, 4);
     let sigma: Vec<u32> = (0..n as u32).collect();
-    let mut losses: Vec<Loss> = [
-        LossKind::Contrastive,
-        LossKind::Triplet,
-        LossKind::Quadruplet,
-        LossKind::LiftedStructure,
-        LossKind::MultiSimilarity,
-        LossKind::Circle,
-        LossKind::NTXent,
-        LossKind::SupCon,
-        LossKind::GeneralizedLiftedStructure,
-    ]
-    .into_iter()
-    .map(Loss::default_for)
-    .collect();
+    let mut losses: Vec<Loss> = reference_kinds()
+        .into_iter()
+        .map(Loss::default_for)
+        .collect();
     for kind in [LossKind::Triplet, LossKind::Quadruplet] {
         let overrides = LossOverrides {
             mining: Some(Mining::Hard),
@@ -462,16 +228,7 @@ fn tiled_wide_rectangles_match_reference() {
         ref_labels.extend(common::labels(&mut rng, m - n, 7));
         let sigma: Vec<u32> = (0..n as u32).collect();
         let got = run(&b, loss, &x, &labels, &r, &ref_labels, Some(&sigma), d).unwrap();
-        let xe = Embeddings::new(&x, n, d).unwrap();
-        let re = Embeddings::new(&r, m, d).unwrap();
-        let input = LossInput::new(xe, &labels, None)
-            .unwrap()
-            .with_reference(ReferenceSet {
-                embeddings: re,
-                labels: &ref_labels,
-                self_index: Some(&sigma),
-            })
-            .unwrap();
+        let input = reference_input(&x, &labels, &r, &ref_labels, Some(&sigma), d).unwrap();
         let want = margin_cpu::ReferenceBackend.loss(loss, &input).unwrap();
         let grad: Vec<f64> = want.grad.iter().map(|&g| f64::from(g)).collect();
         if let Some(e) = mismatch(&got, want.stats.loss, want.stats.active_terms, &grad) {

@@ -4,21 +4,18 @@
 //! --ignored`.
 
 mod common;
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use common::{backend, labels, loss_close, normal, rel_norm, rng};
 use margin_core::{Backend, Distance, Loss, LossInput, LossKind, Metric, Mining, QuadrupletConfig};
 use margin_cpu::reference;
 use rand::Rng;
+use support::losses::added_kinds;
 
 fn configs() -> Vec<Loss> {
-    let kinds = [
-        LossKind::MultiSimilarity,
-        LossKind::Circle,
-        LossKind::NTXent,
-        LossKind::SupCon,
-        LossKind::GeneralizedLiftedStructure,
-        LossKind::Quadruplet,
-    ];
+    let mut kinds = added_kinds();
+    kinds.push(LossKind::Quadruplet);
     let mut out = Vec::new();
     for kind in kinds {
         for distance in Distance::ALL {

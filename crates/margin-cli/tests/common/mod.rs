@@ -98,3 +98,74 @@ pub fn wgpu_available() -> bool {
     }
     has_wgpu
 }
+
+/// Three tests that run `$run(backend)` through the CLI: on `cpu`, on `reference`, and on
+/// `wgpu` when an adapter is there (lavapipe in CI, where `MARGIN_REQUIRE_WGPU=1` makes a missing
+/// adapter a failure; otherwise the test says it skips, see [`wgpu_available`]).
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($run:ident => $cpu:ident, $reference:ident, $wgpu:ident) => {
+        #[test]
+        fn $cpu() {
+            $run("cpu");
+        }
+
+        #[test]
+        fn $reference() {
+            $run("reference");
+        }
+
+        #[test]
+        fn $wgpu() {
+            if !common::wgpu_available() {
+                return;
+            }
+            $run("wgpu");
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_backend;
+
+/// `flag path` pairs as command-line arguments.
+pub fn path_args(pairs: &[(&str, &Path)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect()
+}
+
+/// The `cases` of every `.json` file in `tests/fixtures/<sub>`, in file-name order; panics on a
+/// file without a `cases` list.
+pub fn fixture_cases(sub: &str) -> Vec<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(sub);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let list = v["cases"].as_array();
+        cases.extend(
+            list.unwrap_or_else(|| panic!("{}: no cases", f.display()))
+                .iter()
+                .cloned(),
+        );
+    }
+    cases
+}
+
+/// A JSON array of integers.
+pub fn json_ints(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_i64().expect("integer"))
+        .collect()
+}

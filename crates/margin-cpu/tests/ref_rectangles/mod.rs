@@ -1,5 +1,6 @@
 //! Random N x M rectangles for the reference-set checks of the f64 reference
-//! (`reference_sets_gradcheck.rs`, `reference_sets_edges.rs`).
+//! (`reference_sets_gradcheck.rs`, `reference_sets_edges.rs`), and the random inputs and metric
+//! list that the square gradient check (`reference_gradcheck.rs`) draws the same way.
 
 #![allow(dead_code)]
 
