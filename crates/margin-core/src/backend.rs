@@ -161,18 +161,13 @@ pub trait Backend {
     /// Host convenience: validates `input`, computes the loss and returns the gradients.
     fn loss(&self, loss: &Loss, input: &LossInput<'_>) -> Result<LossOutput> {
         loss.validate_input(input)?;
-        let up = UploadedInput::new(self, input)?;
-        let mut grad = self.alloc_zeros(input.n() * input.d())?;
-        let mut center_grad = up
-            .center_rows()
-            .map(|k| self.alloc_zeros(k * input.d()))
-            .transpose()?;
-        let device_input = up.view(input);
-        let stats = self.loss_on_device(loss, device_input, &mut grad, center_grad.as_mut())?;
+        let mut up = UploadedInput::new(self, input)?;
+        let stats = up.run(self, loss, input)?;
+        let (grad, center_grad) = up.download_grads(self)?;
         Ok(LossOutput {
             stats,
-            grad: self.download(&grad)?,
-            center_grad: center_grad.map(|g| self.download(&g)).transpose()?,
+            grad,
+            center_grad,
         })
     }
 

@@ -8,50 +8,67 @@ use crate::backend::{Backend, DeviceLossInput, DeviceReference};
 use crate::distance::Metric;
 use crate::error::{MarginError, Result};
 use crate::loss::Loss;
+use crate::output::LossStats;
 use crate::tensor::{Embeddings, LossInput};
 use std::time::Instant;
 
-/// A [`LossInput`]'s embeddings, centers and reference set as device buffers.
+/// A [`LossInput`]'s embeddings, centers and reference set as device buffers, with the
+/// gradient buffers a loss call writes.
 pub(crate) struct UploadedInput<B> {
     x: B,
     centers: Option<(B, usize)>,
     reference: Option<B>,
+    grad: B,
+    center_grad: Option<B>,
 }
 
 impl<B> UploadedInput<B> {
-    /// Uploads what `input` holds on the host.
+    /// Uploads what `input` holds on the host and allocates the gradients.
     pub fn new<K: Backend<Buffer = B> + ?Sized>(
         backend: &K,
         input: &LossInput<'_>,
     ) -> Result<Self> {
+        let centers = input
+            .centers
+            .map(|c| backend.upload(c.data()).map(|b| (b, c.rows())))
+            .transpose()?;
+        let center_grad = centers
+            .as_ref()
+            .map(|(_, k)| backend.alloc_zeros(k * input.d()))
+            .transpose()?;
         Ok(Self {
             x: backend.upload(input.embeddings.data())?,
-            centers: input
-                .centers
-                .map(|c| backend.upload(c.data()).map(|b| (b, c.rows())))
-                .transpose()?,
+            centers,
             reference: input
                 .reference
                 .map(|r| backend.upload(r.embeddings.data()))
                 .transpose()?,
+            grad: backend.alloc_zeros(input.n() * input.d())?,
+            center_grad,
         })
     }
 
-    /// Number of centers (K), when there are centers.
-    pub fn center_rows(&self) -> Option<usize> {
-        self.centers.as_ref().map(|(_, k)| *k)
-    }
-
-    /// The device view [`Backend::loss_on_device`] takes; labels and indices stay `input`'s.
-    pub fn view<'a>(&'a self, input: &'a LossInput<'a>) -> DeviceLossInput<'a, B> {
-        DeviceLossInput {
-            embeddings: &self.x,
+    /// [`Backend::loss_on_device`] on the uploaded buffers; labels and indices stay `input`'s.
+    pub fn run<K: Backend<Buffer = B> + ?Sized>(
+        &mut self,
+        backend: &K,
+        loss: &Loss,
+        input: &LossInput<'_>,
+    ) -> Result<LossStats> {
+        let Self {
+            x,
+            centers,
+            reference,
+            grad,
+            center_grad,
+        } = self;
+        let view = DeviceLossInput {
+            embeddings: &*x,
             n: input.n(),
             d: input.d(),
             labels: input.labels,
-            centers: self.centers.as_ref().map(|(b, k)| (b, *k)),
-            reference: self
-                .reference
+            centers: centers.as_ref().map(|(b, k)| (b, *k)),
+            reference: reference
                 .as_ref()
                 .zip(input.reference)
                 .map(|(b, r)| DeviceReference {
@@ -60,7 +77,22 @@ impl<B> UploadedInput<B> {
                     labels: r.labels,
                     self_index: r.self_index,
                 }),
-        }
+        };
+        backend.loss_on_device(loss, view, grad, center_grad.as_mut())
+    }
+
+    /// The gradients of the last [`UploadedInput::run`], on the host.
+    pub fn download_grads<K: Backend<Buffer = B> + ?Sized>(
+        &self,
+        backend: &K,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        Ok((
+            backend.download(&self.grad)?,
+            self.center_grad
+                .as_ref()
+                .map(|g| backend.download(g))
+                .transpose()?,
+        ))
     }
 }
 
@@ -114,18 +146,8 @@ fn prepare<'a, B: Backend + ?Sized>(
     Ok(match op {
         DeviceOp::Loss(loss, input) => {
             loss.validate_input(input)?;
-            let up = UploadedInput::new(backend, input)?;
-            let mut grad = backend.alloc_zeros(input.n() * input.d())?;
-            let mut center_grad = up
-                .center_rows()
-                .map(|k| backend.alloc_zeros(k * input.d()))
-                .transpose()?;
-            Box::new(move || {
-                let view = up.view(input);
-                backend
-                    .loss_on_device(loss, view, &mut grad, center_grad.as_mut())
-                    .map(drop)
-            })
+            let mut up = UploadedInput::new(backend, input)?;
+            Box::new(move || up.run(backend, loss, input).map(drop))
         }
         DeviceOp::Pairwise(metric, x) => {
             let buf = backend.upload(x.data())?;
