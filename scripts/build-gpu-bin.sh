@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries that scripts/gpu-check.sh runs on a GPU machine without a Rust toolchain:
-# the `margin` CLI and the margin-cuda test executables, copied into out/gpu-bin/.
+# the `margin` CLI, the margin-cuda and generic test executables, and the pytorch-metric-learning
+# wheels, copied into out/gpu-bin/.
 #   scripts/build-gpu-bin.sh            # uses $CARGO_TARGET_DIR or ./target
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,5 +54,11 @@ for line in sys.stdin:
 done
 # Symbols are not needed there and the carried folder must stay under 64 MiB.
 strip "$DEST"/* 2>/dev/null || true
+# pytorch-metric-learning for the GPU table (pure Python; its losses need tqdm, not scikit-learn),
+# installed there with --no-deps beside the machine's torch. Best effort: without network the
+# check reports PML as skipped.
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -m pip download -q --no-deps pytorch-metric-learning==2.9.0 tqdm -d "$DEST/wheels" \
+    || echo "warning: could not download the PML wheels; the GPU check will skip PML"
 ls -l "$DEST"
 du -sh "$DEST"

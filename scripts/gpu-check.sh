@@ -7,7 +7,7 @@
 #   3. `margin bench --on-device` (the device path alone, inputs uploaded once, each run ended by
 #      a synchronize: what a trainer on the GPU pays) of pairwise, contrastive and triplet for N
 #      in {4096, 16384, 65536} and D in {128, 512}, every other loss at N in {4096, 16384} and
-#      D = 128, beside torch.cdist timed the same way,
+#      D = 128, beside torch.cdist and pytorch-metric-learning (where it fits) timed the same way,
 # and prints a summary table last. Logs go under $OUT (default ./out). Whole run < 8 minutes:
 # every step has a timeout and later steps are skipped when the overall budget is spent.
 set -u
@@ -17,7 +17,7 @@ BIN=${GPU_BIN:-$ROOT/out/gpu-bin}
 OUT=${OUT:-$ROOT/out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-BUDGET_S=${GPU_CHECK_BUDGET_S:-450}
+BUDGET_S=${GPU_CHECK_BUDGET_S:-470}
 START=$(date +%s)
 SUMMARY="$OUT/gpu-check-summary.tsv"
 : >"$SUMMARY"
@@ -318,24 +318,90 @@ else
     note torch-cdist FAIL "no timings: $(tail -n 1 "$OUT/torch-cdist.err" 2>/dev/null)"
 fi
 
-# Summary table, last.
-"$PY" - "$SUMMARY" "$BENCH" "$OUT/torch-cdist.jsonl" <<'PYEOF'
+# 3b. pytorch-metric-learning on the same GPU, forward plus backward, where it fits: from the
+# machine's Python, else from the wheels build-gpu-bin.sh carries (PML and tqdm, --no-deps).
+PML_PATH=""
+if ! "$PY" -c 'import pytorch_metric_learning' >/dev/null 2>&1 && ls "$BIN"/wheels/*.whl >/dev/null 2>&1; then
+    PML_PATH=$(mktemp -d)
+    "$PY" -m pip install -q --no-deps --no-index --target "$PML_PATH" "$BIN"/wheels/*.whl \
+        >"$OUT/pml-install.log" 2>&1 || PML_PATH=""
+fi
+PYTHONPATH="$PML_PATH${PYTHONPATH:+:$PYTHONPATH}" run_capped pml-cuda 120 "$PY" - \
+    >"$OUT/pml-cuda.jsonl" 2>"$OUT/pml-cuda.err" <<'PYEOF'
+import json, time
+import torch
+import pytorch_metric_learning
+import pytorch_metric_learning.losses as L
+dev = torch.device("cuda")
+# margin's loss name -> PML's class (PML defaults are margin's defaults; PML has no quadruplet
+# loss and no triplet-center loss).
+LOSSES = [("contrastive", "ContrastiveLoss"), ("triplet", "TripletMarginLoss"),
+          ("n-pair", "NPairsLoss"), ("lifted-structure", "LiftedStructureLoss"),
+          ("multi-similarity", "MultiSimilarityLoss"), ("circle", "CircleLoss"),
+          ("nt-xent", "NTXentLoss"), ("supcon", "SupConLoss"),
+          ("generalized-lifted-structure", "GeneralizedLiftedStructureLoss")]
+for n in (4096, 16384):
+    for name, cls in LOSSES:
+        row = {"what": name, "n": n, "d": 128, "anchor": "PML " + pytorch_metric_learning.__version__}
+        try:
+            torch.manual_seed(0)
+            x0 = torch.randn(n, 128, device=dev)
+            y = torch.arange(n, device=dev) % 256
+            fn = getattr(L, cls)()
+            times = []
+            for rep in range(4):
+                x = x0.detach().requires_grad_(True)
+                torch.cuda.synchronize(); t = time.perf_counter()
+                fn(x, y).backward()
+                torch.cuda.synchronize(); times.append((time.perf_counter() - t) * 1e3)
+                if times[0] > 20000:
+                    break  # one slow run is enough to report
+            times = sorted(times[1:] or times)
+            row["median_ms"] = times[len(times) // 2]
+        except torch.cuda.OutOfMemoryError:
+            row["error"] = "OOM"
+        except Exception as e:  # report and go on
+            row["error"] = str(e).splitlines()[0][:80]
+        print(json.dumps(row), flush=True)
+        torch.cuda.empty_cache()
+PYEOF
+if grep -q median_ms "$OUT/pml-cuda.jsonl" 2>/dev/null; then
+    note pml-cuda PASS "timed (see table)"
+else
+    note pml-cuda SKIP "no timings: $(tail -n 1 "$OUT/pml-cuda.err" 2>/dev/null)"
+fi
+
+# Summary table, last: each margin figure beside its anchor (torch.cdist for pairwise, PML for
+# the losses it has), same GPU, same N and D, both timed on the device.
+"$PY" - "$SUMMARY" "$BENCH" "$OUT/torch-cdist.jsonl" "$OUT/pml-cuda.jsonl" <<'PYEOF'
 import json, sys
-summary, bench, cdist = sys.argv[1:4]
+summary, bench, cdist, pml = sys.argv[1:5]
 print("\n==== margin GPU check ====")
 for line in open(summary):
     step, status, detail = (line.rstrip("\n").split("\t") + ["", ""])[:3]
     print(f"{step:<28} {status:<6} {detail}")
-rows = []
-for path in (bench, cdist):
+def rows(path):
     try:
-        rows += [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+        return [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     except OSError:
-        pass
-print(f"\n{'what':<14} {'N':>6} {'D':>5} {'median ms':>12}  backend / note")
-for r in rows:
-    ms = r.get("median_ms")
-    print(f"{r.get('what', '?'):<14} {r.get('n', '?'):>6} {r.get('d', '?'):>5} "
-          f"{(f'{ms:.2f}' if isinstance(ms, (int, float)) else '-'):>12}  {r.get('backend', r.get('error', ''))}")
+        return []
+anchors = {}
+for r in rows(cdist):
+    anchors[("pairwise", r.get("n"), r.get("d"))] = r
+for r in rows(pml):
+    anchors[(r.get("what"), r.get("n"), r.get("d"))] = r
+def ms(r):
+    v = r.get("median_ms") if r else None
+    return v if isinstance(v, (int, float)) else None
+print(f"\n{'what':<29} {'N':>6} {'D':>4} {'margin ms':>10} {'anchor':<12} {'anchor ms':>10} {'anchor/margin':>13}")
+for r in rows(bench):
+    key = (r.get("what"), r.get("n"), r.get("d"))
+    a = anchors.get(key)
+    m, am = ms(r), ms(a)
+    name = (a or {}).get("anchor", "torch.cdist" if key[0] == "pairwise" else "-")
+    ratio = f"{am / m:.1f}x" if m and am else (a or {}).get("error", "-")[:24]
+    print(f"{key[0]:<29} {key[1]:>6} {key[2]:>4} "
+          f"{(f'{m:.2f}' if m is not None else r.get('error', '-')):>10} {name[:12]:<12} "
+          f"{(f'{am:.2f}' if am is not None else '-'):>10} {ratio:>13}")
 PYEOF
 echo "logs: $OUT (total $(( $(date +%s) - START )) s)"
