@@ -1,15 +1,16 @@
 //! Criterion benches: the pairwise matrix and every loss (forward + backward) for N in
 //! {256, 1024, 4096} and D in {128, 512}, 16 samples per label, on every backend that
 //! `margin_benches::backends()` lists (CPU always; CUDA and wgpu when present, where N also
-//! takes 16384 and 65536). Each sample is timed with
-//! `iter_custom` and a `host_synchronize()` before the clock stops, so asynchronous GPU
-//! backends are measured honestly once they are added.
+//! takes 16384 and 65536). Each sample is timed with `iter_custom` on the device path
+//! (`margin_core::time_on_device`: inputs uploaded once per sample, every call ended by a device
+//! synchronize, no host copies), so asynchronous GPU backends are measured as a trainer whose
+//! embeddings live on the GPU uses them.
 //!
 //! Skipped as too slow for a routine run: smooth triplet (O(N³) arithmetic) from N = 4096 and
 //! quadruplet beyond N = 16384.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use margin_benches::{Batch, backends, time_loss, time_pairwise};
+use margin_benches::{Batch, backends, time_loss_on_device, time_pairwise_on_device};
 use margin_core::{
     Distance, HostBackend, Loss, LossKind, Metric, Mining, QuadrupletConfig, TripletConfig,
 };
@@ -102,9 +103,7 @@ fn bench_pairwise(c: &mut Criterion, b: &dyn HostBackend) {
             let metric = Metric::new(Distance::Euclidean, false);
             g.bench_with_input(BenchmarkId::new(format!("D{d}"), n), &batch, |bn, batch| {
                 bn.iter_custom(|iters| {
-                    (0..iters)
-                        .map(|_| time_pairwise(b, metric, batch).expect("pairwise failed"))
-                        .sum()
+                    time_pairwise_on_device(b, metric, batch, iters).expect("pairwise failed")
                 })
             });
         }
@@ -120,9 +119,7 @@ fn bench_losses(c: &mut Criterion, b: &dyn HostBackend) {
                 let batch = Batch::new(n, d, n / 16, 2);
                 g.bench_with_input(BenchmarkId::new(format!("D{d}"), n), &batch, |bn, batch| {
                     bn.iter_custom(|iters| {
-                        (0..iters)
-                            .map(|_| time_loss(b, &loss, batch).expect("loss failed"))
-                            .sum()
+                        time_loss_on_device(b, &loss, batch, iters).expect("loss failed")
                     })
                 });
             }

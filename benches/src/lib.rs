@@ -6,7 +6,7 @@
 //! * `src/bin/measure.rs`: a one-shot timing of the performance targets
 //!   (`cargo run --release -p margin-benches --bin measure`).
 
-use margin_core::{Embeddings, HostBackend, Loss, LossInput, Metric, Result};
+use margin_core::{DeviceOp, Embeddings, HostBackend, Loss, LossInput, Metric, Result};
 use margin_cpu::CpuBackend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Every backend available at run time: the CPU always; CUDA when an NVIDIA GPU is there; wgpu on
 /// a hardware adapter (or the adapter named by `MARGIN_WGPU_ADAPTER`, e.g. `llvmpipe`). GPU
-/// timings include the explicit `host_synchronize()` the bench bodies call.
+/// timings end with a device synchronize.
 pub fn backends() -> Vec<Box<dyn HostBackend>> {
     let mut out: Vec<Box<dyn HostBackend>> = vec![Box::new(CpuBackend::new())];
     match margin_cuda::CudaBackend::new(0) {
@@ -68,7 +68,41 @@ impl Batch {
     }
 }
 
-/// One forward+backward call, synchronized, timed.
+/// The total time of `iters` forward+backward calls on the device: inputs uploaded once, each
+/// call ended by a device synchronize (`margin_core::time_on_device`), no host copies. The body
+/// of criterion's `iter_custom`: a GPU is timed as a trainer whose embeddings live there uses it.
+pub fn time_loss_on_device(
+    b: &dyn HostBackend,
+    loss: &Loss,
+    batch: &Batch,
+    iters: u64,
+) -> Result<Duration> {
+    let input = batch.input(loss)?;
+    total(b.host_time_on_device(DeviceOp::Loss(loss, &input), 0, reps(iters))?)
+}
+
+/// The total time of `iters` `n x n` pairwise calls on the device (see [`time_loss_on_device`]).
+pub fn time_pairwise_on_device(
+    b: &dyn HostBackend,
+    metric: Metric,
+    batch: &Batch,
+    iters: u64,
+) -> Result<Duration> {
+    let q = Embeddings::new(&batch.x, batch.n, batch.d)?;
+    total(b.host_time_on_device(DeviceOp::Pairwise(metric, q), 0, reps(iters))?)
+}
+
+/// Criterion's iteration count as a repetition count (at least 1).
+fn reps(iters: u64) -> usize {
+    usize::try_from(iters).unwrap_or(usize::MAX).max(1)
+}
+
+/// The sum of per-call milliseconds.
+fn total(ms: Vec<f64>) -> Result<Duration> {
+    Ok(Duration::from_secs_f64(ms.iter().sum::<f64>() / 1e3))
+}
+
+/// One forward+backward call through the host path (copies included), synchronized, timed.
 pub fn time_loss(b: &dyn HostBackend, loss: &Loss, batch: &Batch) -> Result<Duration> {
     let input = batch.input(loss)?;
     let t = Instant::now();
@@ -79,7 +113,7 @@ pub fn time_loss(b: &dyn HostBackend, loss: &Loss, batch: &Batch) -> Result<Dura
     Ok(el)
 }
 
-/// One `n x n` pairwise matrix call, synchronized, timed.
+/// One `n x n` pairwise matrix call through the host path, synchronized, timed.
 pub fn time_pairwise(b: &dyn HostBackend, metric: Metric, batch: &Batch) -> Result<Duration> {
     let q = Embeddings::new(&batch.x, batch.n, batch.d)?;
     let t = Instant::now();
