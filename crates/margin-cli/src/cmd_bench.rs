@@ -14,10 +14,35 @@ use rand_distr::{Distribution, StandardNormal};
 use serde_json::json;
 use std::time::Instant;
 
-/// Random normal values, reproducible from `seed`.
-pub fn random_normal(len: usize, seed: u64) -> Vec<f32> {
+/// `rows x cols` random normal values, reproducible from `seed`; an error naming `what` when
+/// that many cannot be held (a huge `--n` must not abort the process).
+pub fn random_normal(
+    rows: usize,
+    cols: usize,
+    seed: u64,
+    what: &str,
+) -> Result<Vec<f32>, CliError> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
+    filled(rows, cols, what, |_| StandardNormal.sample(&mut rng))
+}
+
+/// `rows x cols` values `f(i)`, allocated fallibly.
+fn filled<T>(
+    rows: usize,
+    cols: usize,
+    what: &str,
+    f: impl FnMut(usize) -> T,
+) -> Result<Vec<T>, CliError> {
+    let too_big = || {
+        CliError::input(format!(
+            "out of memory: cannot allocate {what} ({rows} x {cols} values)"
+        ))
+    };
+    let len = rows.checked_mul(cols).ok_or_else(too_big)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_big())?;
+    v.extend((0..len).map(f));
+    Ok(v)
 }
 
 /// Runs the benchmark.
@@ -49,9 +74,9 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
             cmd.flags.normalize,
         ),
     };
-    let x = random_normal(cmd.n * cmd.d, cmd.seed);
-    let labels: Vec<i64> = (0..cmd.n).map(|i| (i % classes) as i64).collect();
-    let centers = random_normal(classes.max(2) * cmd.d, cmd.seed + 1);
+    let x = random_normal(cmd.n, cmd.d, cmd.seed, "the embeddings")?;
+    let labels = filled(cmd.n, 1, "the labels", |i| (i % classes) as i64)?;
+    let centers = random_normal(classes.max(2), cmd.d, cmd.seed + 1, "the centers")?;
     let backend = backends::select(cmd.backend)?;
     let embeddings = Embeddings::new(&x, cmd.n, cmd.d)?;
     let center_view = Embeddings::named(&centers, classes.max(2), cmd.d, "centers")?;
@@ -61,8 +86,8 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
         loss.filter(Loss::needs_centers).map(|_| center_view),
     )?;
     let m = cmd.ref_m.unwrap_or(0);
-    let ref_x = random_normal(m * cmd.d, cmd.seed + 2);
-    let ref_labels: Vec<i64> = (0..m).map(|j| (j % classes) as i64).collect();
+    let ref_x = random_normal(m, cmd.d, cmd.seed + 2, "the reference set")?;
+    let ref_labels = filled(m, 1, "the reference labels", |j| (j % classes) as i64)?;
     if m > 0 {
         input = input.with_reference(ReferenceSet {
             embeddings: Embeddings::named(&ref_x, m, cmd.d, "reference embeddings")?,

@@ -83,7 +83,7 @@ fn every_target_on_wgpu() {
 /// Bad arguments exit 2 with one line naming the problem, and print no JSON.
 #[test]
 fn bad_arguments_exit_2() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["triplet", "--n", "0", "--d", "4"], "--n and --d"),
         (
             &["triplet", "--n", "8", "--d", "4", "--reps", "0"],
@@ -102,6 +102,27 @@ fn bad_arguments_exit_2() {
             "--ref-m",
         ),
         (&["no-such-loss", "--n", "8", "--d", "4"], "no-such-loss"),
+        // Sizes that cannot be allocated are errors, not aborts.
+        (
+            &["triplet", "--n", "100000000000", "--d", "1000"],
+            "out of memory",
+        ),
+        (
+            &[
+                "triplet",
+                "--n",
+                "8",
+                "--d",
+                "4",
+                "--ref-m",
+                "100000000000000",
+            ],
+            "out of memory",
+        ),
+        (
+            &["pairwise", "--n", "18446744073709551615", "--d", "2"],
+            "out of memory",
+        ),
     ];
     for (args, needle) in cases {
         for on_device in [false, true] {

@@ -146,6 +146,8 @@ fn bad_flags_fail_with_one_line_and_no_file() {
         &["--png", "picture.jpg"],
         &["--memory", "512", "--loss", "n-pair"],
         &["--memory", "16", "--batch", "64"],
+        // A projection too large to allocate is an error, not an abort.
+        &["--dim", "100000000000000", "--no-png"],
     ] {
         let out = demo(&dir, args);
         assert!(!out.status.success(), "{args:?}");

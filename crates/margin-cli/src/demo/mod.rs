@@ -129,7 +129,7 @@ pub fn run(cmd: &DemoCmd) -> Result<serde_json::Value, CliError> {
     }
     let (test_x, test_y) = gather(&digits, &test_idx);
     let scale = 1.0 / (digits.dim as f32).sqrt();
-    let w: Vec<f32> = random_normal(digits.dim * cmd.dim, cmd.seed)
+    let w: Vec<f32> = random_normal(digits.dim, cmd.dim, cmd.seed, "the projection")?
         .into_iter()
         .map(|v| v * scale)
         .collect();
@@ -137,7 +137,8 @@ pub fn run(cmd: &DemoCmd) -> Result<serde_json::Value, CliError> {
     let classes = digits.labels.iter().max().map_or(0, |&l| l as usize + 1);
     let centers = loss
         .needs_centers()
-        .then(|| random_normal(classes * cmd.dim, cmd.seed + 1));
+        .then(|| random_normal(classes, cmd.dim, cmd.seed + 1, "the centers"))
+        .transpose()?;
     let mut model = Model::new(w, centers, digits.dim, cmd.dim, cmd.lr);
     let metric = loss.metric();
     let eval = Eval {
