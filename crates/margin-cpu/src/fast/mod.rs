@@ -175,9 +175,10 @@ impl CpuBackend {
     }
 }
 
-/// Semi-hard mining is defined for triplets only.
+/// Semi-hard mining is defined for triplets only; `check_device_input` runs `Loss::validate`,
+/// which refuses it with the user-facing message, so this arm is never reached.
 fn quadruplet_semihard() -> MarginError {
-    MarginError::config("quadruplet mining must be all or hard (semihard is triplet-only)")
+    MarginError::device("internal: Loss::validate lets no semihard quadruplet through")
 }
 
 impl Backend for CpuBackend {
