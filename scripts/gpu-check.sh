@@ -213,6 +213,14 @@ import json, os, subprocess, sys, time
 import numpy as np
 margin, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
+
+def run(cmd, timeout):
+    """subprocess.run that reports a timeout as a failed result instead of aborting the step."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout} s")
+
 bad = total = 0
 for case in json.load(open("tests/fixtures/eval/knn.json"))["cases"]:
     total += 1
@@ -227,7 +235,7 @@ for case in json.load(open("tests/fixtures/eval/knn.json"))["cases"]:
         np.save(r, np.array(case["reference"], dtype=np.float32))
         np.save(rl, np.array(case["reference_labels"], dtype=np.int64))
         cmd += ["--reference", r, "--reference-labels", rl]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    res = run(cmd, 60)
     ok = res.returncode == 0
     if ok:
         got = json.loads(res.stdout)
@@ -242,8 +250,8 @@ y = rng.integers(0, 1000, n)
 q = os.path.join(work, "big.npy"); ql = os.path.join(work, "bigl.npy")
 np.save(q, x); np.save(ql, y)
 t = time.perf_counter()
-res = subprocess.run([margin, "eval", "--query", q, "--query-labels", ql, "--backend", "cuda",
-                      "--k", str(k)], capture_output=True, text=True, timeout=120)
+res = run([margin, "eval", "--query", q, "--query-labels", ql, "--backend", "cuda",
+           "--k", str(k)], 120)
 print(f"KNN100K margin cuda: {(time.perf_counter() - t) * 1e3:.0f} ms (process incl. npy load), rc {res.returncode}", res.stdout.strip()[:300], res.stderr.strip()[:300])
 try:
     import torch

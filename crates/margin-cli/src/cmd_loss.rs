@@ -4,7 +4,7 @@ use crate::args::LossCmd;
 use crate::backends;
 use crate::error::CliError;
 use crate::flags::build_loss;
-use crate::npy_io::{read_labels, read_matrix, write_matrix};
+use crate::npy_io::{Output, check_output_path, read_labels, read_matrix, write_outputs};
 use margin_core::{Embeddings, LossInput, NO_SELF, ReferenceSet};
 use serde_json::json;
 
@@ -18,6 +18,7 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
             loss.kind()
         )));
     }
+    check_outputs(cmd)?;
     let x = read_matrix(&cmd.embeddings, "embeddings")?;
     let labels = read_labels(&cmd.labels, "labels")?;
     let centers = cmd
@@ -49,12 +50,24 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
             backend.backend_name()
         )));
     }
+    let mut outputs = Vec::new();
     if let Some(path) = &cmd.grad_out {
-        write_matrix(path, &out.grad, x.rows, x.cols)?;
+        outputs.push(Output {
+            path,
+            data: &out.grad,
+            rows: x.rows,
+            cols: x.cols,
+        });
     }
     if let (Some(path), Some(cg), Some(c)) = (&cmd.center_grad_out, &out.center_grad, &centers) {
-        write_matrix(path, cg, c.rows, c.cols)?;
+        outputs.push(Output {
+            path,
+            data: cg,
+            rows: c.rows,
+            cols: c.cols,
+        });
     }
+    write_outputs(&outputs)?;
     let metric = loss.metric();
     let mut out_json = json!({
         "loss": out.stats.loss,
@@ -71,6 +84,24 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
         out_json["m"] = json!(r.x.rows);
     }
     Ok(out_json)
+}
+
+/// The output paths, checked before anything is read or computed: each must be a file name in an
+/// existing folder, and the two gradients cannot share one.
+fn check_outputs(cmd: &LossCmd) -> Result<(), CliError> {
+    if let Some(p) = &cmd.grad_out {
+        check_output_path(p, "--grad-out")?;
+    }
+    if let Some(p) = &cmd.center_grad_out {
+        check_output_path(p, "--center-grad-out")?;
+        if cmd.grad_out.as_ref() == Some(p) {
+            return Err(CliError::input(format!(
+                "--grad-out and --center-grad-out are both {}; give them different files",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--ref-embeddings`, `--ref-labels` and `--ref-self-index`, read (clap makes the first two

@@ -18,7 +18,22 @@ use clap::error::ErrorKind;
 use error::CliError;
 use std::process::ExitCode;
 
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` asks Wayland for the default GPU
+/// while wgpu enumerates adapters; on a headless machine (no `XDG_RUNTIME_DIR`) libwayland prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set" to stderr, four times per process, which would
+/// break the one-line error contract and clutter every report. margin chooses its adapter in code
+/// (`margin_wgpu::adapter`), so the layer's reordering is not needed: it is switched off through
+/// its documented `NODEVICE_SELECT` variable unless the user set that variable.
+fn quiet_vulkan_device_select() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in `main`, before any thread exists (clap, rayon, wgpu and
+        // the CUDA loader have not started), so nothing can read the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_vulkan_device_select();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

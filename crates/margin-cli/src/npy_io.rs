@@ -45,7 +45,15 @@ fn type_of(npy: &NpyFile<BufReader<File>>) -> Option<(TypeChar, u64)> {
 
 fn read_err(path: &Path, what: &str) -> impl Fn(std::io::Error) -> CliError {
     let msg = format!("cannot read the {what} data in {}", path.display());
-    move |e| CliError::input(format!("{msg}: {e}"))
+    move |e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            CliError::input(format!(
+                "{msg}: the file ends before the values its header's shape announces"
+            ))
+        } else {
+            CliError::input(format!("{msg}: {e}"))
+        }
+    }
 }
 
 /// Reads a rank-2 f32 or f64 array as f32 (f64 values are rounded to f32).
@@ -119,23 +127,75 @@ fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {
     v.into_iter().map(Into::into).collect()
 }
 
-/// Writes a `rows x cols` f32 array. Writes to a temporary file first and renames it, so that a
-/// failure never leaves a partial output behind.
-pub fn write_matrix(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<(), CliError> {
-    let tmp = path.with_extension("npy.partial");
-    let result = (|| -> std::io::Result<()> {
-        let file = BufWriter::new(File::create(&tmp)?);
-        let mut writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&[rows as u64, cols as u64])
-            .writer(file)
-            .begin_nd()?;
-        writer.extend(data.iter().copied())?;
-        writer.finish()
-    })();
-    let result = result.and_then(|()| std::fs::rename(&tmp, path));
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::runtime(format!("cannot write {}: {e}", path.display()))
-    })
+/// One f32 output array: `rows x cols` values for `path`.
+pub struct Output<'a> {
+    pub path: &'a Path,
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Fails before any work when `path` cannot become an output file (`flag` names the option): it
+/// is a folder, or its folder does not exist. Later write failures (a full disk, permissions) are
+/// still caught by [`write_outputs`].
+pub fn check_output_path(path: &Path, flag: &str) -> Result<(), CliError> {
+    if path.is_dir() || path.file_name().is_none() {
+        return Err(CliError::input(format!(
+            "{flag} {}: is a folder, not a file name",
+            path.display()
+        )));
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(CliError::input(format!(
+            "{flag} {}: no such folder {}",
+            path.display(),
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes every output or none: each array goes to a temporary file first, and the files are
+/// renamed into place only once all of them were written, so that a failure never leaves a
+/// partial output (or one output of two) behind.
+pub fn write_outputs(outputs: &[Output<'_>]) -> Result<(), CliError> {
+    let temps: Vec<_> = outputs
+        .iter()
+        .map(|o| o.path.with_extension("npy.partial"))
+        .collect();
+    let discard = |temps: &[std::path::PathBuf]| {
+        for t in temps {
+            let _ = std::fs::remove_file(t);
+        }
+    };
+    for (o, tmp) in outputs.iter().zip(&temps) {
+        if let Err(e) = write_npy(tmp, o) {
+            discard(&temps);
+            return Err(CliError::runtime(format!(
+                "cannot write {}: {e}",
+                o.path.display()
+            )));
+        }
+    }
+    for (i, (o, tmp)) in outputs.iter().zip(&temps).enumerate() {
+        if let Err(e) = std::fs::rename(tmp, o.path) {
+            discard(&temps[i..]);
+            return Err(CliError::runtime(format!(
+                "cannot write {}: {e}",
+                o.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn write_npy(path: &Path, o: &Output<'_>) -> std::io::Result<()> {
+    let file = BufWriter::new(File::create(path)?);
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[o.rows as u64, o.cols as u64])
+        .writer(file)
+        .begin_nd()?;
+    writer.extend(o.data.iter().copied())?;
+    writer.finish()
 }

@@ -83,7 +83,7 @@ fn every_target_on_wgpu() {
 /// Bad arguments exit 2 with one line naming the problem, and print no JSON.
 #[test]
 fn bad_arguments_exit_2() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["triplet", "--n", "0", "--d", "4"], "--n and --d"),
         (
             &["triplet", "--n", "8", "--d", "4", "--reps", "0"],
@@ -102,6 +102,10 @@ fn bad_arguments_exit_2() {
             "--ref-m",
         ),
         (&["no-such-loss", "--n", "8", "--d", "4"], "no-such-loss"),
+        (
+            &["knn", "--n", "1", "--d", "4", "--k", "1"],
+            "at least 2 rows",
+        ),
         // Sizes that cannot be allocated are errors, not aborts.
         (
             &["triplet", "--n", "100000000000", "--d", "1000"],

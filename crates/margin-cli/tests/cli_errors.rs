@@ -158,6 +158,18 @@ const CASES: &[(&str, &str)] = &[
         "self index without a reference",
         batch!("--ref-self-index s.npy"),
     ),
+    (
+        "center gradient into a missing folder",
+        "triplet-center --embeddings x.npy --labels y.npy --centers c.npy --center-grad-out no/cg.npy",
+    ),
+    (
+        "center gradient onto a folder",
+        "triplet-center --embeddings x.npy --labels y.npy --centers c.npy --center-grad-out /",
+    ),
+    (
+        "embeddings shorter than their header",
+        "triplet --embeddings short.npy --labels y.npy",
+    ),
 ];
 
 /// Runs `margin loss` with the given args plus `--grad-out`; checks the contract; returns stderr.
@@ -225,6 +237,12 @@ fn malformed_inputs_exit_2_with_one_line() {
     write_npy::<i64>(&dir.join("y0.npy"), &[], &[0]);
     std::fs::write(dir.join("text.npy"), "not a numpy file\n").unwrap();
     std::fs::write(dir.join("empty.npy"), "").unwrap();
+    // A header announcing a huge shape over a few bytes: refused without allocating it.
+    std::fs::write(
+        dir.join("short.npy"),
+        raw_npy("<f4", false, &[99_999_999_999, 4], &f32_bytes(&x)),
+    )
+    .unwrap();
     let full = raw_npy("<f4", false, &[6, 4], &f32_bytes(&x));
     std::fs::write(dir.join("truncated.npy"), &full[..full.len() - 10]).unwrap();
     std::fs::write(
@@ -319,4 +337,63 @@ fn unavailable_backend_exits_2() {
         )
         .unwrap();
     }
+}
+
+/// Both gradients to one file is refused before any work, and neither file is written.
+#[test]
+fn one_file_for_both_gradients_exits_2() {
+    let dir = scratch("cli-same-output");
+    let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.61).cos()).collect();
+    write_npy(&dir.join("x.npy"), &x, &[6, 4]);
+    write_npy(&dir.join("y.npy"), &[0i64, 0, 1, 1, 2, 2], &[6]);
+    write_npy(&dir.join("c.npy"), &x[..12], &[3, 4]);
+    // `expect_rejected` adds `--grad-out <dir>/g.grad.npy`: the same file.
+    let both = dir.join("g.grad.npy");
+    let args = common::path_args(&[
+        ("--embeddings", &dir.join("x.npy")),
+        ("--labels", &dir.join("y.npy")),
+        ("--centers", &dir.join("c.npy")),
+        ("--center-grad-out", &both),
+    ]);
+    let mut argv = vec!["triplet-center"];
+    argv.extend(args.iter().map(String::as_str));
+    let err = expect_rejected(&dir, "g", &argv);
+    assert!(err.is_ok(), "{err:?}");
+    assert!(!both.exists());
+}
+
+/// A successful call on every available backend prints its JSON and nothing on stderr: in
+/// particular, not the "XDG_RUNTIME_DIR is invalid" lines that Mesa's Vulkan device-select
+/// layer prints on headless machines while wgpu enumerates adapters.
+#[test]
+fn success_leaves_stderr_empty() {
+    let dir = scratch("cli-quiet");
+    let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.43).sin()).collect();
+    write_npy(&dir.join("x.npy"), &x, &[6, 4]);
+    write_npy(&dir.join("y.npy"), &[0i64, 0, 1, 1, 2, 2], &[6]);
+    let args = common::path_args(&[
+        ("--embeddings", &dir.join("x.npy")),
+        ("--labels", &dir.join("y.npy")),
+    ]);
+    let mut backends = vec!["auto", "cpu"];
+    if common::wgpu_available() {
+        backends.push("wgpu");
+    }
+    for backend in backends {
+        let mut argv = vec!["loss", "triplet", "--backend", backend];
+        argv.extend(args.iter().map(String::as_str));
+        let out = margin(&argv);
+        assert_eq!(out.status.code(), Some(0), "{backend}");
+        assert!(
+            out.stderr.is_empty(),
+            "{backend}: stderr {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let devices = margin(&["devices"]);
+    assert!(
+        devices.stderr.is_empty(),
+        "devices: stderr {:?}",
+        String::from_utf8_lossy(&devices.stderr)
+    );
 }

@@ -343,6 +343,11 @@ pub fn check_knn(nq: usize, nr: Option<usize>, d: usize, k: usize) -> Result<()>
         )));
     }
     let candidates = nr.unwrap_or(nq - 1);
+    if candidates == 0 {
+        return Err(MarginError::input(
+            "k-nearest neighbours of the rows among themselves need at least 2 rows, got 1",
+        ));
+    }
     if k == 0 || k > candidates {
         return Err(MarginError::input(format!(
             "k = {k} must be in 1..={candidates} (the candidates per query)"

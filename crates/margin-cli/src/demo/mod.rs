@@ -100,14 +100,7 @@ fn check_png_path(path: &Path) -> Result<(), CliError> {
             path.display()
         )));
     }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(CliError::input(format!(
-            "--png {}: no such directory {}",
-            path.display(),
-            dir.display()
-        ))),
-        _ => Ok(()),
-    }
+    crate::npy_io::check_output_path(path, "--png")
 }
 
 /// Runs the demo; prints the human report unless `--json`, and returns the JSON summary.
