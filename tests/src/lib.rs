@@ -111,9 +111,25 @@ pub fn check_loss(
     labels: Labels,
     seed: u64,
 ) -> Result<(), String> {
-    let x = random_normal(n * d, seed);
+    check_loss_affine(backend, loss, n, d, labels, seed, (1.0, 0.0))
+}
+
+/// [`check_loss`] on inputs `scale * N(0, 1) + shift` (centers too): rows far from the origin
+/// relative to their spread, where the expanded distance form cancels (features with a large
+/// common offset, as after a ReLU), or rows of extreme magnitude.
+pub fn check_loss_affine(
+    backend: &dyn HostBackend,
+    loss: &Loss,
+    n: usize,
+    d: usize,
+    labels: Labels,
+    seed: u64,
+    (scale, shift): (f32, f32),
+) -> Result<(), String> {
+    let shifted = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| scale * x + shift).collect() };
+    let x = shifted(random_normal(n * d, seed));
     let (y, k) = labels.make(n);
-    let centers = random_normal(k * d, seed ^ 0x5eed);
+    let centers = shifted(random_normal(k * d, seed ^ 0x5eed));
     let c = loss
         .needs_centers()
         .then(|| Embeddings::named(&centers, k, d, "centers"))
@@ -121,7 +137,7 @@ pub fn check_loss(
         .map_err(|e| e.to_string())?;
     let input = LossInput::new(Embeddings::new(&x, n, d).map_err(|e| e.to_string())?, &y, c)
         .map_err(|e| e.to_string())?;
-    let case = format!("{loss:?} n={n} d={d} {labels:?} seed={seed}");
+    let case = format!("{loss:?} n={n} d={d} {labels:?} seed={seed} x{scale} +{shift}");
     let (got, want) = run_with_reference(backend, loss, &input, &case)?;
     compare_outputs(&got, &want, &case)
 }
@@ -196,9 +212,20 @@ pub struct QueryRows {
 impl QueryRows {
     /// `nq x d` queries from `seed` and `nr x d` references from `seed + 1`.
     pub fn random(nq: usize, nr: Option<usize>, d: usize, seed: u64) -> Self {
+        Self::shifted(nq, nr, d, seed, 0.0)
+    }
+
+    /// [`QueryRows::random`] plus `shift` in every coordinate (see [`check_loss_affine`]).
+    pub fn shifted(nq: usize, nr: Option<usize>, d: usize, seed: u64, shift: f32) -> Self {
+        let rows = |len, seed| -> Vec<f32> {
+            random_normal(len, seed)
+                .into_iter()
+                .map(|x| x + shift)
+                .collect()
+        };
         Self {
-            q: random_normal(nq * d, seed),
-            r: nr.map(|nr| random_normal(nr * d, seed + 1)),
+            q: rows(nq * d, seed),
+            r: nr.map(|nr| rows(nr * d, seed + 1)),
             nq,
             d,
         }
@@ -226,10 +253,11 @@ pub fn check_pairwise(
     nr: Option<usize>,
     d: usize,
     seed: u64,
+    shift: f32,
 ) -> Result<(), String> {
-    let rows = QueryRows::random(nq, nr, d, seed);
+    let rows = QueryRows::shifted(nq, nr, d, seed, shift);
     let (qe, re) = rows.embeddings()?;
-    let case = format!("{metric:?} nq={nq} nr={nr:?} d={d}");
+    let case = format!("{metric:?} nq={nq} nr={nr:?} d={d} shift={shift}");
     let want = ReferenceBackend
         .host_pairwise(metric, qe, re)
         .map_err(|e| format!("reference failed on {case}: {e}"))?;

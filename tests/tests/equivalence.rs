@@ -3,7 +3,9 @@
 //! workgroup size; N = 1, one class, all-distinct labels and D = 1 are included.
 
 use margin_core::{Distance, HostBackend, Loss, LossKind, Metric};
-use margin_tests::{Labels, all_loss_configs, assert_all, check_loss, check_pairwise};
+use margin_tests::{
+    Labels, all_loss_configs, assert_all, check_loss, check_loss_affine, check_pairwise,
+};
 
 fn metrics() -> Vec<Metric> {
     Distance::ALL
@@ -11,6 +13,10 @@ fn metrics() -> Vec<Metric> {
         .flat_map(|d| [Metric::new(d, true), Metric::new(d, false)])
         .filter(|m| m.distance != Distance::Cosine || m.normalize)
         .collect()
+}
+
+fn is_semihard(loss: &Loss) -> bool {
+    matches!(loss, Loss::Triplet(c) if c.mining == margin_core::Mining::SemiHard)
 }
 
 /// Quadruplet's reference is O(N^4): keep its batches smaller.
@@ -30,11 +36,9 @@ pub fn pairwise_every_metric(b: &dyn HostBackend) {
         (67, Some(45), 17),
         (300, None, 3),
     ];
-    assert_all(
-        metrics()
-            .into_iter()
-            .flat_map(|m| shapes.map(|(nq, nr, d)| check_pairwise(b, m, nq, nr, d, 7 + nq as u64))),
-    );
+    assert_all(metrics().into_iter().flat_map(|m| {
+        shapes.map(|(nq, nr, d)| check_pairwise(b, m, nq, nr, d, 7 + nq as u64, 0.0))
+    }));
 }
 
 pub fn every_loss_every_metric(b: &dyn HostBackend) {
@@ -96,7 +100,15 @@ pub fn odd_sizes_default_losses(b: &dyn HostBackend) {
 pub fn large_batch(b: &dyn HostBackend) {
     let n = 2100;
     assert_all([
-        check_pairwise(b, Metric::new(Distance::Euclidean, true), n, None, 16, 5),
+        check_pairwise(
+            b,
+            Metric::new(Distance::Euclidean, true),
+            n,
+            None,
+            16,
+            5,
+            0.0,
+        ),
         check_loss(
             b,
             &Loss::default_for(LossKind::Contrastive),
@@ -114,6 +126,110 @@ pub fn large_batch(b: &dyn HostBackend) {
             7,
         ),
     ]);
+}
+
+/// Rows far from the origin relative to their spread (`shift + N(0, 1)`, as features after a
+/// ReLU with a large mean): the expanded distance form `‖a‖² + ‖b‖² − 2 a·b` cancels there, so
+/// the backends must sum such pairs directly. Distances only: similarities of such rows are all
+/// nearly equal, and their differences are beyond f32 for every implementation.
+pub fn shifted_rows(b: &dyn HostBackend) {
+    let metrics = [Distance::Euclidean, Distance::SquaredEuclidean].map(|d| Metric::new(d, false));
+    let pairwise = metrics.into_iter().flat_map(|m| {
+        [(40, None, 130), (33, Some(70), 24)]
+            .map(|(nq, nr, d)| check_pairwise(b, m, nq, nr, d, 31 + nq as u64, 1000.0))
+    });
+    let losses = all_loss_configs()
+        .into_iter()
+        .filter(|l| !l.metric().normalizes() && metrics.contains(&l.metric()));
+    let losses: Vec<_> = losses.collect();
+    let checks = losses.iter().enumerate().map(|(i, loss)| {
+        check_loss_affine(
+            b,
+            loss,
+            batch_for(loss, 41),
+            70,
+            Labels::Classes(5),
+            300 + i as u64,
+            (1.0, 100.0),
+        )
+    });
+    assert_all(pairwise.chain(checks));
+}
+
+/// Wide unnormalized rows: squared distances and dot products in the hundreds, where every
+/// exponential of a log-sum-exp loss under- or overflows f32 unless it is stabilized.
+/// Semihard mining is left out: its terms are `d_ap − d_an + m` with both distances inside a
+/// margin of 0.05 of each other, while f32's spacing at 600 is 6e-5, so no f32 backend can
+/// hold such a loss to 1e-4 relative (it stays within 2e-3).
+pub fn wide_rows(b: &dyn HostBackend) {
+    let losses: Vec<Loss> = all_loss_configs()
+        .into_iter()
+        .filter(|l| !l.metric().normalizes() && !is_semihard(l))
+        .collect();
+    assert_all(losses.iter().enumerate().map(|(i, loss)| {
+        check_loss(
+            b,
+            loss,
+            batch_for(loss, 37),
+            300,
+            Labels::Classes(6),
+            500 + i as u64,
+        )
+    }));
+}
+
+/// Rows of extreme magnitude (1e20 and 1e-20 times N(0, 1)): with normalization every backend
+/// matches the reference (a plain f32 sum of squares would overflow or underflow); without it,
+/// the f32 backends refuse 1e20 rows with an input error instead of returning a wrong loss.
+pub fn extreme_magnitudes(b: &dyn HostBackend) {
+    let normalized: Vec<Loss> = LossKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            margin_core::LossOverrides {
+                normalize: Some(true),
+                ..Default::default()
+            }
+            .apply(Loss::default_for(kind))
+            .ok()
+        })
+        .collect();
+    let checks = normalized.iter().enumerate().flat_map(|(i, loss)| {
+        [1e20f32, 1e-20].map(|scale| {
+            check_loss_affine(
+                b,
+                loss,
+                batch_for(loss, 29),
+                7,
+                Labels::Classes(4),
+                700 + i as u64,
+                (scale, 0.0),
+            )
+        })
+    });
+    let mut results: Vec<Result<(), String>> = checks.collect();
+    let raw = Loss::default_for(LossKind::Contrastive);
+    let raw = margin_core::LossOverrides {
+        normalize: Some(false),
+        ..Default::default()
+    }
+    .apply(raw)
+    .unwrap();
+    let x: Vec<f32> = margin_tests::random_normal(8 * 3, 9)
+        .into_iter()
+        .map(|v| v * 1e20)
+        .collect();
+    let y = [0i64, 0, 1, 1, 2, 2, 3, 3];
+    let input = margin_core::LossInput::from_slices(&x, 8, 3, &y, None).unwrap();
+    results.push(match b.host_loss(&raw, &input) {
+        Err(margin_core::MarginError::InvalidInput(m)) if m.contains("squared norm") => Ok(()),
+        Err(e) if b.backend_name() == "reference" => Err(format!("reference refused: {e}")),
+        Ok(_) if b.backend_name() == "reference" => Ok(()),
+        other => Err(format!(
+            "{}: 1e20 rows without normalization gave {other:?}, not an input error",
+            b.backend_name()
+        )),
+    });
+    assert_all(results);
 }
 
 macro_rules! equivalence_suite {
@@ -157,6 +273,24 @@ macro_rules! equivalence_suite {
             fn odd_sizes_default_losses() {
                 if let Some(b) = backend() {
                     super::odd_sizes_default_losses(b.as_ref())
+                }
+            }
+            #[test]
+            fn shifted_rows() {
+                if let Some(b) = backend() {
+                    super::shifted_rows(b.as_ref())
+                }
+            }
+            #[test]
+            fn wide_rows() {
+                if let Some(b) = backend() {
+                    super::wide_rows(b.as_ref())
+                }
+            }
+            #[test]
+            fn extreme_magnitudes() {
+                if let Some(b) = backend() {
+                    super::extreme_magnitudes(b.as_ref())
                 }
             }
             #[test]

@@ -8,6 +8,7 @@ use crate::distance::Metric;
 use crate::error::{MarginError, Result};
 use crate::loss::Loss;
 use crate::output::{LossOutput, LossStats};
+use crate::range::{F32_MAX_SQUARED_NORM, check_loss_range, check_rows_range};
 use crate::tensor::{Embeddings, LossInput, check_reference};
 
 /// A reference set already on the device (see [`crate::ReferenceSet`]).
@@ -91,6 +92,16 @@ pub trait Backend {
         Ok(())
     }
 
+    /// The largest squared row norm this backend takes for a metric without normalization
+    /// (`None`: no limit). The f32 backends compute distances in f32, so rows beyond
+    /// [`F32_MAX_SQUARED_NORM`] would give infinite distances and silently wrong losses; the
+    /// host paths ([`Backend::loss`], [`Backend::pairwise`], [`Backend::knn`]) refuse them
+    /// (see [`crate::check_rows_range`]). The device paths cannot read their data cheaply and
+    /// do not check.
+    fn max_squared_norm(&self) -> Option<f64> {
+        Some(F32_MAX_SQUARED_NORM)
+    }
+
     /// Computes `loss` on device-resident inputs. Writes dL/dX (N x D) into `grad` and, when given,
     /// dL/dC (K x D) into `center_grad`, overwriting their contents. Returns the loss and counts.
     ///
@@ -161,6 +172,7 @@ pub trait Backend {
     /// Host convenience: validates `input`, computes the loss and returns the gradients.
     fn loss(&self, loss: &Loss, input: &LossInput<'_>) -> Result<LossOutput> {
         loss.validate_input(input)?;
+        check_loss_range(self.max_squared_norm(), loss.metric(), input)?;
         let mut up = UploadedInput::new(self, input)?;
         let stats = up.run(self, loss, input)?;
         let (grad, center_grad) = up.download_grads(self)?;
@@ -181,6 +193,7 @@ pub trait Backend {
         k: usize,
     ) -> Result<Neighbours> {
         check_same_width(query, reference)?;
+        check_query_range(self.max_squared_norm(), metric, query, reference)?;
         let q = self.upload(query.data())?;
         let r = reference.map(|r| self.upload(r.data())).transpose()?;
         let nr = reference.map(|r| r.rows());
@@ -202,6 +215,7 @@ pub trait Backend {
         reference: Option<Embeddings<'_>>,
     ) -> Result<Vec<f32>> {
         check_same_width(query, reference)?;
+        check_query_range(self.max_squared_norm(), metric, query, reference)?;
         let q = self.upload(query.data())?;
         let r = reference.map(|r| self.upload(r.data())).transpose()?;
         let nr = reference.map_or(query.rows(), |r| r.rows());
@@ -352,6 +366,20 @@ pub fn check_knn(nq: usize, nr: Option<usize>, d: usize, k: usize) -> Result<()>
         return Err(MarginError::input(format!(
             "k = {k} must be in 1..={candidates} (the candidates per query)"
         )));
+    }
+    Ok(())
+}
+
+/// [`check_rows_range`] on the queries and the reference rows of a pairwise or k-NN call.
+fn check_query_range(
+    limit: Option<f64>,
+    metric: Metric,
+    query: Embeddings<'_>,
+    reference: Option<Embeddings<'_>>,
+) -> Result<()> {
+    check_rows_range(limit, metric, query, "query")?;
+    if let Some(r) = reference {
+        check_rows_range(limit, metric, r, "reference")?;
     }
     Ok(())
 }

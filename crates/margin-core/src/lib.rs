@@ -18,6 +18,7 @@ mod loss;
 mod memory;
 mod output;
 mod overrides;
+mod range;
 pub mod retrieval;
 mod tensor;
 
@@ -37,6 +38,7 @@ pub use loss::{Loss, LossKind};
 pub use memory::CrossBatchMemory;
 pub use output::{LossOutput, LossStats};
 pub use overrides::LossOverrides;
+pub use range::{F32_MAX_SQUARED_NORM, check_loss_range, check_rows_range};
 pub use retrieval::{
     RetrievalK, RetrievalMetrics, default_block_rows, evaluate_retrieval, evaluate_retrieval_k,
 };

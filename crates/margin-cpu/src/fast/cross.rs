@@ -24,6 +24,7 @@ fn e_matrix(a: &Rows, b: &Rows, metric: Metric) -> Result<Vec<f32>> {
         &b.sq,
         a.d,
         &mut e,
+        &|_| None,
     );
     Ok(e)
 }

@@ -119,7 +119,71 @@ fn direct(distance: Distance, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Below this fraction of `‖a‖² + ‖b‖²`, the expanded form's squared distance has lost most of
+/// its digits to cancellation (its error is about 1e-7 (‖a‖² + ‖b‖²), which the euclidean
+/// gradient's 1/d then amplifies): rows far from the origin relative to their spread (features
+/// with a large common offset, near-duplicates) are summed directly instead. The GPU kernels'
+/// `refine` uses the same rule.
+const CANCELLED: f32 = 1e-2;
+
+/// Whether the expanded form of `‖a − b‖²` from `a · b = dot` is mostly rounding.
+#[inline]
+fn cancelled(dot: f32, sqa: f32, sqb: f32) -> bool {
+    sqa + sqb - 2.0 * dot < CANCELLED * (sqa + sqb)
+}
+
+/// Turns one row of dot products (`row[j] = a · b_j`, `b` the rows behind `sqb`) into
+/// `sgn * metric(a, b_j)` in place. Pairs the expanded form cannot resolve ([`cancelled`]) are
+/// summed directly; `own` is the column of `a`'s own copy, whose distance is always such a pair
+/// but is left to the vectorized path (losses exclude it) unless the row needs the scalar path.
+#[allow(clippy::too_many_arguments)]
+fn finish_row(
+    distance: Distance,
+    sgn: f32,
+    row: &mut [f32],
+    a: &[f32],
+    sqa: f32,
+    b: &[f32],
+    sqb: &[f32],
+    own: Option<usize>,
+) {
+    let d = a.len();
+    if distance.is_similarity() {
+        row.iter_mut().for_each(|v| *v *= sgn);
+        return;
+    }
+    // One vectorized pass counts the pairs to refine; almost always only `own` (or none).
+    let count = row
+        .iter()
+        .zip(sqb)
+        .fold(0u32, |c, (&v, &qb)| c + u32::from(cancelled(v, sqa, qb)));
+    let own_count = own.map_or(0, |j| u32::from(cancelled(row[j], sqa, sqb[j])));
+    if count > own_count {
+        for (j, (v, &qb)) in row.iter_mut().zip(sqb).enumerate() {
+            *v = sgn
+                * if cancelled(*v, sqa, qb) {
+                    direct(distance, a, &b[j * d..(j + 1) * d])
+                } else {
+                    value(distance, *v, sqa, qb)
+                };
+        }
+        return;
+    }
+    // One loop per distance, so that each vectorizes.
+    let it = row.iter_mut().zip(sqb);
+    match distance {
+        Distance::Euclidean => {
+            it.for_each(|(v, &qb)| *v = sgn * (sqa + qb - 2.0 * *v).max(0.0).sqrt())
+        }
+        Distance::SquaredEuclidean => {
+            it.for_each(|(v, &qb)| *v = sgn * (sqa + qb - 2.0 * *v).max(0.0))
+        }
+        Distance::Cosine | Distance::Dot => {}
+    }
+}
+
 /// `out (rows(a) x rows(b)) = sign * metric(a_i, b_j)`; `a`, `b` row-major with width `d`.
+/// `own(i)`: the column of row i's own copy among the rows of `b`, if it is there.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cross_block(
     distance: Distance,
@@ -130,6 +194,7 @@ pub(crate) fn cross_block(
     sqb: &[f32],
     d: usize,
     out: &mut [f32],
+    own: &(dyn Fn(usize) -> Option<usize> + Sync),
 ) {
     let (na, nb) = (sqa.len(), sqb.len());
     if d <= DIRECT_MAX_D && !distance.is_similarity() {
@@ -162,18 +227,10 @@ pub(crate) fn cross_block(
                 View::rows(&a[r0 * d..], d),
                 View::transposed(b, d),
             );
-            for (row, &qa) in o.chunks_mut(nb).zip(&sqa[r0..r0 + rows]) {
-                // One loop per distance, so that each vectorizes.
-                let it = row.iter_mut().zip(sqb);
-                match distance {
-                    Distance::Euclidean => {
-                        it.for_each(|(v, &qb)| *v = sgn * (qa + qb - 2.0 * *v).max(0.0).sqrt())
-                    }
-                    Distance::SquaredEuclidean => {
-                        it.for_each(|(v, &qb)| *v = sgn * (qa + qb - 2.0 * *v).max(0.0))
-                    }
-                    Distance::Cosine | Distance::Dot => it.for_each(|(v, _)| *v *= sgn),
-                }
+            for (k, (row, &qa)) in o.chunks_mut(nb).zip(&sqa[r0..r0 + rows]).enumerate() {
+                let i = r0 + k;
+                let ar = &a[i * d..(i + 1) * d];
+                finish_row(distance, sgn, row, ar, qa, b, sqb, own(i));
             }
         });
 }
@@ -220,9 +277,8 @@ impl Rows {
                 );
                 for (k, &qa) in self.sq[r0..r0 + rows].iter().enumerate() {
                     let row = &mut o[k * n + r0..(k + 1) * n];
-                    for (v, &qb) in row.iter_mut().zip(&self.sq[r0..]) {
-                        *v = sgn * value(distance, *v, qa, qb);
-                    }
+                    let ar = &a[k * d..(k + 1) * d];
+                    finish_row(distance, sgn, row, ar, qa, b, &self.sq[r0..], Some(k));
                 }
             });
         // The lower triangle of each strip from the rows above it, 16 rows at a time so that
@@ -258,6 +314,7 @@ impl Rows {
             &self.sq,
             d,
             out,
+            &|i| Some(r0 + i),
         );
     }
 
@@ -267,6 +324,9 @@ impl Rows {
             return direct(metric.distance, self.row(i), self.row(j));
         }
         let v = dot(self.row(i), self.row(j));
+        if !metric.is_similarity() && cancelled(v, self.sq[i], self.sq[j]) {
+            return direct(metric.distance, self.row(i), self.row(j));
+        }
         sign(metric) * value(metric.distance, v, self.sq[i], self.sq[j])
     }
 }
@@ -298,6 +358,7 @@ pub(crate) fn pairwise(
         &rrows.sq,
         d,
         out,
+        &|i| r.is_none().then_some(i),
     );
     if r.is_none() && !metric.is_similarity() {
         // The expanded form leaves rounding noise on the diagonal; a point's distance to itself

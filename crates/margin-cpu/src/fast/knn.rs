@@ -48,6 +48,7 @@ pub(crate) fn knn(
             &r.sq,
             d,
             &mut keys[..b * nr],
+            &|i| reference.is_none().then_some(start + i),
         );
         keys[..b * nr]
             .par_chunks(nr)

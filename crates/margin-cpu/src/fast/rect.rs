@@ -13,7 +13,7 @@ use super::engine::{Pass, RowKernel, stream};
 use super::geometry::{Rows, cross_block, sign};
 use super::linalg::{View, matmul};
 use super::scratch;
-use margin_core::{Metric, Result};
+use margin_core::{Metric, NO_SELF, Result};
 use rayon::prelude::*;
 
 /// Entries per block beyond which taller blocks gain nothing (see [`Rect::block`]).
@@ -32,6 +32,8 @@ pub(crate) struct Rect<'a> {
     pub x: &'a Rows,
     /// The reference set after stage 1 (no gradient).
     pub r: &'a Rows,
+    /// The reference row that is each batch row's own copy (`NO_SELF`: none), if any.
+    pub self_index: Option<&'a [u32]>,
     pub metric: Metric,
     pub budget: usize,
 }
@@ -59,6 +61,12 @@ impl Rect<'_> {
             &self.r.sq,
             d,
             out,
+            &|i| {
+                self.self_index
+                    .and_then(|s| s.get(r0 + i))
+                    .filter(|&&j| j != NO_SELF)
+                    .map(|&j| j as usize)
+            },
         );
     }
 

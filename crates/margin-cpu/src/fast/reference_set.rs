@@ -51,6 +51,7 @@ pub(crate) fn loss(
     let rect = Rect {
         x: &x,
         r: &r,
+        self_index: input.self_index,
         metric,
         budget,
     };

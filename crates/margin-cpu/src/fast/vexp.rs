@@ -5,7 +5,8 @@
 //! used here), written with plain arithmetic so that 8-lane loops over rows vectorize; sums are
 //! kept in 8 f32 lanes (no reassociation needed) and combined in f64.
 
-/// `e^x` for `x` in `[-87.3, 88.7]` (clamped outside; `-inf` and anything below give 0).
+/// `e^x` for `x` in `[-87, 88]`; above, `e^88` (never `inf`, so that a masked-out entry times 0
+/// stays 0); `-inf` and anything below -87 give 0.
 #[inline(always)]
 #[allow(clippy::manual_clamp)] // max/min, unlike clamp, keep this loop shape vectorizable
 pub(crate) fn exp_f32(x: f32) -> f32 {
@@ -13,7 +14,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
-    let xc = x.max(-87.0).min(88.5);
+    // Up to 88: the rounded exponent r stays <= 127 (88.5 would give 2^128 = inf).
+    let xc = x.max(-87.0).min(88.0);
     let t = xc * LOG2E + MAGIC;
     let r = t - MAGIC;
     let g = xc - r * C1 - r * C2;
@@ -68,6 +70,8 @@ pub(crate) fn masked_exp_sum(e: &[f32], ids: &[u32], c: u32, shift: f32) -> f64 
     for (ech, ich) in e.chunks(B).zip(ids.chunks(B)) {
         let t = &mut tmp[..ech.len()];
         for ((o, &v), &id) in t.iter_mut().zip(ech).zip(ich) {
+            // A multiply by a 0/1 mask, not a select: the loop shape LLVM vectorizes. Masked
+            // entries stay 0 because `exp_f32` never returns inf.
             let m = if id != c { 1.0f32 } else { 0.0 };
             *o = m * exp_f32(shift - v);
         }
@@ -115,6 +119,21 @@ mod tests {
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp_f32(-200.0), 0.0);
         assert_eq!(exp_f32(0.0), 1.0);
+        // Large arguments saturate at a finite value: a masked-out entry (times 0) must stay 0.
+        for x in [
+            88.0f32,
+            88.4,
+            88.5,
+            88.7,
+            89.0,
+            1e3,
+            f32::MAX,
+            f32::INFINITY,
+        ] {
+            let v = exp_f32(x);
+            assert!(v.is_finite() && v > 1e38, "exp_f32({x}) = {v}");
+            assert_eq!(0.0 * v, 0.0);
+        }
     }
 
     #[test]

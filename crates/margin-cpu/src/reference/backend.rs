@@ -59,6 +59,10 @@ impl Backend for ReferenceBackend {
     fn buffer_len(&self, buffer: &Vec<f32>) -> usize {
         buffer.len()
     }
+    /// f64 throughout: no limit beyond finiteness.
+    fn max_squared_norm(&self) -> Option<f64> {
+        None
+    }
 
     /// Checks shapes with [`check_device_input`] and, since host buffers are cheap to read, also
     /// finiteness; then evaluates in f64 and writes the gradients rounded to f32.
