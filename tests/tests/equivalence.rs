@@ -232,6 +232,40 @@ pub fn extreme_magnitudes(b: &dyn HostBackend) {
     assert_all(results);
 }
 
+/// Exact duplicate rows, within a class and across classes: their distance is exactly 0 (the
+/// expanded form alone leaves rounding noise there, whose square root the euclidean gradient
+/// would turn into an arbitrary unit vector), and the SPEC's gradient of a distance at 0 is 0.
+/// Distances only: a duplicate's similarity is 1 up to rounding, exactly on the contrastive
+/// margin, so which side it falls on is rounding in the reference too; semihard mining is left
+/// out as in [`wide_rows`].
+pub fn duplicate_rows(b: &dyn HostBackend) {
+    let (n, d) = (31, 24);
+    let mut x = margin_tests::random_normal(n * d, 77);
+    // Labels i % 5: rows 0 and 5 share a class, rows 1 and 2 do not.
+    for (from, to) in [(0, 5), (0, 10), (1, 2), (7, 30)] {
+        let row: Vec<f32> = x[from * d..(from + 1) * d].to_vec();
+        x[to * d..(to + 1) * d].copy_from_slice(&row);
+    }
+    let (y, _) = Labels::Classes(5).make(n);
+    assert_all(
+        all_loss_configs()
+            .iter()
+            .filter(|l| {
+                !l.needs_centers()
+                    && l.kind() != LossKind::Quadruplet
+                    && !l.metric().is_similarity()
+                    && !is_semihard(l)
+            })
+            .map(|loss| {
+                let input = margin_core::LossInput::from_slices(&x, n, d, &y, None)
+                    .map_err(|e| e.to_string())?;
+                let case = format!("{loss:?} with duplicate rows");
+                let (got, want) = margin_tests::run_with_reference(b, loss, &input, &case)?;
+                margin_tests::compare_outputs(&got, &want, &case)
+            }),
+    );
+}
+
 macro_rules! equivalence_suite {
     ($name:ident, $require:literal, $make:expr) => {
         mod $name {
@@ -291,6 +325,12 @@ macro_rules! equivalence_suite {
             fn extreme_magnitudes() {
                 if let Some(b) = backend() {
                     super::extreme_magnitudes(b.as_ref())
+                }
+            }
+            #[test]
+            fn duplicate_rows() {
+                if let Some(b) = backend() {
+                    super::duplicate_rows(b.as_ref())
                 }
             }
             #[test]
