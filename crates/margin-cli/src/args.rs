@@ -23,6 +23,8 @@ pub enum Command {
     Bench(BenchCmd),
     /// Retrieval metrics (PML's AccuracyCalculator) of query embeddings against a reference set.
     Eval(EvalCmd),
+    /// Writes the distance (or similarity) matrix of .npy rows as an f32 .npy; prints JSON.
+    Pairwise(PairwiseCmd),
 }
 
 /// Which backend runs the computation.
@@ -212,6 +214,38 @@ pub struct BenchCmd {
     pub on_device: bool,
 }
 
+/// The metric of `eval` and `pairwise`: euclidean without normalization unless told otherwise
+/// (PML's default k-NN and `torch.cdist` are plain L2).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricFlags {
+    /// euclidean | squared-euclidean | cosine | dot (default euclidean).
+    #[arg(long)]
+    pub distance: Option<String>,
+    /// L2-normalize rows first (cosine always does).
+    #[arg(long, conflicts_with = "no_normalize")]
+    pub normalize: bool,
+    /// Do not normalize rows (the default).
+    #[arg(long)]
+    pub no_normalize: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PairwiseCmd {
+    /// N x D rows (.npy, float32 or float64).
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// M x D reference rows (.npy); default: the rows themselves (an N x N matrix).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Where to write the N x M matrix (.npy, float32).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub metric: MetricFlags,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+}
+
 #[derive(Debug, Args)]
 pub struct EvalCmd {
     /// Nq x D query embeddings (.npy, float32 or float64).
@@ -226,15 +260,8 @@ pub struct EvalCmd {
     /// M reference labels (.npy, any integer dtype).
     #[arg(long, requires = "reference")]
     pub reference_labels: Option<PathBuf>,
-    /// euclidean | squared-euclidean | cosine | dot (default euclidean).
-    #[arg(long)]
-    pub distance: Option<String>,
-    /// L2-normalize rows first (cosine always does).
-    #[arg(long, conflicts_with = "no_normalize")]
-    pub normalize: bool,
-    /// Do not normalize rows (the default).
-    #[arg(long)]
-    pub no_normalize: bool,
+    #[command(flatten)]
+    pub metric: MetricFlags,
     /// Neighbours per query, as PML's `AccuracyCalculator(k=...)`: a number, `max-bin-count`, or
     /// `all` (the default: the full ranking). With a number, the GPU backends use a fused
     /// distance + top-k kernel.

@@ -5,13 +5,13 @@ use crate::args::EvalCmd;
 use crate::backends;
 use crate::error::CliError;
 use crate::npy_io::{read_labels, read_matrix};
-use margin_core::{Distance, Embeddings, Metric, RetrievalK, evaluate_retrieval_k};
+use margin_core::{Embeddings, RetrievalK, evaluate_retrieval_k};
 use serde_json::json;
 
 /// Runs the command and returns the JSON line to print. Metrics are `null` when every query label
 /// is lone (PML reports NaN); a warning line on stderr says so.
 pub fn run(cmd: &EvalCmd) -> Result<serde_json::Value, CliError> {
-    let metric = metric(cmd)?;
+    let metric = cmd.metric.metric()?;
     let k = match cmd.k.as_str() {
         "all" => RetrievalK::All,
         "max-bin-count" => RetrievalK::MaxBinCount,
@@ -70,21 +70,4 @@ pub fn run(cmd: &EvalCmd) -> Result<serde_json::Value, CliError> {
         "normalize": metric.normalizes(),
         "k": cmd.k,
     }))
-}
-
-/// Euclidean without normalization unless the flags say otherwise (PML's default k-NN is L2).
-fn metric(cmd: &EvalCmd) -> Result<Metric, CliError> {
-    let distance = match cmd.distance.as_deref() {
-        Some(name) => name.parse()?,
-        None => Distance::Euclidean,
-    };
-    let normalize = match (cmd.normalize, cmd.no_normalize) {
-        (true, true) => {
-            return Err(CliError::input(
-                "--normalize and --no-normalize cannot both be given",
-            ));
-        }
-        (normalize, _) => normalize,
-    };
-    Ok(Metric::new(distance, normalize))
 }

@@ -1,4 +1,5 @@
-//! Turning command-line loss flags into a validated [`margin_core::Loss`].
+//! Turning command-line flags into validated values: loss flags into a [`margin_core::Loss`],
+//! metric flags (`eval`, `pairwise`) into a [`margin_core::Metric`].
 
 use crate::args::LossFlags;
 use crate::error::CliError;
@@ -32,4 +33,20 @@ pub fn build_loss(name: &str, flags: &LossFlags) -> Result<Loss, CliError> {
         temperature: flags.temperature,
     };
     Ok(overrides.apply(Loss::default_for(kind))?)
+}
+
+impl crate::args::MetricFlags {
+    /// The metric the flags ask for: euclidean without normalization by default.
+    pub fn metric(&self) -> Result<margin_core::Metric, CliError> {
+        let distance = match self.distance.as_deref() {
+            Some(name) => name.parse()?,
+            None => margin_core::Distance::Euclidean,
+        };
+        if self.normalize && self.no_normalize {
+            return Err(CliError::input(
+                "--normalize and --no-normalize cannot both be given",
+            ));
+        }
+        Ok(margin_core::Metric::new(distance, self.normalize))
+    }
 }

@@ -7,6 +7,7 @@ mod cmd_bench;
 mod cmd_devices;
 mod cmd_eval;
 mod cmd_loss;
+mod cmd_pairwise;
 mod demo;
 mod error;
 mod flags;
@@ -71,6 +72,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Bench(cmd) => println!("{}", cmd_bench::run(&cmd)?),
         Command::Devices(cmd) => cmd_devices::run(&cmd),
         Command::Eval(cmd) => println!("{}", cmd_eval::run(&cmd)?),
+        Command::Pairwise(cmd) => println!("{}", cmd_pairwise::run(&cmd)?),
         Command::Demo(cmd) => {
             // The human report (metrics table, PNG path) is printed by the demo itself.
             let summary = demo::run(&cmd)?;

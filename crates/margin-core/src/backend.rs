@@ -192,8 +192,7 @@ pub trait Backend {
         reference: Option<Embeddings<'_>>,
         k: usize,
     ) -> Result<Neighbours> {
-        check_same_width(query, reference)?;
-        check_query_range(self.max_squared_norm(), metric, query, reference)?;
+        check_query_rows(self.max_squared_norm(), metric, query, reference)?;
         let q = self.upload(query.data())?;
         let r = reference.map(|r| self.upload(r.data())).transpose()?;
         let nr = reference.map(|r| r.rows());
@@ -214,8 +213,7 @@ pub trait Backend {
         query: Embeddings<'_>,
         reference: Option<Embeddings<'_>>,
     ) -> Result<Vec<f32>> {
-        check_same_width(query, reference)?;
-        check_query_range(self.max_squared_norm(), metric, query, reference)?;
+        check_query_rows(self.max_squared_norm(), metric, query, reference)?;
         let q = self.upload(query.data())?;
         let r = reference.map(|r| self.upload(r.data())).transpose()?;
         let nr = reference.map_or(query.rows(), |r| r.rows());
@@ -370,30 +368,29 @@ pub fn check_knn(nq: usize, nr: Option<usize>, d: usize, k: usize) -> Result<()>
     Ok(())
 }
 
-/// [`check_rows_range`] on the queries and the reference rows of a pairwise or k-NN call.
-fn check_query_range(
+/// The host checks of a pairwise or k-NN call: the reference rows have the queries' width, and
+/// both row sets fit `limit` ([`check_rows_range`]). Backends that override [`Backend::pairwise`]
+/// or [`Backend::knn`] call it first.
+pub fn check_query_rows(
     limit: Option<f64>,
     metric: Metric,
     query: Embeddings<'_>,
     reference: Option<Embeddings<'_>>,
 ) -> Result<()> {
+    if let Some(r) = reference
+        && r.cols() != query.cols()
+    {
+        return Err(MarginError::input(format!(
+            "reference width {} differs from query width {}",
+            r.cols(),
+            query.cols()
+        )));
+    }
     check_rows_range(limit, metric, query, "query")?;
     if let Some(r) = reference {
         check_rows_range(limit, metric, r, "reference")?;
     }
     Ok(())
-}
-
-/// A reference set of another width than the queries is an input error.
-fn check_same_width(query: Embeddings<'_>, reference: Option<Embeddings<'_>>) -> Result<()> {
-    match reference {
-        Some(r) if r.cols() != query.cols() => Err(MarginError::input(format!(
-            "reference width {} differs from query width {}",
-            r.cols(),
-            query.cols()
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// Checks that a copy of `len` values stays inside both buffers.

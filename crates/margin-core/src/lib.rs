@@ -24,7 +24,7 @@ mod tensor;
 
 pub use backend::{
     Backend, DeviceLossInput, DeviceReference, HostBackend, Neighbours, check_copy,
-    check_device_input, check_knn, knn_blocked,
+    check_device_input, check_knn, check_query_rows, knn_blocked,
 };
 pub use config::{
     CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,

@@ -257,15 +257,7 @@ impl Backend for CpuBackend {
         query: Embeddings<'_>,
         reference: Option<Embeddings<'_>>,
     ) -> Result<Vec<f32>> {
-        if let Some(r) = reference
-            && r.cols() != query.cols()
-        {
-            return Err(MarginError::input(format!(
-                "reference width {} differs from query width {}",
-                r.cols(),
-                query.cols()
-            )));
-        }
+        margin_core::check_query_rows(self.max_squared_norm(), metric, query, reference)?;
         let nr = reference.map_or(query.rows(), |r| r.rows());
         let len = query
             .rows()

@@ -50,8 +50,14 @@ impl Backend for ReferenceBackend {
     fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
         Ok(data.to_vec())
     }
+    /// Fallible: a buffer too large for this machine is an `OutOfMemory` error, not an abort.
     fn alloc_zeros(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| {
+            margin_core::MarginError::OutOfMemory(format!("cannot allocate {len} floats"))
+        })?;
+        v.resize(len, 0.0);
+        Ok(v)
     }
     fn download(&self, buffer: &Vec<f32>) -> Result<Vec<f32>> {
         Ok(buffer.clone())
