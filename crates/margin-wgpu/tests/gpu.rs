@@ -95,6 +95,31 @@ fn pairwise_matches_reference() {
     println!("pairwise cases: {:?}", t.elapsed());
 }
 
+/// The host matrix beyond one binding: with the binding capped at 16 KiB (4096 floats), a 67 x 67
+/// matrix takes blocks of 61 and 6 rows and a 53 x 200 one three blocks of 20 or fewer; blocks
+/// must tile the result exactly, and a distance diagonal stays exactly 0.
+#[test]
+fn pairwise_beyond_one_binding_is_blocked() {
+    let Some(b) = backend() else { return };
+    let b = b.with_binding_cap(16 << 10);
+    for distance in Distance::ALL {
+        for normalize in [false, true] {
+            let m = Metric::new(distance, normalize);
+            check_pairwise(&b, m, 67, None, 9, 21);
+            check_pairwise(&b, m, 53, Some(200), 6, 22);
+        }
+    }
+    let mut r = rng(23);
+    let q = normal(&mut r, 90, 5);
+    let x = Embeddings::new(&q, 90, 5).unwrap();
+    for normalize in [false, true] {
+        let got = b
+            .pairwise(Metric::new(Distance::Euclidean, normalize), x, None)
+            .unwrap();
+        assert!((0..90).all(|i| got[i * 90 + i] == 0.0), "diagonal not 0");
+    }
+}
+
 /// Runs `loss` on both backends and checks loss, counts and gradients.
 fn check_loss(
     b: &WgpuBackend,
