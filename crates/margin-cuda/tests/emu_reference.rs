@@ -66,8 +66,19 @@ fn dump_reference_cases() {
                 if loss.validate().is_err() || (dist == Distance::Cosine && !norm) {
                     continue;
                 }
-                for (n, d, classes) in SHAPES {
-                    let x: Vec<f32> = (0..n * d).map(|_| rnd()).collect();
+                // Besides the shapes: rows with a common offset of 100 (the expanded distance
+                // form cancels; distances only) and wide unnormalized rows (D = 300: every
+                // exponential must be stabilized), as the generic equivalence suite has them.
+                let mut cases: Vec<(usize, usize, usize, f32)> =
+                    SHAPES.iter().map(|&(n, d, c)| (n, d, c, 0.0)).collect();
+                if !norm && !dist.is_similarity() {
+                    cases.push((13, 24, 3, 100.0));
+                }
+                if !norm {
+                    cases.push((11, 300, 3, 0.0));
+                }
+                for (n, d, classes, shift) in cases {
+                    let x: Vec<f32> = (0..n * d).map(|_| rnd() + shift).collect();
                     let labels: Vec<i64> = (0..n).map(|i| ((i * 7 + 3) % classes) as i64).collect();
                     let emb = Embeddings::new(&x, n, d).unwrap();
                     let input = LossInput::new(emb, &labels, None).unwrap();

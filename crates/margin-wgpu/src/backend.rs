@@ -204,9 +204,9 @@ impl Backend for WgpuBackend {
             .min(nq);
         if block == 0 {
             return Err(MarginError::OutOfMemory(format!(
-                "one row of {nr} distances needs {} MiB, but this adapter binds at most {} MiB",
-                row_bytes.div_ceil(1 << 20),
-                self.gpu.max_binding() >> 20
+                "one row of {nr} distances needs {}, but this adapter binds at most {}",
+                crate::context::human_bytes(row_bytes),
+                crate::context::human_bytes(self.gpu.max_binding())
             )));
         }
         let total = nq

@@ -105,9 +105,9 @@ impl Gpu {
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.max_binding() {
             return Err(MarginError::OutOfMemory(format!(
-                "{what} needs {} MiB in one buffer, but this adapter binds at most {} MiB",
-                bytes.div_ceil(1 << 20),
-                self.max_binding() >> 20
+                "{what} needs {} in one buffer, but this adapter binds at most {}",
+                human_bytes(bytes),
+                human_bytes(self.max_binding())
             )));
         }
         Ok(())
@@ -357,5 +357,35 @@ impl Batch<'_> {
     /// Submits everything recorded.
     pub fn submit(self) {
         self.gpu.queue.submit([self.encoder.finish()]);
+    }
+}
+
+/// `bytes` as "12.5 MiB" (B, KiB, MiB or GiB), for limit messages.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(human_bytes(100), "100 B");
+        assert_eq!(human_bytes(16 << 10), "16.0 KiB");
+        assert_eq!(human_bytes(128 << 20), "128.0 MiB");
+        assert_eq!(human_bytes((1 << 31) - 1), "2.0 GiB");
+        assert_eq!(human_bytes(160_000_000_000), "149.0 GiB");
     }
 }
