@@ -6,6 +6,9 @@
 use margin_core::{Backend, Embeddings, Loss, LossInput, LossKind};
 use margin_cpu::CpuBackend;
 
+/// A loss with its rows, labels, N and D.
+type Case = (Loss, Vec<f32>, Vec<i64>, usize, usize);
+
 fn rows(n: usize, d: usize, seed: u32) -> Vec<f32> {
     (0..n * d)
         .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) as f32 / 4e9).sin())
@@ -29,7 +32,7 @@ fn check(backend: &CpuBackend) {
         (LossKind::Quadruplet, 90, 7),
         (LossKind::NTXent, 400, 9),
     ];
-    let inputs: Vec<(Loss, Vec<f32>, Vec<i64>, usize, usize)> = cases
+    let inputs: Vec<Case> = cases
         .iter()
         .enumerate()
         .map(|(i, &(kind, n, d))| {
@@ -37,7 +40,7 @@ fn check(backend: &CpuBackend) {
             (Loss::default_for(kind), rows(n, d, i as u32), labels, n, d)
         })
         .collect();
-    let run = |(loss, x, y, n, d): &(Loss, Vec<f32>, Vec<i64>, usize, usize)| {
+    let run = |(loss, x, y, n, d): &Case| {
         let input = LossInput::new(Embeddings::new(x, *n, *d).unwrap(), y, None).unwrap();
         backend.loss(loss, &input).unwrap()
     };
