@@ -1,5 +1,5 @@
 // Minimal CPU emulation of the CUDA features the margin kernels use: one OS thread per CUDA
-// thread, a std::barrier per block for __syncthreads, blocks run one after another, shared
+// thread of a block, a std::barrier for __syncthreads, blocks run one after another, shared
 // memory filled with 0xff bytes (NaN floats, -1 ints) before each block.
 #include <algorithm>
 #include <atomic>
@@ -31,15 +31,23 @@ inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
 inline double __longlong_as_double(long long u) { double f; memcpy(&f, &u, 8); return f; }
 template <class T> T atomicAdd(T* p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+// One OS thread per CUDA thread of a block, kept for the whole grid: the blocks run one after
+// another, separated by a barrier whose completion step poisons shared memory for the next one.
 template <class F> void launch(dim3u g, dim3u b, F f) {
     gridDim = g; blockDim = b;
     unsigned nt = b.x * b.y;
-    for (unsigned by = 0; by < g.y; ++by) for (unsigned bx = 0; bx < g.x; ++bx) {
-        std::barrier<> bar(nt); g_bar = &bar;
+    auto poison = []() noexcept {
         std::memset(__start_emu_shared, 0xff, (size_t)(__stop_emu_shared - __start_emu_shared));
-        std::vector<std::thread> ts;
-        for (unsigned t = 0; t < nt; ++t) ts.emplace_back([&, t] {
-            threadIdx = {t % b.x, t / b.x, 0}; blockIdx = {bx, by, 0}; f(); });
-        for (auto& t : ts) t.join();
-    }
+    };
+    poison();
+    std::barrier<> bar(nt); g_bar = &bar;
+    std::barrier<decltype(poison)> next_block(nt, poison);
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < nt; ++t) ts.emplace_back([&, t] {
+        for (unsigned by = 0; by < g.y; ++by) for (unsigned bx = 0; bx < g.x; ++bx) {
+            threadIdx = {t % b.x, t / b.x, 0}; blockIdx = {bx, by, 0}; f();
+            next_block.arrive_and_wait();
+        }
+    });
+    for (auto& t : ts) t.join();
 }
