@@ -8,7 +8,7 @@ use crate::distance::Metric;
 use crate::error::{MarginError, Result};
 use crate::loss::Loss;
 use crate::output::{LossOutput, LossStats};
-use crate::range::{F32_MAX_SQUARED_NORM, check_loss_range, check_rows_range};
+use crate::range::{F32_MAX_SQUARED_NORM, check_loss_range, check_query_rows};
 use crate::tensor::{Embeddings, LossInput, check_reference};
 
 /// A reference set already on the device (see [`crate::ReferenceSet`]).
@@ -364,31 +364,6 @@ pub fn check_knn(nq: usize, nr: Option<usize>, d: usize, k: usize) -> Result<()>
         return Err(MarginError::input(format!(
             "k = {k} must be in 1..={candidates} (the candidates per query)"
         )));
-    }
-    Ok(())
-}
-
-/// The host checks of a pairwise or k-NN call: the reference rows have the queries' width, and
-/// both row sets fit `limit` ([`check_rows_range`]). Backends that override [`Backend::pairwise`]
-/// or [`Backend::knn`] call it first.
-pub fn check_query_rows(
-    limit: Option<f64>,
-    metric: Metric,
-    query: Embeddings<'_>,
-    reference: Option<Embeddings<'_>>,
-) -> Result<()> {
-    if let Some(r) = reference
-        && r.cols() != query.cols()
-    {
-        return Err(MarginError::input(format!(
-            "reference width {} differs from query width {}",
-            r.cols(),
-            query.cols()
-        )));
-    }
-    check_rows_range(limit, metric, query, "query")?;
-    if let Some(r) = reference {
-        check_rows_range(limit, metric, r, "reference")?;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ mod tensor;
 
 pub use backend::{
     Backend, DeviceLossInput, DeviceReference, HostBackend, Neighbours, check_copy,
-    check_device_input, check_knn, check_query_rows, knn_blocked,
+    check_device_input, check_knn, knn_blocked,
 };
 pub use config::{
     CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,
@@ -38,7 +38,7 @@ pub use loss::{Loss, LossKind};
 pub use memory::CrossBatchMemory;
 pub use output::{LossOutput, LossStats};
 pub use overrides::LossOverrides;
-pub use range::{F32_MAX_SQUARED_NORM, check_loss_range, check_rows_range};
+pub use range::{F32_MAX_SQUARED_NORM, check_loss_range, check_query_rows, check_rows_range};
 pub use retrieval::{
     RetrievalK, RetrievalMetrics, default_block_rows, evaluate_retrieval, evaluate_retrieval_k,
 };

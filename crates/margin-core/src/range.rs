@@ -1,9 +1,10 @@
-//! The value range of the f32 backends. Every finite f32 is valid input, but without
-//! normalization the fast backends compute distances in f32 from squared norms: rows with
-//! `‖x‖² ≈ 1e40` give infinite distances, `inf − inf` comparisons drop every hinge term, and the
-//! loss comes out as a plausible-looking 0. Such input is refused with a clear error instead; the
-//! float64 reference has no such limit, and normalized metrics have none on any backend
-//! (normalization scales each row before anything is squared).
+//! Host-side checks of input rows: their value range for the f32 backends, and the shapes of a
+//! pairwise or k-NN call. Every finite f32 is valid input, but without normalization the fast
+//! backends compute distances in f32 from squared norms: rows with `‖x‖² ≈ 1e40` give infinite
+//! distances, `inf − inf` comparisons drop every hinge term, and the loss comes out as a
+//! plausible-looking 0. Such input is refused with a clear error instead; the float64 reference
+//! has no such limit, and normalized metrics have none on any backend (normalization scales each
+//! row before anything is squared).
 
 use crate::distance::Metric;
 use crate::error::{MarginError, Result};
@@ -53,6 +54,31 @@ pub fn check_rows_range(
              backend",
             largest.1, largest.0
         )));
+    }
+    Ok(())
+}
+
+/// The host checks of a pairwise or k-NN call: the reference rows have the queries' width, and
+/// both row sets fit `limit` ([`check_rows_range`]). Backends that override [`crate::Backend::pairwise`]
+/// or [`crate::Backend::knn`] call it first.
+pub fn check_query_rows(
+    limit: Option<f64>,
+    metric: Metric,
+    query: Embeddings<'_>,
+    reference: Option<Embeddings<'_>>,
+) -> Result<()> {
+    if let Some(r) = reference
+        && r.cols() != query.cols()
+    {
+        return Err(MarginError::input(format!(
+            "reference width {} differs from query width {}",
+            r.cols(),
+            query.cols()
+        )));
+    }
+    check_rows_range(limit, metric, query, "query")?;
+    if let Some(r) = reference {
+        check_rows_range(limit, metric, r, "reference")?;
     }
     Ok(())
 }
