@@ -102,6 +102,12 @@ pub trait Backend {
         Some(F32_MAX_SQUARED_NORM)
     }
 
+    /// The most f32 values one buffer of this backend may hold (unbounded by default). The host
+    /// [`Backend::pairwise`] matrix is computed in blocks of query rows that each fit.
+    fn max_buffer_values(&self) -> usize {
+        usize::MAX
+    }
+
     /// Computes `loss` on device-resident inputs. Writes dL/dX (N x D) into `grad` and, when given,
     /// dL/dC (K x D) into `center_grad`, overwriting their contents. Returns the loss and counts.
     ///
@@ -206,7 +212,8 @@ pub trait Backend {
         )
     }
 
-    /// Host convenience: the `nq x nr` matrix between `query` and `reference` (or `query` itself).
+    /// Host convenience: the `nq x nr` matrix between `query` and `reference` (or `query` itself),
+    /// in blocks of query rows when it exceeds [`Backend::max_buffer_values`].
     fn pairwise(
         &self,
         metric: Metric,
@@ -214,19 +221,7 @@ pub trait Backend {
         reference: Option<Embeddings<'_>>,
     ) -> Result<Vec<f32>> {
         check_query_rows(self.max_squared_norm(), metric, query, reference)?;
-        let q = self.upload(query.data())?;
-        let r = reference.map(|r| self.upload(r.data())).transpose()?;
-        let nr = reference.map_or(query.rows(), |r| r.rows());
-        let mut out = self.alloc_zeros(query.rows() * nr)?;
-        self.pairwise_on_device(
-            metric,
-            &q,
-            query.rows(),
-            r.as_ref().map(|b| (b, nr)),
-            query.cols(),
-            &mut out,
-        )?;
-        self.download(&out)
+        crate::pairwise_blocks::pairwise_in_blocks(self, metric, query, reference)
     }
 }
 

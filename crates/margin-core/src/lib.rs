@@ -18,6 +18,7 @@ mod loss;
 mod memory;
 mod output;
 mod overrides;
+mod pairwise_blocks;
 mod range;
 pub mod retrieval;
 mod tensor;

@@ -6,8 +6,7 @@ use crate::kernels::Tiling;
 use crate::losses;
 use crate::stages::{self, PairMode};
 use margin_core::{
-    Backend, DeviceLossInput, Embeddings, Loss, LossStats, MarginError, Metric, Result,
-    check_device_input, check_query_rows,
+    Backend, DeviceLossInput, Loss, LossStats, MarginError, Metric, Result, check_device_input,
 };
 
 /// The WGSL compute-shader backend. Holds one device context (pipelines, scratch buffers) that is
@@ -186,50 +185,10 @@ impl Backend for WgpuBackend {
         crate::copy::copy_values(&self.gpu, src, src_offset, dst, dst_offset, len)
     }
 
-    /// The host matrix in blocks of query rows that each fit one binding, so that an N x M
-    /// beyond the adapter's binding limit (2 GiB on GPUs, 128 MiB on lavapipe) still works:
-    /// each block is computed against all reference rows and downloaded into the result.
-    fn pairwise(
-        &self,
-        metric: Metric,
-        query: Embeddings<'_>,
-        reference: Option<Embeddings<'_>>,
-    ) -> Result<Vec<f32>> {
-        check_query_rows(self.max_squared_norm(), metric, query, reference)?;
-        let (nq, d) = (query.rows(), query.cols());
-        let nr = reference.map_or(nq, |r| r.rows());
-        let row_bytes = nr as u64 * 4;
-        let block = usize::try_from(self.gpu.max_binding() / row_bytes)
-            .unwrap_or(usize::MAX)
-            .min(nq);
-        if block == 0 {
-            return Err(MarginError::OutOfMemory(format!(
-                "one row of {nr} distances needs {}, but this adapter binds at most {}",
-                crate::context::human_bytes(row_bytes),
-                crate::context::human_bytes(self.gpu.max_binding())
-            )));
-        }
-        let total = nq
-            .checked_mul(nr)
-            .ok_or_else(|| MarginError::OutOfMemory("pairwise output overflows usize".into()))?;
-        let mut out = Vec::new();
-        out.try_reserve_exact(total).map_err(|_| {
-            MarginError::OutOfMemory(format!("cannot allocate {total} floats for the matrix"))
-        })?;
-        let r = self.upload(reference.unwrap_or(query).data())?;
-        for start in (0..nq).step_by(block) {
-            let rows = block.min(nq - start);
-            let mut o = self.alloc_zeros(rows * nr)?;
-            if rows == nq && reference.is_none() {
-                // One block of the square matrix: the kernel's own diagonal handling applies.
-                self.pairwise_on_device(metric, &r, nq, None, d, &mut o)?;
-            } else {
-                let q = self.upload(&query.data()[start * d..(start + rows) * d])?;
-                self.pairwise_on_device(metric, &q, rows, Some((&r, nr)), d, &mut o)?;
-            }
-            out.extend(self.download(&o)?);
-        }
-        Ok(out)
+    /// One binding: the host [`Backend::pairwise`] matrix beyond it (2 GiB on GPUs, 128 MiB on
+    /// lavapipe) is computed in blocks of query rows that each fit.
+    fn max_buffer_values(&self) -> usize {
+        usize::try_from(self.gpu.max_binding() / 4).unwrap_or(usize::MAX)
     }
 
     fn pairwise_on_device(
