@@ -42,6 +42,15 @@ pub fn random_normal(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
 }
 
+/// `scale * N(0, 1) + shift` values from `seed` (rows with a common offset, or of extreme
+/// magnitude; `(1, 0)` is [`random_normal`]).
+pub fn random_affine(len: usize, seed: u64, scale: f32, shift: f32) -> Vec<f32> {
+    random_normal(len, seed)
+        .into_iter()
+        .map(|x| scale * x + shift)
+        .collect()
+}
+
 /// How labels are laid out over a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Labels {
@@ -129,7 +138,7 @@ pub fn check_loss_affine(
     let shifted = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| scale * x + shift).collect() };
     let x = shifted(random_normal(n * d, seed));
     let (y, k) = labels.make(n);
-    let centers = shifted(random_normal(k * d, seed ^ 0x5eed));
+    let centers = random_affine(k * d, seed ^ 0x5eed, scale, shift);
     let c = loss
         .needs_centers()
         .then(|| Embeddings::named(&centers, k, d, "centers"))
@@ -217,15 +226,9 @@ impl QueryRows {
 
     /// [`QueryRows::random`] plus `shift` in every coordinate (see [`check_loss_affine`]).
     pub fn shifted(nq: usize, nr: Option<usize>, d: usize, seed: u64, shift: f32) -> Self {
-        let rows = |len, seed| -> Vec<f32> {
-            random_normal(len, seed)
-                .into_iter()
-                .map(|x| x + shift)
-                .collect()
-        };
         Self {
-            q: rows(nq * d, seed),
-            r: nr.map(|nr| rows(nr * d, seed + 1)),
+            q: random_affine(nq * d, seed, 1.0, shift),
+            r: nr.map(|nr| random_affine(nr * d, seed + 1, 1.0, shift)),
             nq,
             d,
         }

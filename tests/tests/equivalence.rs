@@ -214,10 +214,7 @@ pub fn extreme_magnitudes(b: &dyn HostBackend) {
     }
     .apply(raw)
     .unwrap();
-    let x: Vec<f32> = margin_tests::random_normal(8 * 3, 9)
-        .into_iter()
-        .map(|v| v * 1e20)
-        .collect();
+    let x = margin_tests::random_affine(8 * 3, 9, 1e20, 0.0);
     let y = [0i64, 0, 1, 1, 2, 2, 3, 3];
     let input = margin_core::LossInput::from_slices(&x, 8, 3, &y, None).unwrap();
     results.push(match b.host_loss(&raw, &input) {

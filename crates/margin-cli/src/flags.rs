@@ -10,16 +10,7 @@ pub fn build_loss(name: &str, flags: &LossFlags) -> Result<Loss, CliError> {
     let kind: LossKind = name.parse()?;
     let overrides = LossOverrides {
         distance: flags.distance.as_deref().map(str::parse).transpose()?,
-        normalize: match (flags.normalize, flags.no_normalize) {
-            (true, true) => {
-                return Err(CliError::input(
-                    "--normalize and --no-normalize cannot both be given",
-                ));
-            }
-            (true, false) => Some(true),
-            (false, true) => Some(false),
-            (false, false) => None,
-        },
+        normalize: normalize_choice(flags.normalize, flags.no_normalize)?,
         margin: flags.margin,
         margin2: flags.margin2,
         pos_margin: flags.pos_margin,
@@ -35,6 +26,18 @@ pub fn build_loss(name: &str, flags: &LossFlags) -> Result<Loss, CliError> {
     Ok(overrides.apply(Loss::default_for(kind))?)
 }
 
+/// `--normalize` / `--no-normalize`: `Some(choice)`, or `None` when neither is given.
+fn normalize_choice(normalize: bool, no_normalize: bool) -> Result<Option<bool>, CliError> {
+    match (normalize, no_normalize) {
+        (true, true) => Err(CliError::input(
+            "--normalize and --no-normalize cannot both be given",
+        )),
+        (true, false) => Ok(Some(true)),
+        (false, true) => Ok(Some(false)),
+        (false, false) => Ok(None),
+    }
+}
+
 impl crate::args::MetricFlags {
     /// The metric the flags ask for: euclidean without normalization by default.
     pub fn metric(&self) -> Result<margin_core::Metric, CliError> {
@@ -42,11 +45,10 @@ impl crate::args::MetricFlags {
             Some(name) => name.parse()?,
             None => margin_core::Distance::Euclidean,
         };
-        if self.normalize && self.no_normalize {
-            return Err(CliError::input(
-                "--normalize and --no-normalize cannot both be given",
-            ));
-        }
-        Ok(margin_core::Metric::new(distance, self.normalize))
+        let normalize = normalize_choice(self.normalize, self.no_normalize)?;
+        Ok(margin_core::Metric::new(
+            distance,
+            normalize.unwrap_or(false),
+        ))
     }
 }
