@@ -2,7 +2,8 @@
 // gradient products. Entries are first scaled by sign (P.f0 for positive entries, P.f1 for negative
 // ones: the AvgNonZero denominators of losses whose weights were written as raw counts).
 // Mode P.flags: 0 euclidean (M' = M / D, 0 where D = 0), 1 squared euclidean (M' = 2 M),
-// 2 similarity (M' = -M, since E = -S).
+// 2 similarity (M' = -M, since E = -S), 3 euclidean with W written in place over E and already
+// divided by the distance there (M' = M; `e` is then a stand-in that is never read).
 // `square`: M = W + W^T in place (N x N, P.n = N); one thread owns the pair (i, j), (j, i).
 // `cross`: elementwise on an nq x nr matrix (P.n = nq, P.m = nr), no transpose.
 
@@ -19,6 +20,8 @@ fn chained(m: f32, dist: f32) -> f32 {
         return select(0.0, m / dist, dist > 0.0);
     } else if (mode == 1u) {
         return 2.0 * m;
+    } else if (mode == 3u) {
+        return m;
     }
     return -m;
 }

@@ -149,3 +149,15 @@ fn reduce_argmax(lid: u32, v: f32, idx: u32) -> u32 {
 fn wg_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
 }
+
+// Stage 3 in place (docs/ALGORITHMS.md, SPEC "Cost": at most one N x N matrix): the per-row weight
+// kernels overwrite row i of E with dL/dE, each invocation writing only entries it has just read,
+// after the row's last reduction, so a loss keeps one N x M matrix. P.u6 = 1 asks for the
+// euclidean chain's 1/d here, while the distance is at hand (0 at distance 0); the chain kernel
+// then skips its own division (its mode 3).
+fn weight_out(wv: f32, dist: f32) -> f32 {
+    if (P.u6 == 1u) {
+        return select(0.0, wv / dist, dist > 0.0);
+    }
+    return wv;
+}

@@ -2,12 +2,12 @@
 // Positive pair: relu(e - P.f0); negative pair: relu(P.f1 - e) (margins already sign-adjusted for
 // similarities). Writes raw weights (+1 / -1 for active pairs, 0 otherwise); the AvgNonZero
 // denominators are applied later by the chain kernel. Per row: loss sums and active counts.
+// In place: the weights overwrite E (weight_out in common.wgsl).
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -44,7 +44,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 }
             }
         }
-        w[i * nc + j] = wv;
+        e[i * nc + j] = weight_out(wv, v);
     }
     let slp = reduce_sum_f(lid, lp);
     let sln = reduce_sum_f(lid, ln);

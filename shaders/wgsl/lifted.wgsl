@@ -8,12 +8,15 @@
 // W[k,l] = -exp(P.f0 - e_kl - lse_k) * c_k with c_k = sum over the pairs whose LSE holds row k's
 // negatives of g exp(lse_k - L): its own pairs (k, j) and the pairs (i, k) aliased to it.
 // Square case (P.flags & 1 == 0): J is symmetric, so the aliased pairs give the same sum again
-// (c_k = 2 x own). Reference set (P.flags & 1): the pairs (i, k) are read from column k.
+// (c_k = 2 x own). Reference set (P.flags & 1): the pairs (i, k) are summed from column k by the
+// `alias_sums` entry point into acoef[k], dispatched before `main`, because `main` works in
+// place: the weights overwrite E (weight_out in common.wgsl), so column k is gone once other rows
+// are done.
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read> lse: array<f32>;
+@group(0) @binding(4) var<storage, read_write> acoef: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rstat: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rcnt: array<vec2<u32>>;
 
@@ -54,13 +57,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             continue;
         }
         var wv = 0.0;
+        let v = e[k * nc + j];
         if (j != sk) {
             var lj = -BIG;
             if (j < n && j != k) {
                 lj = lse[j];
             }
             let big_l = lae(lk, lj);
-            let jv = big_l + e[k * nc + j] - P.f1;
+            let jv = big_l + v - P.f1;
             if (jv > 0.0) {
                 loss += 0.5 * jv * jv;
                 cnt = add64u(cnt, 1u);
@@ -71,12 +75,49 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 }
             }
         }
-        w[k * nc + j] = wv;
+        e[k * nc + j] = weight_out(wv, v);
     }
+    var c = reduce_sum_f(lid, coef);
     if (!rect) {
-        coef = 2.0 * coef;
-    } else if (k < nc && lk > -BIG) {
-        // The pairs (i, k) whose LSE aliases row k's negatives: column k, rows i != k.
+        c = 2.0 * c;
+    } else {
+        c += acoef[k];
+    }
+    for (var l = lid; l < nc; l += WG) {
+        if (grp[n + l] != gk) {
+            let v = e[k * nc + l];
+            var wv = 0.0;
+            if (c != 0.0) {
+                wv = -c * exp(P.f0 - v - lk);
+            }
+            e[k * nc + l] = weight_out(wv, v);
+        }
+    }
+    let sl = reduce_sum_f(lid, loss);
+    let sc = reduce_sum_u64(lid, cnt);
+    if (lid == 0u) {
+        rstat[2u * k] = sl;
+        rstat[2u * k + 1u] = 0.0;
+        rcnt[2u * k] = sc;
+        rcnt[2u * k + 1u] = vec2<u32>(0u, 0u);
+    }
+}
+
+// Reference set, before `main`: acoef[k] = sum over the pairs (i, k) whose LSE aliases row k's
+// negatives (column k, rows i != k of k's column label, k not their excluded column) of
+// g exp(lse_k - L); 0 when k is not a batch row index < M or row k has no negative.
+@compute @workgroup_size(256)
+fn alias_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = wg_index(wid, nwg);
+    if (k >= P.n) {
+        return;
+    }
+    let n = P.n;
+    let nc = P.cols;
+    let lk = lse[k];
+    var coef = 0.0;
+    if (k < nc && lk > -BIG) {
         let ck = grp[n + k];
         for (var i = lid; i < n; i += WG) {
             if (i != k && grp[i] == ck && grp[n + nc + i] != k) {
@@ -89,21 +130,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
     }
     let c = reduce_sum_f(lid, coef);
-    for (var l = lid; l < nc; l += WG) {
-        if (grp[n + l] != gk) {
-            var wv = 0.0;
-            if (c != 0.0) {
-                wv = -c * exp(P.f0 - e[k * nc + l] - lk);
-            }
-            w[k * nc + l] = wv;
-        }
-    }
-    let sl = reduce_sum_f(lid, loss);
-    let sc = reduce_sum_u64(lid, cnt);
     if (lid == 0u) {
-        rstat[2u * k] = sl;
-        rstat[2u * k + 1u] = 0.0;
-        rcnt[2u * k] = sc;
-        rcnt[2u * k + 1u] = vec2<u32>(0u, 0u);
+        acoef[k] = c;
     }
 }

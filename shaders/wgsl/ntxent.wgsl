@@ -7,13 +7,14 @@
 //   W[a,p] = sigmoid(LS_a - u_ap)          (= 1 - q_ap)
 //   W[a,n] = -softmax_N(u_a.)_n * sum_p sigmoid(LS_a - u_ap)
 // Per row: rstat = [sum_p l_ap, 0], rcnt = [|P(a)|, 0]. With a reference set E is N x M (P.cols = M)
-// and the row's own copy takes the place of the diagonal.
+// and the row's own copy takes the place of the diagonal. In place: the weights overwrite E
+// (weight_out in common.wgsl); positives and negatives are rewritten by separate loops, each
+// reading an entry just before writing it.
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -53,13 +54,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (j != sa && grp[n + j] == ga) {
             cnt += 1u;
             var wv = 0.0;
+            let v = e[a * nc + j];
             if (has_neg) {
-                let t = ls + e[a * nc + j] * P.f0;
+                let t = ls + v * P.f0;
                 loss += softplus(t);
                 wv = sigmoid(t);
                 sig += wv;
             }
-            w[a * nc + j] = wv;
+            e[a * nc + j] = weight_out(wv, v);
         }
     }
     let rsig = reduce_sum_f(lid, sig);
@@ -68,9 +70,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // Negatives and the diagonal.
     for (var j = lid; j < nc; j += WG) {
         if (grp[n + j] != ga) {
-            w[a * nc + j] = -exp(-e[a * nc + j] * P.f0 - ls) * rsig;
+            let v = e[a * nc + j];
+            e[a * nc + j] = weight_out(-exp(-v * P.f0 - ls) * rsig, v);
         } else if (j == sa) {
-            w[a * nc + j] = 0.0;
+            e[a * nc + j] = 0.0;
         }
     }
     if (lid == 0u) {

@@ -21,11 +21,12 @@
 // W is written unscaled (the 1/N or 1/count of the reducer is applied by the chain kernel).
 // Per row: rstat = [L_i, 0], rcnt = the two counts.
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+// In place: the weights overwrite E (weight_out in common.wgsl); the last pass reads each entry
+// just before it writes it.
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 fn mode() -> u32 {
     return P.flags & 3u;
@@ -156,7 +157,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         } else if (k == 2u && gb != 0.0) {
             wv = gb * exp(logit(false, v) - b) * dlogit(false, v);
         }
-        w[i * nc + j] = wv;
+        e[i * nc + j] = weight_out(wv, v);
     }
     if (lid == 0u) {
         rstat[2u * i] = loss;

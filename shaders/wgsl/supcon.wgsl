@@ -10,11 +10,12 @@
 // (docs/REFERENCE_SETS.md 3.8).
 // Per row: rstat = [L_i, 0], rcnt = [row counted, 0].
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+// In place: the weights overwrite E (weight_out in common.wgsl); the last pass reads each entry
+// just before it writes it.
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -81,15 +82,16 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let lone = npos == 1.0 && q == 0.0 && t == 1.0;
     for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
+        let v = e[i * nc + j];
         if (live && j != si) {
             let pos = grp[n + j] == gi;
             if (pos && lone) {
                 wv = r / (1.0 + r);
             } else {
-                wv = select(0.0, 1.0 / npos, pos) - exp(-e[i * nc + j] * P.f0 - lse);
+                wv = select(0.0, 1.0 / npos, pos) - exp(-v * P.f0 - lse);
             }
         }
-        w[i * nc + j] = wv;
+        e[i * nc + j] = weight_out(wv, v);
     }
     if (lid == 0u) {
         rstat[2u * i] = select(0.0, loss, live);

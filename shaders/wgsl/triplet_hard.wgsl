@@ -4,11 +4,13 @@
 // farthest positive, and the anchor is dropped when it wins (PML mines before it removes self
 // comparisons; docs/REFERENCE_SETS.md 3.2). E is N x M (P.cols = M).
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+// In place: the weights overwrite E (weight_out in common.wgsl) once every invocation has read
+// the picks' values.
+
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -28,7 +30,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var bn = -BIG;
     var inn = none;
     for (var j = lid; j < nc; j += WG) {
-        w[i * nc + j] = 0.0;
         if (j == si && !self_competes) {
             continue;
         }
@@ -45,25 +46,35 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let p = reduce_argmax(lid, bp, ip);
     let q = reduce_argmax(lid, bn, inn);
-    storageBarrier();
-    if (lid == 0u) {
-        var loss = 0.0;
-        var c = 0u;
-        if (p != none && q != none && p != si) {
-            let z = e[i * nc + p] - e[i * nc + q] + P.f0;
-            var g = 0.0;
-            if ((P.flags & 2u) != 0u) {
-                loss = softplus(z);
-                g = sigmoid(z);
-                c = 1u;
-            } else if (z > 0.0) {
-                loss = z;
-                g = 1.0;
-                c = 1u;
-            }
-            w[i * nc + p] = g;
-            w[i * nc + q] = -g;
+    // Every invocation evaluates the anchor's one triplet (the same values), then the row is
+    // rewritten: g at p, -g at q, 0 elsewhere.
+    var loss = 0.0;
+    var c = 0u;
+    var g = 0.0;
+    if (p != none && q != none && p != si) {
+        let z = e[i * nc + p] - e[i * nc + q] + P.f0;
+        if ((P.flags & 2u) != 0u) {
+            loss = softplus(z);
+            g = sigmoid(z);
+            c = 1u;
+        } else if (z > 0.0) {
+            loss = z;
+            g = 1.0;
+            c = 1u;
         }
+    }
+    storageBarrier();
+    for (var j = lid; j < nc; j += WG) {
+        var wv = 0.0;
+        if (c == 1u && j == p) {
+            wv = g;
+        } else if (c == 1u && j == q) {
+            wv = -g;
+        }
+        let at = i * nc + j;
+        e[at] = weight_out(wv, e[at]);
+    }
+    if (lid == 0u) {
         rstat[2u * i] = loss;
         rstat[2u * i + 1u] = 0.0;
         rcnt[2u * i] = vec2<u32>(c, 0u);

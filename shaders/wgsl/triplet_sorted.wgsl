@@ -5,14 +5,14 @@
 // Triplet (a, p, n) is active when e_an < e_ap + margin (and, semihard, e_ap < e_an).
 // Loss sum per anchor = sum_p c_p (e_ap + m) - sum_n k_n e_an (both sides count the same set).
 // Writes raw weights W[a,p] = c_p, W[a,n] = -k_n. One workgroup per anchor of the chunk
-// starting at row P.off. P.n = N, P.cols = M (E is N x M), P.f0 = margin.
+// starting at row P.off. P.n = N, P.cols = M (E is N x M), P.f0 = margin. In place: the weights
+// overwrite E (weight_out in common.wgsl); the fill loop reads the row before the sort's barriers.
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(6) var<storage, read_write> rcnt: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 // Number of entries of the sorted slot [base, base + len) that are < t.
 fn count_less(base: u32, len: u32, t: f32) -> u32 {
@@ -127,8 +127,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var cnt = vec2<u32>(0u, 0u);
     for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
+        let v = e[i * nc + j];
         if (j != si) {
-            let v = e[i * nc + j];
             if (grp[n + j] == gi) {
                 let t = v + m;
                 var c = count_less(nb, nneg, t);
@@ -151,7 +151,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 wv = -f32(kk);
             }
         }
-        w[i * nc + j] = wv;
+        e[i * nc + j] = weight_out(wv, v);
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

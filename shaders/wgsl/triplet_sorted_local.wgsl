@@ -1,14 +1,13 @@
 // triplet_sorted.wgsl with the per-anchor sort in workgroup memory, for rows that fit (P.k, the
 // padded row length, at most LOCAL_LEN). Same counting rules, same outputs; used on GPUs, where
-// workgroup memory is much faster than the global scratch slot.
+// workgroup memory is much faster than the global scratch slot. In place, as triplet_sorted.wgsl.
 
 const LOCAL_LEN: u32 = 1024u;
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read> grp: array<u32>;
+@group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
 
 var<workgroup> sn: array<f32, 1024>;
 var<workgroup> sp: array<f32, 1024>;
@@ -132,8 +131,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var cnt = vec2<u32>(0u, 0u);
     for (var j = lid; j < nc; j += WG) {
         var wv = 0.0;
+        let v = e[i * nc + j];
         if (j != si) {
-            let v = e[i * nc + j];
             if (grp[n + j] == gi) {
                 let t = v + m;
                 var c = neg_less(nneg, t);
@@ -155,7 +154,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 wv = -f32(kk);
             }
         }
-        w[i * nc + j] = wv;
+        e[i * nc + j] = weight_out(wv, v);
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

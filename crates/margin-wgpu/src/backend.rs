@@ -59,6 +59,14 @@ impl WgpuBackend {
         self
     }
 
+    /// The device buffers this backend keeps between calls for reuse (scratch matrices and
+    /// vectors), by name, with their sizes in bytes: what a loss call leaves allocated. A loss
+    /// over N rows keeps one N x N matrix, "e" (the SPEC's Cost section), with the exceptions
+    /// the crate documentation lists.
+    pub fn scratch_buffers(&self) -> Vec<(&'static str, u64)> {
+        self.gpu.scratch_sizes()
+    }
+
     /// The adapter's device type, e.g. "Cpu" for llvmpipe.
     pub fn device_type(&self) -> String {
         format!("{:?}", self.gpu.device.adapter_info().device_type)

@@ -134,6 +134,18 @@ impl Gpu {
         Ok(b)
     }
 
+    /// The reused scratch buffers held now, by name, with their sizes in bytes.
+    pub fn scratch_sizes(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .scratch
+            .borrow()
+            .iter()
+            .map(|(&name, b)| (name, b.size()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// A new storage buffer holding `data` (any plain values).
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
@@ -347,6 +359,12 @@ impl Batch<'_> {
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(x as u32, y as u32, 1);
         Ok(())
+    }
+
+    /// Records a copy of the first `len` f32 values of `src` into `dst` (distinct buffers).
+    pub fn copy(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, len: usize) {
+        self.encoder
+            .copy_buffer_to_buffer(src, 0, dst, 0, len as u64 * 4);
     }
 
     /// Records zero-filling of a whole buffer.

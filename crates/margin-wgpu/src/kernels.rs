@@ -135,6 +135,8 @@ pub struct Kernels {
     pub npair: Kernel,
     pub lifted_lse: Kernel,
     pub lifted: Kernel,
+    /// lifted.wgsl's pass over column k of a reference set, before the in-place `lifted`.
+    pub lifted_alias: Kernel,
     pub quad_keys: Kernel,
     pub quad_pairs: Kernel,
     /// Multi-similarity, generalized lifted structure and circle (two row log-sum-exps).
@@ -176,6 +178,7 @@ impl Kernels {
             npair: k("npair", "main")?,
             lifted_lse: k("lifted_lse", "main")?,
             lifted: k("lifted", "main")?,
+            lifted_alias: k("lifted", "alias_sums")?,
             quad_keys: k("quad_keys", "main")?,
             quad_pairs: k("quad_pairs", "main")?,
             split_lse: k("split_lse", "main")?,

@@ -236,6 +236,57 @@ fn run_kind_on(b: &WgpuBackend, kind: LossKind, sizes: &[(usize, usize, usize)])
     println!("{kind}: {:?}", t.elapsed());
 }
 
+/// SPEC, Cost: extra memory is at most one N x N matrix. The weight kernels overwrite the distance
+/// matrix "e" in place, so after every such loss the only buffers of N x N floats or more the
+/// backend keeps are "e" and the triplet's sort scratch (streamed in chunks under a fixed budget,
+/// which at this small N is every row at once). The losses that keep W apart (quadruplet, smooth
+/// triplet) show that a second matrix would be seen.
+#[test]
+fn losses_keep_one_square_matrix() {
+    let Some(b) = backend() else { return };
+    let (n, d) = (150, 6);
+    let nn_bytes = (n * n * 4) as u64;
+    let square = |b: &WgpuBackend| -> Vec<&'static str> {
+        let big = b.scratch_buffers().into_iter();
+        big.filter(|&(_, size)| size >= nn_bytes)
+            .map(|(name, _)| name)
+            .collect()
+    };
+    let apart = |l: &Loss| match l {
+        Loss::Quadruplet(_) => true,
+        Loss::Triplet(c) => c.smooth && c.mining != Mining::Hard,
+        _ => false,
+    };
+    let mut r = rng(77);
+    let x = normal(&mut r, n, d);
+    let y = labels(&mut r, n, 4);
+    let kinds = LossKind::ALL.into_iter();
+    let in_place: Vec<Loss> = kinds
+        .filter(|&k| k != LossKind::TripletCenter && k != LossKind::NPair)
+        .flat_map(configs)
+        .filter(|l| !apart(l))
+        .collect();
+    assert!(in_place.len() > 40, "{} configurations", in_place.len());
+    for loss in in_place {
+        check_loss(&b, loss, &x, n, d, &y, None);
+        let held = square(&b);
+        assert!(
+            held.iter().all(|&name| name == "e" || name == "sort"),
+            "{loss:?} keeps {held:?}"
+        );
+    }
+    check_loss(
+        &b,
+        Loss::default_for(LossKind::Quadruplet),
+        &x,
+        n,
+        d,
+        &y,
+        None,
+    );
+    assert!(square(&b).contains(&"w"), "{:?}", b.scratch_buffers());
+}
+
 /// N not a multiple of the workgroup size, N = 1, one class, all-distinct labels, D = 1.
 const SHAPES: &[(usize, usize, usize)] =
     &[(67, 13, 5), (1, 4, 1), (12, 3, 1), (9, 5, 9), (40, 1, 4)];

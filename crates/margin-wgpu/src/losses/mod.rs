@@ -10,7 +10,7 @@ mod triplet;
 
 use crate::context::{Gpu, Groups, Params};
 use crate::stages::{self, PairMode, Product};
-use margin_core::{DeviceReference, Loss, LossStats, Metric, Result};
+use margin_core::{DeviceReference, Distance, Loss, LossStats, Metric, Result};
 use std::collections::HashMap;
 use wgpu::Buffer;
 
@@ -136,15 +136,17 @@ pub(crate) struct RowTotals {
     pub count: [u64; 2],
 }
 
-/// Buffers shared by the weight kernels of one call: the N x M matrices E and W (M = N without a
-/// reference set), the packed labels and the per-row results.
+/// Buffers shared by the weight kernels of one call: the N x M matrix E (M = N without a
+/// reference set), the packed labels and the per-row results. The weights W = dL/dE overwrite E
+/// in place (SPEC, Cost: at most one N x N matrix), except for the losses that read E again after
+/// writing weights ([`keeps_weights_apart`]), which get a separate `w`.
 pub(crate) struct Square<'a> {
     pub gpu: &'a Gpu,
     pub n: usize,
     pub m: usize,
     pub metric: Metric,
     pub e: Buffer,
-    pub w: Buffer,
+    pub w: Option<Buffer>,
     pub grp: Buffer,
     pub rstat: Buffer,
     pub rcnt: Buffer,
@@ -152,6 +154,18 @@ pub(crate) struct Square<'a> {
 }
 
 impl Square<'_> {
+    /// The matrix that receives the weights: `w` when kept apart, else E itself.
+    pub fn target(&self) -> &Buffer {
+        self.w.as_ref().unwrap_or(&self.e)
+    }
+
+    /// The separate weight matrix of a loss that [`keeps_weights_apart`].
+    pub fn apart(&self) -> Result<&Buffer> {
+        self.w.as_ref().ok_or_else(|| {
+            margin_core::MarginError::device("internal: this loss needs a separate weight matrix")
+        })
+    }
+
     /// Reads back and adds the per-row sums and counts of the last weight kernel.
     pub fn totals(&self) -> Result<RowTotals> {
         let s = self.gpu.read_f32(&self.rstat, 2 * self.n)?;
@@ -182,11 +196,14 @@ impl Square<'_> {
         Groups::Linear(self.n as u64)
     }
 
-    /// The parameter block with the matrix shape set (`n` = N, `cols` = M).
+    /// The parameter block with the matrix shape set (`n` = N, `cols` = M), and `u6` = 1 when
+    /// in-place weights must come out divided by the euclidean distance (`weight_out` in
+    /// common.wgsl; the chain then runs in mode 3).
     pub fn params(&self) -> Params {
         Params {
             n: self.n as u32,
             cols: self.m as u32,
+            u6: u32::from(self.w.is_none() && self.metric.distance == Distance::Euclidean),
             ..Default::default()
         }
     }
@@ -194,7 +211,7 @@ impl Square<'_> {
     /// Zero weights and nothing active.
     pub fn nothing(&self) -> Result<(LossStats, f32, f32)> {
         let mut b = self.gpu.batch();
-        b.clear(&self.w);
+        b.clear(self.target());
         b.submit();
         Ok((LossStats::empty(), 0.0, 0.0))
     }
@@ -211,6 +228,17 @@ pub(crate) fn inv(count: u64) -> f32 {
         0.0
     } else {
         (1.0 / count as f64) as f32
+    }
+}
+
+/// The losses whose weight kernels read E after weights were written (they cannot work in place):
+/// the quadruplet (term 2 reads distances after term 1's weights; batch-hard scatters into a
+/// cleared W) and the smooth triplet (every entry reads its whole row).
+fn keeps_weights_apart(loss: &Loss) -> bool {
+    match loss {
+        Loss::Quadruplet(_) => true,
+        Loss::Triplet(c) => c.smooth && c.mining != margin_core::Mining::Hard,
+        _ => false,
     }
 }
 
@@ -258,7 +286,11 @@ pub(crate) fn square_loss(
         m,
         metric,
         e: gpu.scratch("e", n * m)?,
-        w: gpu.scratch("w", n * m)?,
+        w: if keeps_weights_apart(loss) {
+            Some(gpu.scratch("w", n * m)?)
+        } else {
+            None
+        },
         grp: gpu.upload("groups", &layout.packed())?,
         rstat: gpu.scratch("rstat", 2 * n)?,
         rcnt: gpu.scratch("rcnt", 4 * n)?,
@@ -306,20 +338,26 @@ pub(crate) fn square_loss(
     };
 
     let mut b = gpu.batch();
-    let chain = stages::chain_mode(metric);
+    // In place, E is gone: the euclidean weights were divided there (mode 3) and the chain kernel
+    // gets a stand-in it never reads.
+    let w = sq_.target();
+    let (chain, e) = match (&sq_.w, stages::chain_mode(metric)) {
+        (Some(_), mode) => (mode, sq_.e.clone()),
+        (None, mode) => (if mode == 0 { 3 } else { mode }, gpu.scratch("unread", 1)?),
+    };
     match &reference_rows {
         None => {
-            stages::chain_square(gpu, &mut b, &sq_.w, &sq_.e, n, chain, s_pos, s_neg)?;
+            stages::chain_square(gpu, &mut b, w, &e, n, chain, s_pos, s_neg)?;
             let rs = gpu.scratch("rs", n)?;
             let distance = !metric.is_similarity();
             if distance {
-                stages::row_sums(gpu, &mut b, &sq_.w, n, n, &rs)?;
+                stages::row_sums(gpu, &mut b, w, n, n, &rs)?;
             }
             stages::matmul(
                 gpu,
                 &mut b,
                 &Product {
-                    a: &sq_.w,
+                    a: w,
                     transposed: false,
                     b: &xh,
                     rs: &rs,
@@ -334,7 +372,7 @@ pub(crate) fn square_loss(
             )?;
         }
         Some((rh, rs)) => {
-            stages::chain_cross(gpu, &mut b, &sq_.w, &sq_.e, n, m, chain, s_pos, s_neg)?;
+            stages::chain_cross(gpu, &mut b, w, &e, n, m, chain, s_pos, s_neg)?;
             let q = cross::Side {
                 xh: &xh,
                 sq: &sq,
@@ -345,7 +383,7 @@ pub(crate) fn square_loss(
                 sq: rs,
                 rows: m,
             };
-            cross::cross_products(gpu, &mut b, metric, &sq_.w, &q, &r, d, grad, None)?;
+            cross::cross_products(gpu, &mut b, metric, w, &q, &r, d, grad, None)?;
         }
     }
     if on {
@@ -363,7 +401,7 @@ fn contrastive(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f3
     b.run(
         &s.gpu.kernels.contrastive,
         p,
-        &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt],
+        &[&s.e, &s.grp, &s.rstat, &s.rcnt],
         s.rows(),
     )?;
     b.submit();
@@ -387,6 +425,9 @@ fn lifted(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {
     p.f[0] = (s.sign() * neg) as f32;
     p.f[1] = (s.sign() * pos) as f32;
     p.f[2] = inv(pairs);
+    // Per row k, the pairs (i, k) of a reference set that alias row k's negatives, summed from
+    // column k before the in-place pass overwrites it (lifted.wgsl `alias_sums`).
+    let acoef = s.gpu.scratch("lifted_alias", s.n)?;
     let mut b = s.gpu.batch();
     b.run(
         &s.gpu.kernels.lifted_lse,
@@ -394,12 +435,11 @@ fn lifted(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {
         &[&s.e, &s.grp, &lse],
         s.rows(),
     )?;
-    b.run(
-        &s.gpu.kernels.lifted,
-        p,
-        &[&s.e, &s.w, &s.grp, &lse, &s.rstat, &s.rcnt],
-        s.rows(),
-    )?;
+    let bufs = [&s.e, &s.grp, &lse, &acoef, &s.rstat, &s.rcnt];
+    if s.layout.rect {
+        b.run(&s.gpu.kernels.lifted_alias, p, &bufs, s.rows())?;
+    }
+    b.run(&s.gpu.kernels.lifted, p, &bufs, s.rows())?;
     b.submit();
     let t = s.totals()?;
     Ok((

@@ -162,7 +162,8 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
     let at_buf = s.gpu.upload("quad_hard_at", &at)?;
     let val_buf = s.gpu.upload("quad_hard_w", &vals)?;
     let mut b = s.gpu.batch();
-    b.clear(&s.w);
+    let w = s.apart()?;
+    b.clear(w);
     let sp = Params {
         n: at.len() as u32,
         ..Default::default()
@@ -170,7 +171,7 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
     b.run(
         &s.gpu.kernels.scatter,
         sp,
-        &[&s.w, &at_buf, &val_buf],
+        &[w, &at_buf, &val_buf],
         Groups::Linear((at.len() as u64).div_ceil(256)),
     )?;
     b.submit();

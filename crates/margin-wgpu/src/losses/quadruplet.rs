@@ -13,7 +13,12 @@ use margin_core::{LossStats, QuadrupletConfig, Result};
 pub(crate) fn quadruplet(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossStats, f32, f32)> {
     let (n, m) = (s.n, s.m);
     let lay = &s.layout;
-    super::triplet::sorted_counts(s, c.margin as f32, false)?;
+    // Term 1 in place over a copy of E, which term 2 still reads.
+    let w = s.apart()?;
+    let mut b = s.gpu.batch();
+    b.copy(&s.e, w, n * m);
+    b.submit();
+    super::triplet::sorted_counts(s, w, c.margin as f32, false)?;
     let t1 = s.totals()?;
 
     let g = lay.classes;
@@ -76,7 +81,7 @@ pub(crate) fn quadruplet(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSt
     )?;
     stages::bitonic_sort(s.gpu, &mut b, &ka, &va, len)?;
     stages::bitonic_sort(s.gpu, &mut b, &kb, &vb, len_b)?;
-    let bufs = [&s.e, &s.w, &s.grp, &va, &vb, &offs_buf, &s.rstat, &s.rcnt];
+    let bufs = [&s.e, w, &s.grp, &va, &vb, &offs_buf, &s.rstat, &s.rcnt];
     b.run(&s.gpu.kernels.quad_pairs, p, &bufs, s.rows())?;
     b.submit();
     let t2 = s.totals()?;

@@ -16,18 +16,14 @@ const MODE_GENERALIZED_LIFTED: u32 = 1;
 const MODE_CIRCLE: u32 = 2;
 const ADD_ONE: u32 = 4;
 
-/// Runs one workgroup-per-row weight kernel over `e`, `w`, `grp`, `rstat`, `rcnt`.
+/// Runs one workgroup-per-row weight kernel over `e` (weights written in place), `grp`, `rstat`,
+/// `rcnt`.
 fn run_rows(s: &Square<'_>, kernel: &Kernel, flags: u32, f: [f32; 4]) -> Result<()> {
     let mut p = s.params();
     p.flags = flags;
     p.f[..4].copy_from_slice(&f);
     let mut b = s.gpu.batch();
-    b.run(
-        kernel,
-        p,
-        &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt],
-        s.rows(),
-    )?;
+    b.run(kernel, p, &[&s.e, &s.grp, &s.rstat, &s.rcnt], s.rows())?;
     b.submit();
     Ok(())
 }

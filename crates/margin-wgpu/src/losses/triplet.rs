@@ -21,7 +21,7 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
             b.run(
                 &s.gpu.kernels.triplet_hard,
                 p,
-                &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt],
+                &[&s.e, &s.grp, &s.rstat, &s.rcnt],
                 s.rows(),
             )?;
             b.submit();
@@ -31,15 +31,16 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
             p.flags = u32::from(mining == Mining::SemiHard);
             p.f[0] = margin;
             let mut b = s.gpu.batch();
+            // Every entry reads its whole row: the weights go to a separate matrix.
             b.run(
                 &s.gpu.kernels.triplet_smooth,
                 p,
-                &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt],
+                &[&s.e, s.apart()?, &s.grp, &s.rstat, &s.rcnt],
                 s.rows(),
             )?;
             b.submit();
         }
-        (mining, false) => sorted_counts(s, margin, mining == Mining::SemiHard)?,
+        (mining, false) => sorted_counts(s, &s.e, margin, mining == Mining::SemiHard)?,
     }
     let t = s.totals()?;
     let scale = inv(t.count[0]);
@@ -50,8 +51,14 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
     ))
 }
 
-/// Runs triplet_sorted.wgsl over all anchors: raw count weights in W, per-row sums and counts.
-pub(crate) fn sorted_counts(s: &Square<'_>, margin: f32, semihard: bool) -> Result<()> {
+/// Runs triplet_sorted.wgsl over all anchors, in place over `m` (E, or a copy of it): raw count
+/// weights (divided by the distance when `s.params()` says so), per-row sums and counts.
+pub(crate) fn sorted_counts(
+    s: &Square<'_>,
+    m: &wgpu::Buffer,
+    margin: f32,
+    semihard: bool,
+) -> Result<()> {
     let n = s.n;
     let p2 = s.m.next_power_of_two();
     if let Some(local) = &s.gpu.kernels.triplet_sorted_local
@@ -62,7 +69,7 @@ pub(crate) fn sorted_counts(s: &Square<'_>, margin: f32, semihard: bool) -> Resu
         p.flags = u32::from(semihard);
         p.f[0] = margin;
         let mut b = s.gpu.batch();
-        b.run(local, p, &[&s.e, &s.w, &s.grp, &s.rstat, &s.rcnt], s.rows())?;
+        b.run(local, p, &[m, &s.grp, &s.rstat, &s.rcnt], s.rows())?;
         b.submit();
         return Ok(());
     }
@@ -83,7 +90,7 @@ pub(crate) fn sorted_counts(s: &Square<'_>, margin: f32, semihard: bool) -> Resu
         b.run(
             &s.gpu.kernels.triplet_sorted,
             p,
-            &[&s.e, &s.w, &s.grp, &scratch, &s.rstat, &s.rcnt],
+            &[m, &s.grp, &scratch, &s.rstat, &s.rcnt],
             Groups::Linear(rows as u64),
         )?;
         off += rows;
