@@ -301,3 +301,36 @@ __device__ __forceinline__ void row_hardest(const float* D, const int* lab, cons
 __device__ __forceinline__ double stat_scale(const double* stats, int idx) {
     return idx >= 0 ? stats[idx] : 1.0;
 }
+
+// Stage 3 in place (docs/ALGORITHMS.md, SPEC "Cost": at most one N x N matrix): the square weight
+// kernels read row a of the distance matrix and overwrite that same row with dL/dD, so a loss
+// holds the distance matrix and nothing else of its size. In place, every entry of the row is
+// written (0 where no pair is active) after the block's last read of another entry of the row,
+// and for the euclidean chain the weight is divided by the distance it replaces (0 at distance
+// 0: the SPEC's gradient there), which chain_prep_f32 would otherwise do from a second matrix.
+// Not in place (reference sets, the quadruplet's separate W): W is zeroed by the host, only
+// nonzero weights are added, and chain_prep does the division.
+struct RowOut {
+    float* W;
+    int inplace;
+    int euclid;
+};
+
+// Stores weight w of entry `at` whose distance was `dist` (see RowOut).
+__device__ __forceinline__ void put_weight(const RowOut& o, size_t at, double w, float dist) {
+    if (o.inplace) {
+        if (o.euclid) {
+            w = dist > 0.0f ? w / (double)dist : 0.0;
+        }
+        o.W[at] = (float)w;
+    } else if (w != 0.0) {
+        o.W[at] += (float)w;
+    }
+}
+
+// A row entry that holds no pair (the skipped column): 0 in place, untouched otherwise.
+__device__ __forceinline__ void put_none(const RowOut& o, size_t at) {
+    if (o.inplace) {
+        o.W[at] = 0.0f;
+    }
+}

@@ -14,7 +14,7 @@
 // m = n, excl = nullptr (the diagonal skipped).
 __device__ void contrastive_body(const float* D, const int* lab, const int* rlab, int n, int m,
                                  const unsigned* excl, float sg, double pos_m, double neg_m,
-                                 float* W, double* part) {
+                                 RowOut out, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
@@ -26,24 +26,28 @@ __device__ void contrastive_body(const float* D, const int* lab, const int* rlab
     double sp = 0.0, cp = 0.0, sn = 0.0, cn = 0.0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         if (j == skip) {
+            put_none(out, row + j);
             continue;
         }
-        const double e = (double)(sg * D[row + j]);
+        const float dist = D[row + j];
+        const double e = (double)(sg * dist);
+        double w = 0.0;
         if (rlab[j] == li) {
             const double v = e - pos_m;
             if (v > 0.0) {
                 sp += v;
                 cp += 1.0;
-                W[row + j] = sg;
+                w = sg;
             }
         } else {
             const double v = neg_m - e;
             if (v > 0.0) {
                 sn += v;
                 cn += 1.0;
-                W[row + j] = -sg;
+                w = -sg;
             }
         }
+        put_weight(out, row + j, w, dist);
     }
     sp = block_sum_f64(sp, red);
     cp = block_sum_f64(cp, red);
@@ -57,17 +61,18 @@ __device__ void contrastive_body(const float* D, const int* lab, const int* rlab
     }
 }
 
-extern "C" __global__ void contrastive_rows_f32(const float* D, const int* lab, int n, float sg,
-                                                double pos_m, double neg_m, float* W,
+// In place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void contrastive_rows_f32(float* DW, const int* lab, int n, float sg,
+                                                double pos_m, double neg_m, int euclid,
                                                 double* part) {
-    contrastive_body(D, lab, lab, n, n, nullptr, sg, pos_m, neg_m, W, part);
+    contrastive_body(DW, lab, lab, n, n, nullptr, sg, pos_m, neg_m, RowOut{DW, 1, euclid}, part);
 }
 
 extern "C" __global__ void contrastive_ref_rows_f32(const float* D, const int* lab,
                                                     const int* rlab, int n, int m,
                                                     const unsigned* excl, float sg, double pos_m,
                                                     double neg_m, float* W, double* part) {
-    contrastive_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, W, part);
+    contrastive_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, RowOut{W, 0, 0}, part);
 }
 
 // Lifted structure, pass 1: lse[i] = logsumexp over negatives k of i of (neg_m - e_ik);
@@ -111,56 +116,68 @@ extern "C" __global__ void lifted_lse_ref_f32(const float* D, const int* lab, co
 // (inv_pairs = 1 / their number). dL/de_ij = J * inv_pairs; a negative entry e_ik gets
 // -sum over pairs (i, j) and (j, i) of g * softmax weight, factored as
 // exp(neg_m - e_ik - lse_i) * sum g * exp(lse_i - L) (both factors <= 1, no overflow).
-// part[i*2 + {0,1}] = sum of J^2/2 over pairs (i, .), number with J > 0. W final (scaled).
-extern "C" __global__ void lifted_rows_f32(const float* D, const int* lab, int n, float sg,
+// The pair (j, i) reads e_ji as e_ij: pairwise_f32 gives D[j][i] and D[i][j] the same bits (the
+// same products summed in the same order), and row j may already hold weights (in place).
+// part[i*2 + {0,1}] = sum of J^2/2 over pairs (i, .), number with J > 0. W final (scaled), in
+// place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void lifted_rows_f32(float* DW, const int* lab, int n, float sg,
                                            double neg_m, double pos_m, const double* lse,
-                                           double inv_pairs, float* W, double* part) {
+                                           double inv_pairs, int euclid, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
+    const RowOut out{DW, 1, euclid};
     const size_t row = (size_t)i * n;
     const int li = lab[i];
     const double lse_i = lse[i];
     double loss = 0.0, cnt = 0.0, acc = 0.0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (j == i || lab[j] != li) {
+        if (j == i) {
+            put_none(out, row + j);
             continue;
         }
+        if (lab[j] != li) {
+            continue;
+        }
+        const float dist = DW[row + j];
+        const double e = (double)(sg * dist);
         const double lse_j = lse[j];
+        double w = 0.0;
         // pair (i, j)
         const double l_ij = log_add_exp(lse_i, lse_j);
         if (l_ij != MARGIN_NEG_INF) {
-            const double jv = l_ij + (double)(sg * D[row + j]) - pos_m;
+            const double jv = l_ij + e - pos_m;
             if (jv > 0.0) {
                 const double g = jv * inv_pairs;
                 loss += 0.5 * jv * jv;
                 cnt += 1.0;
-                W[row + j] = (float)(sg * g);
+                w = sg * g;
                 acc += g * exp(lse_i - l_ij);
             }
         }
         // pair (j, i): its negatives include those of i as well
         const double l_ji = log_add_exp(lse_j, lse_i);
         if (l_ji != MARGIN_NEG_INF) {
-            const double jv = l_ji + (double)(sg * D[(size_t)j * n + i]) - pos_m;
+            const double jv = l_ji + e - pos_m;
             if (jv > 0.0) {
                 acc += jv * inv_pairs * exp(lse_i - l_ji);
             }
         }
+        put_weight(out, row + j, w, dist);
     }
     loss = block_sum_f64(loss, red);
     cnt = block_sum_f64(cnt, red);
     acc = block_sum_f64(acc, red);
-    if (acc != 0.0 && lse_i != MARGIN_NEG_INF) {
-        for (int k = threadIdx.x; k < n; k += blockDim.x) {
-            if (lab[k] == li) {
-                continue;
-            }
-            const double e = (double)(sg * D[row + k]);
-            W[row + k] = (float)(-sg * acc * exp(neg_m - e - lse_i));
+    const bool live = acc != 0.0 && lse_i != MARGIN_NEG_INF;
+    for (int k = threadIdx.x; k < n; k += blockDim.x) {
+        if (lab[k] == li) {
+            continue;
         }
+        const float dist = DW[row + k];
+        const double e = (double)(sg * dist);
+        put_weight(out, row + k, live ? -sg * acc * exp(neg_m - e - lse_i) : 0.0, dist);
     }
     if (threadIdx.x == 0) {
         part[(size_t)i * 2 + 0] = loss;
@@ -240,34 +257,56 @@ extern "C" __global__ void lifted_ref_rows_f32(const float* D, const int* lab, c
 
 // N-pair: S_ij = -e(anchor_i, positive_j) over the k chosen pairs; loss_i = logsumexp_j S_ij -
 // S_ii; dL/dS_ij = (softmax_ij - [i == j]) / k. part[i] = loss_i; W final (scaled by 1/k).
-extern "C" __global__ void npair_rows_f32(const float* D, int n, const int* anc, const int* pos,
-                                          int k, float sg, float* W, double* part) {
+// In place (RowOut) over all n rows, one block per row r: slot_of[r] is i when r = anc[i], else
+// -1 (the row becomes 0); col_of[c] is j when c = pos[j], else -1 (that entry becomes 0).
+extern "C" __global__ void npair_rows_f32(float* DW, int n, const int* anc, const int* pos,
+                                          const int* slot_of, const int* col_of, int k, float sg,
+                                          int euclid, double* part) {
     __shared__ double red[MARGIN_THREADS];
-    const int i = blockIdx.x;
-    if (i >= k) {
+    __shared__ double own;
+    const int r = blockIdx.x;
+    if (r >= n) {
         return;
     }
-    const size_t row = (size_t)anc[i] * n;
+    const RowOut out{DW, 1, euclid};
+    const size_t row = (size_t)r * n;
+    const int i = slot_of[r];
+    if (i < 0) {
+        for (int c = threadIdx.x; c < n; c += blockDim.x) {
+            put_none(out, row + c);
+        }
+        return;
+    }
     double mx = MARGIN_NEG_INF;
     for (int j = threadIdx.x; j < k; j += blockDim.x) {
-        mx = fmax(mx, -(double)(sg * D[row + pos[j]]));
+        const double e = (double)(sg * DW[row + pos[j]]);
+        mx = fmax(mx, -e);
+        if (j == i) {
+            own = e;
+        }
     }
     mx = block_max_f64(mx, red);
     double s = 0.0;
     for (int j = threadIdx.x; j < k; j += blockDim.x) {
-        s += exp(-(double)(sg * D[row + pos[j]]) - mx);
+        s += exp(-(double)(sg * DW[row + pos[j]]) - mx);
     }
-    s = block_sum_f64(s, red);
+    s = block_sum_f64(s, red);  // its barriers also publish `own` and end every read of row r
     const double lse = mx + log(s);
     const double inv_k = 1.0 / (double)k;
-    for (int j = threadIdx.x; j < k; j += blockDim.x) {
-        const double sij = -(double)(sg * D[row + pos[j]]);
+    for (int c = threadIdx.x; c < n; c += blockDim.x) {
+        const int j = col_of[c];
+        if (j < 0) {
+            put_none(out, row + c);
+            continue;
+        }
+        const float dist = DW[row + c];
+        const double sij = -(double)(sg * dist);
         const double p = exp(sij - lse) - (j == i ? 1.0 : 0.0);
         // dL/dD = dL/dS * dS/dD with S = -sg * D.
-        W[row + pos[j]] = (float)(-sg * p * inv_k);
+        put_weight(out, row + c, -sg * p * inv_k, dist);
     }
     if (threadIdx.x == 0) {
-        part[i] = lse + (double)(sg * D[row + pos[i]]);
+        part[i] = lse + own;
     }
 }
 
@@ -320,7 +359,7 @@ extern "C" __global__ void triplet_center_rows_f32(const float* Dxc, const int* 
 // dropped when it wins; the square kernel skips the diagonal instead.
 __device__ void triplet_hard_body(const float* D, const int* lab, const int* rlab, int n, int m,
                                   const unsigned* excl, float sg, double margin, int smooth,
-                                  float* W, double* part) {
+                                  RowOut out, double* part) {
     __shared__ float sval[MARGIN_THREADS];
     __shared__ int sidx[MARGIN_THREADS];
     const int a = blockIdx.x;
@@ -333,35 +372,42 @@ __device__ void triplet_hard_body(const float* D, const int* lab, const int* rla
     const int self = excl == nullptr ? -1 : skip_col(excl, a);
     float bp, bn;
     int ip, in;
+    // Every thread gets the picks, after the block's last read of the row.
     row_hardest(D, lab, rlab, m, sg, a, skip, bp, ip, bn, in, sval, sidx);
-    if (threadIdx.x == 0) {
-        double loss = 0.0, cnt = 0.0;
-        if (ip >= 0 && in >= 0 && ip != self) {
-            const double v = (double)bp - (double)bn + margin;
-            double g = 0.0;
-            if (smooth) {
-                loss = softplus_f64(v);
-                g = sigmoid_f64(v);
-                cnt = 1.0;
-            } else if (v > 0.0) {
-                loss = v;
-                g = 1.0;
-                cnt = 1.0;
-            }
-            if (cnt > 0.0) {
-                W[row + ip] = (float)(sg * g);
-                W[row + in] = (float)(-sg * g);
-            }
+    double loss = 0.0, cnt = 0.0, g = 0.0;
+    if (ip >= 0 && in >= 0 && ip != self) {
+        const double v = (double)bp - (double)bn + margin;
+        if (smooth) {
+            loss = softplus_f64(v);
+            g = sigmoid_f64(v);
+            cnt = 1.0;
+        } else if (v > 0.0) {
+            loss = v;
+            g = 1.0;
+            cnt = 1.0;
         }
+    }
+    if (out.inplace) {
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
+            const double w = cnt > 0.0 ? (j == ip ? sg * g : (j == in ? -sg * g : 0.0)) : 0.0;
+            put_weight(out, row + j, w, D[row + j]);
+        }
+    } else if (threadIdx.x == 0 && cnt > 0.0) {
+        put_weight(out, row + ip, sg * g, 0.0f);
+        put_weight(out, row + in, -sg * g, 0.0f);
+    }
+    if (threadIdx.x == 0) {
         part[(size_t)a * 2 + 0] = loss;
         part[(size_t)a * 2 + 1] = cnt;
     }
 }
 
-extern "C" __global__ void triplet_hard_rows_f32(const float* D, const int* lab, int n, float sg,
-                                                 double margin, int smooth, float* W,
+// In place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void triplet_hard_rows_f32(float* DW, const int* lab, int n, float sg,
+                                                 double margin, int smooth, int euclid,
                                                  double* part) {
-    triplet_hard_body(D, lab, lab, n, n, nullptr, sg, margin, smooth, W, part);
+    triplet_hard_body(DW, lab, lab, n, n, nullptr, sg, margin, smooth, RowOut{DW, 1, euclid},
+                      part);
 }
 
 extern "C" __global__ void triplet_hard_ref_rows_f32(const float* D, const int* lab,
@@ -369,5 +415,5 @@ extern "C" __global__ void triplet_hard_ref_rows_f32(const float* D, const int* 
                                                      const unsigned* excl, float sg,
                                                      double margin, int smooth, float* W,
                                                      double* part) {
-    triplet_hard_body(D, lab, rlab, n, m, excl, sg, margin, smooth, W, part);
+    triplet_hard_body(D, lab, rlab, n, m, excl, sg, margin, smooth, RowOut{W, 0, 0}, part);
 }

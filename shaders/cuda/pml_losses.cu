@@ -13,7 +13,7 @@
 // part[i*3 + {0,1,2}] = L_i, [i has a positive], [i has a negative]. W final (scaled).
 __device__ void multi_similarity_rows_body(const float* D, const int* lab, const int* rlab, int n,
                                            int m, const unsigned* excl, float sg, double alpha,
-                                           double beta, double bp, double inv_n, float* W,
+                                           double beta, double bp, double inv_n, RowOut out,
                                            double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
@@ -57,13 +57,15 @@ __device__ void multi_similarity_rows_body(const float* D, const int* lab, const
     sn = exp(-mn) + block_sum_f64(sn, red);
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         if (j == skip) {
+            put_none(out, row + j);
             continue;
         }
-        const double e = (double)(sg * D[row + j]);
+        const float dist = D[row + j];
+        const double e = (double)(sg * dist);
         if (rlab[j] == li) {
-            W[row + j] = (float)(sg * exp(alpha * (e - bp) - mp) / sp * inv_n);
+            put_weight(out, row + j, sg * exp(alpha * (e - bp) - mp) / sp * inv_n, dist);
         } else {
-            W[row + j] = (float)(-sg * exp(beta * (bp - e) - mn) / sn * inv_n);
+            put_weight(out, row + j, -sg * exp(beta * (bp - e) - mn) / sn * inv_n, dist);
         }
     }
     if (threadIdx.x == 0) {
@@ -73,10 +75,12 @@ __device__ void multi_similarity_rows_body(const float* D, const int* lab, const
     }
 }
 
-extern "C" __global__ void multi_similarity_rows_f32(const float* D, const int* lab, int n,
-                                                     float sg, double alpha, double beta, double bp,
-                                                     double inv_n, float* W, double* part) {
-    multi_similarity_rows_body(D, lab, lab, n, n, nullptr, sg, alpha, beta, bp, inv_n, W, part);
+// In place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void multi_similarity_rows_f32(float* DW, const int* lab, int n, float sg,
+                                                     double alpha, double beta, double bp,
+                                                     double inv_n, int euclid, double* part) {
+    multi_similarity_rows_body(DW, lab, lab, n, n, nullptr, sg, alpha, beta, bp, inv_n,
+                               RowOut{DW, 1, euclid}, part);
 }
 
 extern "C" __global__ void multi_similarity_ref_rows_f32(const float* D, const int* lab,
@@ -84,7 +88,8 @@ extern "C" __global__ void multi_similarity_ref_rows_f32(const float* D, const i
                                                          const unsigned* excl, float sg,
                                                          double alpha, double beta, double bp,
                                                          double inv_n, float* W, double* part) {
-    multi_similarity_rows_body(D, lab, rlab, n, m, excl, sg, alpha, beta, bp, inv_n, W, part);
+    multi_similarity_rows_body(D, lab, rlab, n, m, excl, sg, alpha, beta, bp, inv_n,
+                               RowOut{W, 0, 0}, part);
 }
 
 // Circle (cosine only: D holds similarities s). For a row with a positive and a negative:
@@ -93,7 +98,7 @@ extern "C" __global__ void multi_similarity_ref_rows_f32(const float* D, const i
 // factors are constants for the gradient (detached in PML). part[i*2 + {0,1}] = L_i, [row has a
 // positive and a negative]. W raw (dL/ds = dL/dD), scaled by 1/count in chain_prep_f32.
 __device__ void circle_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
-                                 const unsigned* excl, double mg, double gamma, float* W,
+                                 const unsigned* excl, double mg, double gamma, RowOut out,
                                  double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
@@ -124,23 +129,30 @@ __device__ void circle_rows_body(const float* D, const int* lab, const int* rlab
     double loss = 0.0;
     // softplus > 0: every row with a positive and a negative counts, even where it underflows.
     const bool live = lse_p != MARGIN_NEG_INF && lse_n != MARGIN_NEG_INF;
+    const double z = live ? lse_p + lse_n : 0.0;
+    const double sz = live ? sigmoid_f64(z) : 0.0;
     if (live) {
-        const double z = lse_p + lse_n;
         loss = softplus_f64(z);
-        const double sz = sigmoid_f64(z);
+    }
+    if (live || out.inplace) {
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             if (j == skip) {
+                put_none(out, row + j);
                 continue;
             }
-            const double s = (double)D[row + j];
-            double x = 0.0;
-            if (lp(j, x)) {
+            const float dist = D[row + j];
+            const double s = (double)dist;
+            double x = 0.0, w = 0.0;
+            if (!live) {
+                w = 0.0;
+            } else if (lp(j, x)) {
                 const double g = -gamma * fmax(1.0 + mg - s, 0.0);
-                W[row + j] = (float)(sz * exp(x - lse_p) * g);
+                w = sz * exp(x - lse_p) * g;
             } else if (ln(j, x)) {
                 const double g = gamma * fmax(s + mg, 0.0);
-                W[row + j] = (float)(sz * exp(x - lse_n) * g);
+                w = sz * exp(x - lse_n) * g;
             }
+            put_weight(out, row + j, w, dist);
         }
     }
     if (threadIdx.x == 0) {
@@ -149,15 +161,16 @@ __device__ void circle_rows_body(const float* D, const int* lab, const int* rlab
     }
 }
 
-extern "C" __global__ void circle_rows_f32(const float* D, const int* lab, int n, double mg,
-                                           double gamma, float* W, double* part) {
-    circle_rows_body(D, lab, lab, n, n, nullptr, mg, gamma, W, part);
+// In place (RowOut): DW holds the similarities and receives the weights.
+extern "C" __global__ void circle_rows_f32(float* DW, const int* lab, int n, double mg,
+                                           double gamma, double* part) {
+    circle_rows_body(DW, lab, lab, n, n, nullptr, mg, gamma, RowOut{DW, 1, 0}, part);
 }
 
 extern "C" __global__ void circle_ref_rows_f32(const float* D, const int* lab, const int* rlab,
                                                int n, int m, const unsigned* excl, double mg,
                                                double gamma, float* W, double* part) {
-    circle_rows_body(D, lab, rlab, n, m, excl, mg, gamma, W, part);
+    circle_rows_body(D, lab, rlab, n, m, excl, mg, gamma, RowOut{W, 0, 0}, part);
 }
 
 // NT-Xent, x = v / tau with v = -e. Per ordered positive pair (a, p) with L_a = LSE_N(x_a.):
@@ -167,7 +180,7 @@ extern "C" __global__ void circle_ref_rows_f32(const float* D, const int* lab, c
 // inv_tp = 1 / (tau P). part[a] = sum_p l_ap. W final (scaled).
 __device__ void ntxent_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
                                  const unsigned* excl, float sg, double inv_tau, double inv_tp,
-                                 float* W, double* part) {
+                                 RowOut out, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int a = blockIdx.x;
     if (a >= n) {
@@ -186,23 +199,32 @@ __device__ void ntxent_rows_body(const float* D, const int* lab, const int* rlab
     const double lse_n = row_lse(skip, m, neg, red);
     double loss = 0.0, acc = 0.0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
-        if (j == skip || rlab[j] != la) {
+        if (j == skip) {
+            put_none(out, row + j);
             continue;
         }
-        const double x = -(double)(sg * D[row + j]) * inv_tau;
+        if (rlab[j] != la) {
+            continue;
+        }
+        const float dist = D[row + j];
+        const double x = -(double)(sg * dist) * inv_tau;
         loss += softplus_f64(lse_n - x);
         const double t = sigmoid_f64(lse_n - x);
         acc += t;
         // dL/dD = sg dL/de = -sg dL/dv = sg t / (tau P).
-        W[row + j] = (float)(sg * t * inv_tp);
+        put_weight(out, row + j, sg * t * inv_tp, dist);
     }
     loss = block_sum_f64(loss, red);
     acc = block_sum_f64(acc, red);
-    if (acc > 0.0 && lse_n != MARGIN_NEG_INF) {
+    const bool live = acc > 0.0 && lse_n != MARGIN_NEG_INF;
+    if (live || out.inplace) {
+        // The negatives (in the square case never the skipped column, which has the anchor's
+        // label): reads and writes of the same entries.
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             double x = 0.0;
             if (neg(j, x)) {
-                W[row + j] = (float)(-sg * exp(x - lse_n) * acc * inv_tp);
+                const double w = live ? -sg * exp(x - lse_n) * acc * inv_tp : 0.0;
+                put_weight(out, row + j, w, D[row + j]);
             }
         }
     }
@@ -211,16 +233,19 @@ __device__ void ntxent_rows_body(const float* D, const int* lab, const int* rlab
     }
 }
 
-extern "C" __global__ void ntxent_rows_f32(const float* D, const int* lab, int n, float sg,
-                                           double inv_tau, double inv_tp, float* W, double* part) {
-    ntxent_rows_body(D, lab, lab, n, n, nullptr, sg, inv_tau, inv_tp, W, part);
+// In place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void ntxent_rows_f32(float* DW, const int* lab, int n, float sg,
+                                           double inv_tau, double inv_tp, int euclid,
+                                           double* part) {
+    ntxent_rows_body(DW, lab, lab, n, n, nullptr, sg, inv_tau, inv_tp, RowOut{DW, 1, euclid},
+                     part);
 }
 
 extern "C" __global__ void ntxent_ref_rows_f32(const float* D, const int* lab, const int* rlab,
                                                int n, int m, const unsigned* excl, float sg,
                                                double inv_tau, double inv_tp, float* W,
                                                double* part) {
-    ntxent_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, inv_tp, W, part);
+    ntxent_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, inv_tp, RowOut{W, 0, 0}, part);
 }
 
 // SupCon, x = v / tau with v = -e. For a row with |P| >= 1:
@@ -231,7 +256,7 @@ extern "C" __global__ void ntxent_ref_rows_f32(const float* D, const int* lab, c
 // (docs/REFERENCE_SETS.md 3.8; with one positive and no negative L_i = 0 exactly); in the square
 // case with a negative pair every row has a negative, so this is |P| >= 1.
 __device__ void supcon_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
-                                 const unsigned* excl, float sg, double inv_tau, float* W,
+                                 const unsigned* excl, float sg, double inv_tau, RowOut out,
                                  double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
@@ -264,14 +289,19 @@ __device__ void supcon_rows_body(const float* D, const int* lab, const int* rlab
     const bool live = cp > 0.0 && (cn > 0.0 || cp >= 2.0);
     if (live) {
         loss = lse - sp / cp;
-        const double inv_cp = 1.0 / cp;
+    }
+    if (live || out.inplace) {
+        const double inv_cp = live ? 1.0 / cp : 0.0;
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             if (j == skip) {
+                put_none(out, row + j);
                 continue;
             }
-            const double x = -(double)(sg * D[row + j]) * inv_tau;
-            const double g = (exp(x - lse) - (rlab[j] == li ? inv_cp : 0.0)) * inv_tau;
-            W[row + j] = (float)(-sg * g);
+            const float dist = D[row + j];
+            const double x = -(double)(sg * dist) * inv_tau;
+            const double g =
+                live ? (exp(x - lse) - (rlab[j] == li ? inv_cp : 0.0)) * inv_tau : 0.0;
+            put_weight(out, row + j, -sg * g, dist);
         }
     }
     if (threadIdx.x == 0) {
@@ -280,15 +310,16 @@ __device__ void supcon_rows_body(const float* D, const int* lab, const int* rlab
     }
 }
 
-extern "C" __global__ void supcon_rows_f32(const float* D, const int* lab, int n, float sg,
-                                           double inv_tau, float* W, double* part) {
-    supcon_rows_body(D, lab, lab, n, n, nullptr, sg, inv_tau, W, part);
+// In place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void supcon_rows_f32(float* DW, const int* lab, int n, float sg,
+                                           double inv_tau, int euclid, double* part) {
+    supcon_rows_body(DW, lab, lab, n, n, nullptr, sg, inv_tau, RowOut{DW, 1, euclid}, part);
 }
 
 extern "C" __global__ void supcon_ref_rows_f32(const float* D, const int* lab, const int* rlab,
                                                int n, int m, const unsigned* excl, float sg,
                                                double inv_tau, float* W, double* part) {
-    supcon_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, W, part);
+    supcon_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, RowOut{W, 0, 0}, part);
 }
 
 // Generalized lifted structure. With pos_m = sg * pos_margin, neg_m = sg * neg_margin:
@@ -296,7 +327,7 @@ extern "C" __global__ void supcon_ref_rows_f32(const float* D, const int* lab, c
 // N rows (inv_n). part[i*2 + {0,1}] = L_i, [L_i > 0]. W final (scaled).
 __device__ void gen_lifted_rows_body(const float* D, const int* lab, const int* rlab, int n, int m,
                                      const unsigned* excl, float sg, double pos_m, double neg_m,
-                                     double inv_n, float* W, double* part) {
+                                     double inv_n, RowOut out, double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
@@ -323,17 +354,22 @@ __device__ void gen_lifted_rows_body(const float* D, const int* lab, const int* 
     const double lse_n = row_lse(skip, m, ne, red);
     const double arg =
         (lse_p == MARGIN_NEG_INF ? 0.0 : lse_p) + (lse_n == MARGIN_NEG_INF ? 0.0 : lse_n);
-    if (arg > 0.0) {
+    if (arg > 0.0 || out.inplace) {
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             if (j == skip) {
+                put_none(out, row + j);
                 continue;
             }
-            double x = 0.0;
-            if (pe(j, x)) {
-                W[row + j] = (float)(sg * exp(x - lse_p) * inv_n);
+            const float dist = D[row + j];
+            double x = 0.0, w = 0.0;
+            if (!(arg > 0.0)) {
+                w = 0.0;
+            } else if (pe(j, x)) {
+                w = sg * exp(x - lse_p) * inv_n;
             } else if (ne(j, x)) {
-                W[row + j] = (float)(-sg * exp(x - lse_n) * inv_n);
+                w = -sg * exp(x - lse_n) * inv_n;
             }
+            put_weight(out, row + j, w, dist);
         }
     }
     if (threadIdx.x == 0) {
@@ -342,15 +378,18 @@ __device__ void gen_lifted_rows_body(const float* D, const int* lab, const int* 
     }
 }
 
-extern "C" __global__ void gen_lifted_rows_f32(const float* D, const int* lab, int n, float sg,
-                                               double pos_m, double neg_m, double inv_n, float* W,
-                                               double* part) {
-    gen_lifted_rows_body(D, lab, lab, n, n, nullptr, sg, pos_m, neg_m, inv_n, W, part);
+// In place (RowOut): DW holds the distances and receives the weights.
+extern "C" __global__ void gen_lifted_rows_f32(float* DW, const int* lab, int n, float sg,
+                                               double pos_m, double neg_m, double inv_n,
+                                               int euclid, double* part) {
+    gen_lifted_rows_body(DW, lab, lab, n, n, nullptr, sg, pos_m, neg_m, inv_n,
+                         RowOut{DW, 1, euclid}, part);
 }
 
 extern "C" __global__ void gen_lifted_ref_rows_f32(const float* D, const int* lab, const int* rlab,
                                                    int n, int m, const unsigned* excl, float sg,
                                                    double pos_m, double neg_m, double inv_n,
                                                    float* W, double* part) {
-    gen_lifted_rows_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, inv_n, W, part);
+    gen_lifted_rows_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, inv_n, RowOut{W, 0, 0},
+                         part);
 }

@@ -13,13 +13,15 @@
 // times scale). The smooth (softplus) variant has no such structure and loops over partners.
 
 // part[a*stride + {0,1}] = loss sum, active count (written when write_stats).
-// W[a][j] += sg * count * scale, scale = stats[scale_idx] (1 when < 0) (when write_w).
+// W[a][j] += sg * count * scale, scale = stats[scale_idx] (1 when < 0) (when write_w); in place
+// (RowOut, write_w only) every entry of row a is written instead: after the first loop has copied
+// the row to the scratch, each later loop reads only the entries it then writes.
 // scratch: gridDim.x * 2 * cap floats; diff: gridDim.x * (cap + 1) ints; cap = pow2 >= n.
 // Rectangular form (reference sets): row a has m columns labelled rlab and skips column
 // skip_col(excl, a) (the diagonal when excl == nullptr); cap = pow2 >= m.
 __device__ void triplet_body(const float* D, const int* lab, const int* rlab, int n, int m,
                              const unsigned* excl, float sg, double margin, int semihard,
-                             int smooth, float* W, double* part, int stride, int write_stats,
+                             int smooth, RowOut out, double* part, int stride, int write_stats,
                              int write_w, const double* stats, int scale_idx, float* scratch,
                              int* diff, int cap) {
     __shared__ int counts[2];
@@ -62,7 +64,8 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                 if (j == skip) {
                     continue;
                 }
-                const float v = sg * D[row + j];
+                const float dist = D[row + j];
+                const float v = sg * dist;
                 double s = 0.0;
                 if (rlab[j] == la) {
                     for (int t = 0; t < mn; ++t) {
@@ -71,8 +74,8 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                             s += sigmoid_f64((double)v - (double)Q[t] + mg);
                         }
                     }
-                    if (write_w && s != 0.0) {
-                        W[row + j] += (float)(sg * s * scale);
+                    if (write_w) {
+                        put_weight(out, row + j, sg * s * scale, dist);
                     }
                 } else {
                     for (int t = 0; t < mp; ++t) {
@@ -84,8 +87,8 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                             count += 1.0;
                         }
                     }
-                    if (write_w && s != 0.0) {
-                        W[row + j] -= (float)(sg * s * scale);
+                    if (write_w) {
+                        put_weight(out, row + j, -sg * s * scale, dist);
                     }
                 }
             }
@@ -108,7 +111,8 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                 if (is_pos != sort_neg) {
                     continue;
                 }
-                const float v = sg * D[row + j];
+                const float dist = D[row + j];
+                const float v = sg * dist;
                 const double dv = (double)v;
                 int lo, hi;
                 if (sort_neg) {  // v = x, S holds the y values ascending
@@ -150,9 +154,10 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                     } else {
                         loss -= (double)c * dv;
                     }
-                    if (write_w) {
-                        W[row + j] += (float)((is_pos ? sg : -sg) * (double)c * scale);
-                    }
+                }
+                if (write_w) {
+                    const double w = c > 0 ? (is_pos ? sg : -sg) * (double)c * scale : 0.0;
+                    put_weight(out, row + j, w, dist);
                 }
             }
             if (lo_zero > 0) {
@@ -169,7 +174,8 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                 if (is_pos == sort_neg) {
                     continue;
                 }
-                const float v = sg * D[row + j];
+                const float dist = D[row + j];
+                const float v = sg * dist;
                 const int r = partition_point(S, ms, [&](float s) { return s < v; });
                 const int c = df[r];
                 if (c > 0) {
@@ -179,9 +185,19 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                     } else {
                         loss -= (double)c * (double)v;
                     }
-                    if (write_w) {
-                        W[row + j] += (float)((is_pos ? sg : -sg) * (double)c * scale);
-                    }
+                }
+                if (write_w) {
+                    const double w = c > 0 ? (is_pos ? sg : -sg) * (double)c * scale : 0.0;
+                    put_weight(out, row + j, w, dist);
+                }
+            }
+        }
+        if (write_w && out.inplace) {
+            // What no loop above wrote: the skipped column, or the whole row when it lacks a
+            // positive or a negative (the first loop's reads ended at its barrier).
+            for (int j = threadIdx.x; j < m; j += blockDim.x) {
+                if (j == skip || mp == 0 || mn == 0) {
+                    put_none(out, row + j);
                 }
             }
         }
@@ -194,13 +210,25 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
     }
 }
 
-extern "C" __global__ void triplet_rows_f32(const float* D, const int* lab, int n, float sg,
-                                            double margin, int semihard, int smooth, float* W,
+// In place (RowOut, with write_w): DW holds the distances and receives the weights.
+extern "C" __global__ void triplet_rows_f32(float* DW, const int* lab, int n, float sg,
+                                            double margin, int semihard, int smooth, int euclid,
                                             double* part, int stride, int write_stats,
                                             int write_w, const double* stats, int scale_idx,
                                             float* scratch, int* diff, int cap) {
-    triplet_body(D, lab, lab, n, n, nullptr, sg, margin, semihard, smooth, W, part, stride,
-                 write_stats, write_w, stats, scale_idx, scratch, diff, cap);
+    triplet_body(DW, lab, lab, n, n, nullptr, sg, margin, semihard, smooth,
+                 RowOut{DW, 1, euclid}, part, stride, write_stats, write_w, stats, scale_idx,
+                 scratch, diff, cap);
+}
+
+// Into a separate, zeroed W (the quadruplet's first term, which reads D again afterwards).
+extern "C" __global__ void triplet_rows_w_f32(const float* D, const int* lab, int n, float sg,
+                                              double margin, int semihard, int smooth, float* W,
+                                              double* part, int stride, int write_stats,
+                                              int write_w, const double* stats, int scale_idx,
+                                              float* scratch, int* diff, int cap) {
+    triplet_body(D, lab, lab, n, n, nullptr, sg, margin, semihard, smooth, RowOut{W, 0, 0},
+                 part, stride, write_stats, write_w, stats, scale_idx, scratch, diff, cap);
 }
 
 extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, const int* rlab,
@@ -210,6 +238,6 @@ extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, 
                                                 int write_stats, int write_w,
                                                 const double* stats, int scale_idx,
                                                 float* scratch, int* diff, int cap) {
-    triplet_body(D, lab, rlab, n, m, excl, sg, margin, semihard, smooth, W, part, stride,
-                 write_stats, write_w, stats, scale_idx, scratch, diff, cap);
+    triplet_body(D, lab, rlab, n, m, excl, sg, margin, semihard, smooth, RowOut{W, 0, 0}, part,
+                 stride, write_stats, write_w, stats, scale_idx, scratch, diff, cap);
 }

@@ -168,42 +168,39 @@ impl CudaBackend {
         self.distances(xhat, n, None, d, kind_code(metric.distance), &mut dmat)?;
         let info = LabelInfo::new(input.labels);
         let lab = self.stream.clone_htod(&info.ids).map_err(dev_err)?;
-        let mut w = self.zeros::<f32>(nn)?;
         let square = SquareInput {
-            dmat: &dmat,
             lab: &lab,
             info: &info,
             n,
             sg: sign(metric),
+            euclid: i32::from(metric.distance == margin_core::Distance::Euclidean),
         };
-        let three = self.weights_square(loss, &square, &mut w)?;
-        match &normed {
-            Some((xh, norms)) => {
-                let mut g = self.zeros::<f32>(n * d)?;
-                self.chain_square(
-                    &mut w,
-                    &dmat,
-                    &lab,
-                    &three.stats,
-                    three.scales,
-                    xh,
-                    (n, d),
-                    metric.distance,
-                    &mut g,
-                )?;
-                self.normalize_backward(&g, xh, norms, (n, d), grad)?;
-            }
-            None => self.chain_square(
-                &mut w,
-                &dmat,
+        // Most losses overwrite the distances with their weights (one N x N matrix in all).
+        let (three, separate) = self.weights_square(loss, &square, &mut dmat)?;
+        let (mut w, dist) = match separate {
+            Some(w) => (w, Some(dmat)),
+            None => (dmat, None),
+        };
+        let chain = |rows: &CudaSlice<f32>, out: &mut CudaSlice<f32>, w: &mut CudaSlice<f32>| {
+            self.chain_square(
+                w,
+                dist.as_ref(),
                 &lab,
                 &three.stats,
                 three.scales,
-                xhat,
+                rows,
                 (n, d),
                 metric.distance,
-                grad,
-            )?,
+                out,
+            )
+        };
+        match &normed {
+            Some((xh, norms)) => {
+                let mut g = self.zeros::<f32>(n * d)?;
+                chain(xh, &mut g, &mut w)?;
+                self.normalize_backward(&g, xh, norms, (n, d), grad)?;
+            }
+            None => chain(xhat, grad, &mut w)?,
         }
         let stats = self.stream.clone_dtoh(&three.stats).map_err(dev_err)?;
         self.stream.synchronize().map_err(dev_err)?;

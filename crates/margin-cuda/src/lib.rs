@@ -21,8 +21,12 @@
 //! generalized to column labels and one excluded self column per row, the chain is `W R̂` to the
 //! batch only (no `W + Wᵀ`), and lifted structure reproduces PML's index aliasing.
 //!
-//! Memory: the distance matrix and the weight matrix are both N x N f32 (2 x 16 GiB at
-//! N = 65536); the batch-all quadruplet loss additionally sorts all ordered positive pairs.
+//! Memory: one N x N f32 matrix (16 GiB at N = 65536), as the SPEC's Cost section allows: the
+//! weight kernels overwrite the distances with `dL/dD` row by row, in place (each block reads its
+//! row before writing it; the euclidean `1/d` of the chain is applied there, while the distance
+//! is at hand). The quadruplet losses read distances again after their first weights, so they
+//! keep a second N x N matrix for the weights; batch-all also sorts all ordered positive pairs.
+//! Reference sets keep an N x M weight matrix beside the N x M distances.
 
 mod backend;
 mod cache;

@@ -79,14 +79,31 @@ pub(crate) struct StageThree {
     pub finish: Finish,
 }
 
-/// The distance matrix and what the loss kernels read with it.
+/// What the loss kernels read beside the N x N distance matrix.
 pub(crate) struct SquareInput<'a> {
-    pub dmat: &'a CudaSlice<f32>,
     pub lab: &'a CudaSlice<i32>,
     pub info: &'a LabelInfo,
     pub n: usize,
     /// +1 for a distance, −1 for a similarity.
     pub sg: f32,
+    /// 1 for the euclidean distance: in-place weights come out divided by the distance they
+    /// replace (the chain's `dD/dx` factor), since the distance is gone afterwards.
+    pub euclid: i32,
+}
+
+/// The quadruplet losses' input: the distances beside the labels (they read the distances again
+/// after writing their first weights, so their weights go to a separate matrix).
+pub(crate) struct QuadInput<'a> {
+    pub dmat: &'a CudaSlice<f32>,
+    pub square: &'a SquareInput<'a>,
+}
+
+impl<'a> std::ops::Deref for QuadInput<'a> {
+    type Target = SquareInput<'a>;
+
+    fn deref(&self) -> &SquareInput<'a> {
+        self.square
+    }
 }
 
 /// Scratch bytes the per-anchor triplet kernel may take (its blocks each hold `2 cap` floats and
@@ -103,7 +120,19 @@ pub(crate) fn triplet_blocks(rows: usize, cap: usize) -> usize {
     rows.clamp(1, 1024).min(fit)
 }
 
-/// Flags and outputs of one `triplet_rows_f32` launch.
+/// Where the per-anchor triplet kernel reads distances and writes weights.
+pub(crate) enum TripletTarget<'a> {
+    /// `triplet_rows_f32`: the distances, overwritten with the weights (the triplet loss).
+    InPlace(&'a mut CudaSlice<f32>),
+    /// `triplet_rows_w_f32`: distances read, weights added to a separate zeroed matrix (the
+    /// quadruplet's first term).
+    Separate {
+        dmat: &'a CudaSlice<f32>,
+        w: &'a mut CudaSlice<f32>,
+    },
+}
+
+/// Flags and outputs of one per-anchor triplet launch.
 pub(crate) struct TripletPass<'a> {
     pub margin: f64,
     pub semihard: bool,
@@ -117,8 +146,39 @@ pub(crate) struct TripletPass<'a> {
 }
 
 impl CudaBackend {
-    /// Stage 3 for every loss without centers; `w` (N x N, zeroed) receives dL/dD.
+    /// Stage 3 for every loss without centers. `dw` holds the N x N distances; most losses
+    /// overwrite it with dL/dD in place (already divided by the distance for the euclidean
+    /// chain; shaders/cuda/common.cuh `RowOut`), so the loss keeps one N x N matrix as the SPEC's
+    /// Cost section asks. The quadruplet loss reads distances again after its first weights, so
+    /// it returns its dL/dD in a separate matrix (raw: chain_prep divides) and leaves `dw` as is.
     pub(crate) fn weights_square(
+        &self,
+        loss: &Loss,
+        inp: &SquareInput<'_>,
+        dw: &mut CudaSlice<f32>,
+    ) -> Result<(StageThree, Option<CudaSlice<f32>>)> {
+        if let Loss::Quadruplet(c) = loss {
+            let mut w = self.zeros::<f32>(inp.n * inp.n)?;
+            let quad = QuadInput {
+                dmat: dw,
+                square: inp,
+            };
+            let three = match c.mining {
+                Mining::All => self.quadruplet(&quad, &mut w, c.margin, c.margin2)?,
+                Mining::Hard => self.quadruplet_hard(&quad, &mut w, c.margin, c.margin2)?,
+                Mining::SemiHard => {
+                    return Err(margin_core::MarginError::config(
+                        "quadruplet mining must be all or hard",
+                    ));
+                }
+            };
+            return Ok((three, Some(w)));
+        }
+        Ok((self.weights_in_place(loss, inp, dw)?, None))
+    }
+
+    /// Stage 3 of every loss but the quadruplet, in place over `w` (the distances).
+    fn weights_in_place(
         &self,
         loss: &Loss,
         inp: &SquareInput<'_>,
@@ -128,6 +188,7 @@ impl CudaBackend {
         let ni = as_i32(n, "N")?;
         let sg = inp.sg;
         let sgd = f64::from(sg);
+        let eu = &inp.euclid;
         match loss {
             Loss::Contrastive(c) => {
                 let (pm, nm) = (sgd * c.pos_margin, sgd * c.neg_margin);
@@ -136,7 +197,7 @@ impl CudaBackend {
                     self,
                     "contrastive_rows_f32",
                     rows_cfg(n)?,
-                    [inp.dmat, inp.lab, &ni, &sg, &pm, &nm, w, &mut part]
+                    [w, inp.lab, &ni, &sg, &pm, &nm, eu, &mut part]
                 )?;
                 let mut stats = self.reduce_stats(&part, n, 4, 2)?;
                 self.safe_inverse(&mut stats, 1, 4)?;
@@ -155,9 +216,7 @@ impl CudaBackend {
                         self,
                         "triplet_hard_rows_f32",
                         rows_cfg(n)?,
-                        [
-                            inp.dmat, inp.lab, &ni, &sg, &c.margin, &smooth, w, &mut part
-                        ]
+                        [w, inp.lab, &ni, &sg, &c.margin, &smooth, eu, &mut part]
                     )?;
                 } else {
                     let none = self.zeros::<f64>(1)?;
@@ -172,7 +231,7 @@ impl CudaBackend {
                         stats: &none,
                         scale_idx: -1,
                     };
-                    self.triplet_rows(inp, w, pass)?;
+                    self.triplet_rows(inp, TripletTarget::InPlace(w), pass)?;
                 }
                 let mut stats = self.reduce_stats(&part, n, 2, 1)?;
                 self.safe_inverse(&mut stats, 1, 2)?;
@@ -189,7 +248,7 @@ impl CudaBackend {
                     self,
                     "lifted_lse_f32",
                     rows_cfg(n)?,
-                    [inp.dmat, inp.lab, &ni, &sg, &nm, &mut lse]
+                    [&*w, inp.lab, &ni, &sg, &nm, &mut lse]
                 )?;
                 let pairs = inp.info.positive_pairs();
                 let inv = if pairs > 0 { 1.0 / pairs as f64 } else { 0.0 };
@@ -198,9 +257,7 @@ impl CudaBackend {
                     self,
                     "lifted_rows_f32",
                     rows_cfg(n)?,
-                    [
-                        inp.dmat, inp.lab, &ni, &sg, &nm, &pm, &lse, &inv, w, &mut part
-                    ]
+                    [w, inp.lab, &ni, &sg, &nm, &pm, &lse, &inv, eu, &mut part]
                 )?;
                 Ok(StageThree {
                     stats: self.reduce_stats(&part, n, 2, 0)?,
@@ -212,39 +269,38 @@ impl CudaBackend {
                 let (anchors, positives) = inp.info.npair_pairs();
                 let k = anchors.len();
                 if k < 2 {
-                    return Ok(StageThree {
-                        stats: self.zeros::<f64>(1)?,
-                        scales: (-1, -1),
-                        finish: Finish::NPair { k },
-                    });
+                    return self.nothing_in_place(Finish::NPair { k }, w);
                 }
                 let ki = as_i32(k, "k")?;
-                let anc = self
-                    .stream
-                    .clone_htod(&anchors)
-                    .map_err(crate::device::dev_err)?;
-                let pos = self
-                    .stream
-                    .clone_htod(&positives)
-                    .map_err(crate::device::dev_err)?;
+                // Which anchor each row is, and which positive each column (-1: none).
+                let mut slot_of = vec![-1i32; n];
+                let mut col_of = vec![-1i32; n];
+                for (i, (&a, &p)) in anchors.iter().zip(&positives).enumerate() {
+                    let i = as_i32(i, "k")?;
+                    if let Some(s) = usize::try_from(a).ok().and_then(|a| slot_of.get_mut(a)) {
+                        *s = i;
+                    }
+                    if let Some(c) = usize::try_from(p).ok().and_then(|p| col_of.get_mut(p)) {
+                        *c = i;
+                    }
+                }
+                let upload = |v: &[i32]| self.stream.clone_htod(v).map_err(crate::device::dev_err);
+                let (anc, pos) = (upload(&anchors)?, upload(&positives)?);
+                let (slot_dev, col_dev) = (upload(&slot_of)?, upload(&col_of)?);
                 let mut part = self.zeros::<f64>(k)?;
                 launch!(
                     self,
                     "npair_rows_f32",
-                    rows_cfg(k)?,
-                    [inp.dmat, &ni, &anc, &pos, &ki, &sg, w, &mut part]
+                    rows_cfg(n)?,
+                    [
+                        w, &ni, &anc, &pos, &slot_dev, &col_dev, &ki, &sg, eu, &mut part
+                    ]
                 )?;
                 Ok(StageThree {
                     stats: self.reduce_stats(&part, k, 1, 0)?,
                     scales: (-1, -1),
                     finish: Finish::NPair { k },
                 })
-            }
-            Loss::Quadruplet(c) if c.mining == Mining::All => {
-                self.quadruplet(inp, w, c.margin, c.margin2)
-            }
-            Loss::Quadruplet(c) if c.mining == Mining::Hard => {
-                self.quadruplet_hard(inp, w, c.margin, c.margin2)
             }
             Loss::MultiSimilarity(c) => self.multi_similarity(c, inp, w),
             Loss::Circle(c) => self.circle(c, inp, w),
@@ -255,7 +311,7 @@ impl CudaBackend {
                 "triplet-center needs centers",
             )),
             Loss::Quadruplet(_) => Err(margin_core::MarginError::config(
-                "quadruplet mining must be all or hard",
+                "the quadruplet loss keeps a separate weight matrix",
             )),
         }
     }
@@ -264,7 +320,7 @@ impl CudaBackend {
     pub(crate) fn triplet_rows(
         &self,
         inp: &SquareInput<'_>,
-        w: &mut CudaSlice<f32>,
+        target: TripletTarget<'_>,
         p: TripletPass<'_>,
     ) -> Result<()> {
         let n = inp.n;
@@ -281,30 +337,56 @@ impl CudaBackend {
         };
         let (semihard, smooth) = (i32::from(p.semihard), i32::from(p.smooth));
         let (ws, ww) = (i32::from(p.write_stats), i32::from(p.write_w));
-        launch!(
-            self,
-            "triplet_rows_f32",
-            cfg,
-            [
-                inp.dmat,
-                inp.lab,
-                &ni,
-                &inp.sg,
-                &p.margin,
-                &semihard,
-                &smooth,
-                w,
-                p.part,
-                &p.stride,
-                &ws,
-                &ww,
-                p.stats,
-                &p.scale_idx,
-                &mut scratch,
-                &mut diff,
-                &capi
-            ]
-        )
+        match target {
+            TripletTarget::InPlace(dw) => launch!(
+                self,
+                "triplet_rows_f32",
+                cfg,
+                [
+                    dw,
+                    inp.lab,
+                    &ni,
+                    &inp.sg,
+                    &p.margin,
+                    &semihard,
+                    &smooth,
+                    &inp.euclid,
+                    p.part,
+                    &p.stride,
+                    &ws,
+                    &ww,
+                    p.stats,
+                    &p.scale_idx,
+                    &mut scratch,
+                    &mut diff,
+                    &capi
+                ]
+            ),
+            TripletTarget::Separate { dmat, w } => launch!(
+                self,
+                "triplet_rows_w_f32",
+                cfg,
+                [
+                    dmat,
+                    inp.lab,
+                    &ni,
+                    &inp.sg,
+                    &p.margin,
+                    &semihard,
+                    &smooth,
+                    w,
+                    p.part,
+                    &p.stride,
+                    &ws,
+                    &ww,
+                    p.stats,
+                    &p.scale_idx,
+                    &mut scratch,
+                    &mut diff,
+                    &capi
+                ]
+            ),
+        }
     }
 }
 

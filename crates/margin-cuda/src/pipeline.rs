@@ -129,12 +129,14 @@ impl CudaBackend {
 
     /// Stage 4, square case: `w` (N x N, dL/dD, possibly raw counts) becomes `M'` in place and
     /// `out` (N x D) gets `alpha (diag(rowsum M') X̂ − M' X̂)` for a distance or `M' X̂` for a
-    /// similarity. Scales come from `stats[pos_idx]` / `stats[neg_idx]` by pair class.
+    /// similarity. Scales come from `stats[pos_idx]` / `stats[neg_idx]` by pair class. `dmat`
+    /// is the distance matrix when `w` is a separate matrix (the euclidean chain divides by it);
+    /// `None` when `w` was written in place over the distances, already divided.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn chain_square(
         &self,
         w: &mut CudaSlice<f32>,
-        dmat: &CudaSlice<f32>,
+        dmat: Option<&CudaSlice<f32>>,
         lab: &CudaSlice<i32>,
         stats: &CudaSlice<f64>,
         (pos_idx, neg_idx): (i32, i32),
@@ -144,7 +146,15 @@ impl CudaBackend {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let (ni, di) = (as_i32(n, "N")?, as_i32(d, "D")?);
-        let euclid = i32::from(distance == Distance::Euclidean);
+        // chain_prep_f32 reads D only for the euclidean division: a one-value stand-in otherwise.
+        let unread;
+        let (dmat, euclid) = match dmat {
+            Some(d) => (d, i32::from(distance == Distance::Euclidean)),
+            None => {
+                unread = self.zeros::<f32>(1)?;
+                (&unread, 0)
+            }
+        };
         let tiles = grid_y(n.div_ceil(16))?;
         let cfg = LaunchConfig {
             grid_dim: (tiles, tiles, 1),

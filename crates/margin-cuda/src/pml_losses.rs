@@ -1,9 +1,10 @@
 //! Stage 3 of the log-sum-exp losses ported from PML 2.9 (multi-similarity, circle, NT-Xent,
 //! SupCon, generalized lifted structure): one `*_rows_f32` launch each (shaders/cuda/
 //! pml_losses.cu), then the per-row partials reduced on the device. Batch-level conditions are
-//! decided here from the labels, which stay on the host.
+//! decided here from the labels, which stay on the host. Every launch overwrites the distance
+//! matrix `w` with the weights in place (shaders/cuda/common.cuh `RowOut`).
 
-use crate::device::{CudaBackend, as_i32, rows_cfg};
+use crate::device::{CudaBackend, as_i32, dev_err, rows_cfg};
 use crate::launch::launch;
 use crate::losses::{Finish, SquareInput, StageThree};
 use cudarc::driver::CudaSlice;
@@ -13,6 +14,16 @@ use margin_core::{
 };
 
 impl CudaBackend {
+    /// [`Self::nothing`] in place: the distance matrix `w` becomes the all-zero weight matrix.
+    pub(crate) fn nothing_in_place(
+        &self,
+        finish: Finish,
+        w: &mut CudaSlice<f32>,
+    ) -> Result<StageThree> {
+        self.stream.memset_zeros(w).map_err(dev_err)?;
+        self.nothing(finish)
+    }
+
     /// A loss of 0 with nothing active and no weights (a batch the loss ignores).
     pub(crate) fn nothing(&self, finish: Finish) -> Result<StageThree> {
         Ok(StageThree {
@@ -44,7 +55,16 @@ impl CudaBackend {
             "multi_similarity_rows_f32",
             rows_cfg(n)?,
             [
-                inp.dmat, inp.lab, &ni, &inp.sg, &c.alpha, &c.beta, &bp, &inv_n, w, &mut part
+                w,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &c.alpha,
+                &c.beta,
+                &bp,
+                &inv_n,
+                &inp.euclid,
+                &mut part
             ]
         )?;
         Ok(StageThree {
@@ -68,7 +88,7 @@ impl CudaBackend {
             self,
             "circle_rows_f32",
             rows_cfg(n)?,
-            [inp.dmat, inp.lab, &ni, &c.margin, &c.gamma, w, &mut part]
+            [w, inp.lab, &ni, &c.margin, &c.gamma, &mut part]
         )?;
         self.avg_non_zero(&part, n)
     }
@@ -82,7 +102,7 @@ impl CudaBackend {
     ) -> Result<StageThree> {
         let pairs = inp.info.positive_pairs();
         if !Self::has_pos_and_neg(inp) {
-            return self.nothing(Finish::PairMean { pairs: 0 });
+            return self.nothing_in_place(Finish::PairMean { pairs: 0 }, w);
         }
         let n = inp.n;
         let ni = as_i32(n, "N")?;
@@ -94,7 +114,14 @@ impl CudaBackend {
             "ntxent_rows_f32",
             rows_cfg(n)?,
             [
-                inp.dmat, inp.lab, &ni, &inp.sg, &inv_tau, &inv_tp, w, &mut part
+                w,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &inv_tau,
+                &inv_tp,
+                &inp.euclid,
+                &mut part
             ]
         )?;
         Ok(StageThree {
@@ -112,7 +139,7 @@ impl CudaBackend {
         w: &mut CudaSlice<f32>,
     ) -> Result<StageThree> {
         if !Self::has_pos_and_neg(inp) {
-            return self.nothing(Finish::Triplet);
+            return self.nothing_in_place(Finish::Triplet, w);
         }
         let n = inp.n;
         let ni = as_i32(n, "N")?;
@@ -122,7 +149,7 @@ impl CudaBackend {
             self,
             "supcon_rows_f32",
             rows_cfg(n)?,
-            [inp.dmat, inp.lab, &ni, &inp.sg, &inv_tau, w, &mut part]
+            [w, inp.lab, &ni, &inp.sg, &inv_tau, &inp.euclid, &mut part]
         )?;
         self.avg_non_zero(&part, n)
     }
@@ -145,7 +172,15 @@ impl CudaBackend {
             "gen_lifted_rows_f32",
             rows_cfg(n)?,
             [
-                inp.dmat, inp.lab, &ni, &inp.sg, &pm, &nm, &inv_n, w, &mut part
+                w,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &pm,
+                &nm,
+                &inv_n,
+                &inp.euclid,
+                &mut part
             ]
         )?;
         Ok(StageThree {

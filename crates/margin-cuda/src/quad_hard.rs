@@ -4,7 +4,7 @@
 
 use crate::device::{CudaBackend, as_i32, elems_cfg, rows_cfg};
 use crate::launch::launch;
-use crate::losses::{Finish, SquareInput, StageThree};
+use crate::losses::{Finish, QuadInput, StageThree};
 use cudarc::driver::CudaSlice;
 use margin_core::Result;
 
@@ -12,7 +12,7 @@ impl CudaBackend {
     /// Both terms of the hard-mined quadruplet loss; weights final (`scales` -1).
     pub(crate) fn quadruplet_hard(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         w: &mut CudaSlice<f32>,
         margin: f64,
         margin2: f64,

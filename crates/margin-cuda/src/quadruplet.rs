@@ -6,7 +6,7 @@
 
 use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
-use crate::losses::{Finish, SquareInput, StageThree, TripletPass};
+use crate::losses::{Finish, QuadInput, StageThree, TripletPass, TripletTarget};
 use cudarc::driver::CudaSlice;
 use margin_core::Result;
 
@@ -23,7 +23,7 @@ struct TermTwo {
 impl CudaBackend {
     pub(crate) fn quadruplet(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         w: &mut CudaSlice<f32>,
         margin: f64,
         margin2: f64,
@@ -54,7 +54,7 @@ impl CudaBackend {
 
     fn quad_term_one(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         w: &mut CudaSlice<f32>,
         margin: f64,
         part: &mut CudaSlice<f64>,
@@ -72,12 +72,13 @@ impl CudaBackend {
             stats,
             scale_idx: if weights { 5 } else { -1 },
         };
-        self.triplet_rows(inp, w, pass)
+        let target = TripletTarget::Separate { dmat: inp.dmat, w };
+        self.triplet_rows(inp.square, target, pass)
     }
 
     fn quad_term_two_stats(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         margin2: f64,
         part: &mut CudaSlice<f64>,
         npos: u64,
@@ -163,7 +164,7 @@ impl CudaBackend {
 
     fn quad_term_two_pass(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         margin2: f64,
         part: &mut CudaSlice<f64>,
         t: &mut TermTwo,
@@ -178,7 +179,7 @@ impl CudaBackend {
     #[allow(clippy::too_many_arguments)]
     fn quad_neg(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         margin2: f64,
         t: &mut TermTwo,
         stats_pass: bool,
@@ -220,7 +221,7 @@ impl CudaBackend {
     #[allow(clippy::too_many_arguments)]
     fn quad_pos(
         &self,
-        inp: &SquareInput<'_>,
+        inp: &QuadInput<'_>,
         margin2: f64,
         t: &TermTwo,
         stats_pass: bool,

@@ -12,16 +12,19 @@ int main() {
     for (int trial = 0; trial < 16; ++trial) {
         int n = 1 + rng() % 30, C = 1 + rng() % 4;
         std::vector<int> lab(n); for (auto& l : lab) l = rng() % C;
+        // Symmetric, as distance matrices are (lifted reads e_ji as e_ij). The square weight kernels
+        // work in place: W starts as a copy of D and must come back whole (zeros included).
         std::vector<float> D(n * n); for (auto& v : D) v = nrm();
+        for (int i = 0; i < n; ++i) for (int j = 0; j < i; ++j) D[i*n+j] = D[j*n+i];
         float sg = trial % 2 ? -1.f : 1.f; double pm0 = 0.1, nm0 = 0.7;
         double pm = sg * pm0, nm = sg * nm0;
         // lifted
         {
-            std::vector<double> lse(n); std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 2);
+            std::vector<double> lse(n); std::vector<float> W = D; std::vector<double> part(n * 2);
             long long P = 0; for (int i = 0; i < n; ++i) for (int j = 0; j < n; ++j) P += (i != j && lab[i] == lab[j]);
             double inv = P ? 1.0 / P : 0;
             launch({(unsigned)n}, {256}, [&] { lifted_lse_f32(D.data(), lab.data(), n, sg, nm, lse.data()); });
-            launch({(unsigned)n}, {256}, [&] { lifted_rows_f32(D.data(), lab.data(), n, sg, nm, pm, lse.data(), inv, W.data(), part.data()); });
+            launch({(unsigned)n}, {256}, [&] { lifted_rows_f32(W.data(), lab.data(), n, sg, nm, pm, lse.data(), inv, 0, part.data()); });
             std::vector<double> Wb(n * n, 0.0); double loss = 0, cnt = 0;
             auto e = [&](int a, int b) { return (double)(sg * D[a*n+b]); };
             for (int i = 0; i < n; ++i) for (int j = 0; j < n; ++j) { if (i == j || lab[i] != lab[j]) continue;
@@ -42,8 +45,8 @@ int main() {
         }
         // contrastive
         {
-            std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 4);
-            launch({(unsigned)n}, {256}, [&] { contrastive_rows_f32(D.data(), lab.data(), n, sg, pm, nm, W.data(), part.data()); });
+            std::vector<float> W = D; std::vector<double> part(n * 4);
+            launch({(unsigned)n}, {256}, [&] { contrastive_rows_f32(W.data(), lab.data(), n, sg, pm, nm, 0, part.data()); });
             double sp = 0, cp = 0, sn = 0, cn = 0; std::vector<double> Wb(n * n, 0.0);
             for (int i = 0; i < n; ++i) for (int j = 0; j < n; ++j) { if (i == j) continue; double s = D[i*n+j];
                 if (lab[i] == lab[j]) { double v = sg > 0 ? s - pm0 : pm0 - s; if (v > 0) { sp += v; cp++; Wb[i*n+j] = sg; } }
@@ -54,9 +57,9 @@ int main() {
         }
         // hard mining
         for (int smooth = 0; smooth < 2; ++smooth) {
-            std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 2);
+            std::vector<float> W = D; std::vector<double> part(n * 2);
             double m = 0.3;
-            launch({(unsigned)n}, {256}, [&] { triplet_hard_rows_f32(D.data(), lab.data(), n, sg, m, smooth, W.data(), part.data()); });
+            launch({(unsigned)n}, {256}, [&] { triplet_hard_rows_f32(W.data(), lab.data(), n, sg, m, smooth, 0, part.data()); });
             std::vector<double> Wb(n * n, 0.0); double loss = 0, cnt = 0;
             for (int a = 0; a < n; ++a) { int bp = -1, bn = -1;
                 for (int j = 0; j < n; ++j) { if (j == a) continue; float e = sg * D[a*n+j];
@@ -72,8 +75,9 @@ int main() {
         // n-pair with arbitrary distinct anchor/positive rows
         if (n >= 4) {
             int k = n / 2; std::vector<int> anc(k), pos(k); for (int i = 0; i < k; ++i) { anc[i] = 2*i; pos[i] = 2*i+1; }
-            std::vector<float> W(n * n, 0.f); std::vector<double> part(k);
-            launch({(unsigned)k}, {256}, [&] { npair_rows_f32(D.data(), n, anc.data(), pos.data(), k, sg, W.data(), part.data()); });
+            std::vector<float> W = D; std::vector<double> part(k);
+            std::vector<int> slot(n, -1), col(n, -1); for (int i = 0; i < k; ++i) { slot[anc[i]] = i; col[pos[i]] = i; }
+            launch({(unsigned)n}, {256}, [&] { npair_rows_f32(W.data(), n, anc.data(), pos.data(), slot.data(), col.data(), k, sg, 0, part.data()); });
             std::vector<double> Wb(n * n, 0.0); double loss = 0;
             for (int i = 0; i < k; ++i) { double mx = -1e300; for (int j = 0; j < k; ++j) mx = std::max(mx, -(double)sg*D[anc[i]*n+pos[j]]);
                 double s = 0; for (int j = 0; j < k; ++j) s += exp(-(double)sg*D[anc[i]*n+pos[j]] - mx); double lse = mx + log(s);

@@ -24,8 +24,8 @@ struct Case { int n; std::vector<int> lab; std::vector<float> D; float sg; int C
 
 static void multi_similarity(const Case& c) {
     int n = c.n; float sg = c.sg; double al = 2, be = 50 * 0.2, base = 0.5, bp = sg * base;
-    std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 3);
-    launch({(unsigned)n}, {TH}, [&] { multi_similarity_rows_f32(c.D.data(), c.lab.data(), n, sg, al, be, bp, 1.0 / n, W.data(), part.data()); });
+    std::vector<float> W = c.D; std::vector<double> part(n * 3);  // in place: W starts as D
+    launch({(unsigned)n}, {TH}, [&] { multi_similarity_rows_f32(W.data(), c.lab.data(), n, sg, al, be, bp, 1.0 / n, 0, part.data()); });
     std::vector<double> Wb(n * n, 0.0); double loss = 0, a0 = 0, a1 = 0;
     for (int i = 0; i < n; ++i) {
         double sp = 1, sn = 1; bool hp = false, hn = false;
@@ -42,8 +42,8 @@ static void multi_similarity(const Case& c) {
 
 static void circle(const Case& c) {
     int n = c.n; double m = 0.4, gm = 8;  // smaller gamma keeps the brute force's plain exp finite
-    std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 2);
-    launch({(unsigned)n}, {TH}, [&] { circle_rows_f32(c.D.data(), c.lab.data(), n, m, gm, W.data(), part.data()); });
+    std::vector<float> W = c.D; std::vector<double> part(n * 2);
+    launch({(unsigned)n}, {TH}, [&] { circle_rows_f32(W.data(), c.lab.data(), n, m, gm, part.data()); });
     std::vector<double> Wb(n * n, 0.0); double loss = 0, cnt = 0;
     for (int i = 0; i < n; ++i) {
         std::vector<double> lp, ln;
@@ -67,8 +67,8 @@ static void ntxent(const Case& c) {
     int n = c.n; float sg = c.sg; double tau = 0.3;
     long long P = 0; for (int i = 0; i < n; ++i) for (int j = 0; j < n; ++j) P += i != j && c.lab[i] == c.lab[j];
     if (P == 0) return;  // the host returns 0 before launching
-    std::vector<float> W(n * n, 0.f); std::vector<double> part(n);
-    launch({(unsigned)n}, {TH}, [&] { ntxent_rows_f32(c.D.data(), c.lab.data(), n, sg, 1 / tau, 1 / (tau * P), W.data(), part.data()); });
+    std::vector<float> W = c.D; std::vector<double> part(n);
+    launch({(unsigned)n}, {TH}, [&] { ntxent_rows_f32(W.data(), c.lab.data(), n, sg, 1 / tau, 1 / (tau * P), 0, part.data()); });
     std::vector<double> Wb(n * n, 0.0); double loss = 0;
     auto v = [&](int a, int b) { return -(double)(sg * c.D[a*n+b]); };
     for (int a = 0; a < n; ++a) {
@@ -86,8 +86,8 @@ static void ntxent(const Case& c) {
 
 static void supcon(const Case& c) {
     int n = c.n; float sg = c.sg; double tau = 0.5;
-    std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 2);
-    launch({(unsigned)n}, {TH}, [&] { supcon_rows_f32(c.D.data(), c.lab.data(), n, sg, 1 / tau, W.data(), part.data()); });
+    std::vector<float> W = c.D; std::vector<double> part(n * 2);
+    launch({(unsigned)n}, {TH}, [&] { supcon_rows_f32(W.data(), c.lab.data(), n, sg, 1 / tau, 0, part.data()); });
     std::vector<double> Wb(n * n, 0.0); double loss = 0, cnt = 0;
     auto v = [&](int a, int b) { return -(double)(sg * c.D[a*n+b]) / tau; };
     for (int i = 0; i < n; ++i) {
@@ -107,8 +107,8 @@ static void supcon(const Case& c) {
 
 static void gen_lifted(const Case& c) {
     int n = c.n; float sg = c.sg; double pm = sg * 0.1, nm = sg * 1.0;
-    std::vector<float> W(n * n, 0.f); std::vector<double> part(n * 2);
-    launch({(unsigned)n}, {TH}, [&] { gen_lifted_rows_f32(c.D.data(), c.lab.data(), n, sg, pm, nm, 1.0 / n, W.data(), part.data()); });
+    std::vector<float> W = c.D; std::vector<double> part(n * 2);
+    launch({(unsigned)n}, {TH}, [&] { gen_lifted_rows_f32(W.data(), c.lab.data(), n, sg, pm, nm, 1.0 / n, 0, part.data()); });
     std::vector<double> Wb(n * n, 0.0); double loss = 0, cnt = 0;
     for (int i = 0; i < n; ++i) {
         std::vector<double> pe, ne;

@@ -17,10 +17,13 @@ static double run_gpu(int loss, int kind, bool normalize, std::vector<float> x, 
     if (kind != 2) launch({(unsigned)n}, {256}, [&] { row_sqnorms_f32(xh.data(), sq.data(), n, d); });
     launch({cdiv(n, 64), cdiv(n, 64)}, {256}, [&] { pairwise_f32(xh.data(), xh.data(), sq.data(), sq.data(), D.data(), n, n, d, kind); });
     float sg = kind == 2 ? -1.f : 1.f;
+    // The weight kernels work in place: W starts as the distances and comes back as dL/dD, already
+    // divided by the distance for the euclidean chain (so chain_prep does not divide again).
+    W = D; int euclid = kind == 0;
     std::vector<double> part, stats; int pi = -1, ni_ = -1; double result = 0;
     if (loss == 0) {
         part.assign(n * 4, 0); double pm = sg * 0.0, nm = sg * 1.0;
-        launch({(unsigned)n}, {256}, [&] { contrastive_rows_f32(D.data(), lab.data(), n, sg, pm, nm, W.data(), part.data()); });
+        launch({(unsigned)n}, {256}, [&] { contrastive_rows_f32(W.data(), lab.data(), n, sg, pm, nm, euclid, part.data()); });
         stats.assign(6, 0);
         launch({4}, {256}, [&] { reduce_cols_f64(part.data(), n, 4, stats.data()); });
         launch({1}, {1}, [&] { safe_inverse_f64(stats.data(), 1, 4); safe_inverse_f64(stats.data(), 3, 5); });
@@ -29,7 +32,7 @@ static double run_gpu(int loss, int kind, bool normalize, std::vector<float> x, 
     } else if (loss == 1) {
         part.assign(n * 2, 0); int cap = 1; while (cap < n) cap <<= 1; int blocks = std::min(n, 1024);
         std::vector<float> scratch(blocks * 2 * cap); std::vector<int> diff(blocks * (cap + 1)); std::vector<double> none(1);
-        launch({(unsigned)blocks}, {256}, [&] { triplet_rows_f32(D.data(), lab.data(), n, sg, 0.05, 0, 0, W.data(), part.data(), 2, 1, 1, none.data(), -1, scratch.data(), diff.data(), cap); });
+        launch({(unsigned)blocks}, {256}, [&] { triplet_rows_f32(W.data(), lab.data(), n, sg, 0.05, 0, 0, euclid, part.data(), 2, 1, 1, none.data(), -1, scratch.data(), diff.data(), cap); });
         stats.assign(3, 0);
         launch({2}, {256}, [&] { reduce_cols_f64(part.data(), n, 2, stats.data()); });
         launch({1}, {1}, [&] { safe_inverse_f64(stats.data(), 1, 2); });
@@ -39,13 +42,13 @@ static double run_gpu(int loss, int kind, bool normalize, std::vector<float> x, 
         launch({(unsigned)n}, {256}, [&] { lifted_lse_f32(D.data(), lab.data(), n, sg, nm, lse.data()); });
         long long P = 0; for (int i = 0; i < n; ++i) for (int j = 0; j < n; ++j) P += i != j && lab[i] == lab[j];
         double inv = 1.0 / P; part.assign(n * 2, 0);
-        launch({(unsigned)n}, {256}, [&] { lifted_rows_f32(D.data(), lab.data(), n, sg, nm, pm, lse.data(), inv, W.data(), part.data()); });
+        launch({(unsigned)n}, {256}, [&] { lifted_rows_f32(W.data(), lab.data(), n, sg, nm, pm, lse.data(), inv, euclid, part.data()); });
         stats.assign(2, 0);
         launch({2}, {256}, [&] { reduce_cols_f64(part.data(), n, 2, stats.data()); });
         result = stats[0] * inv;
     }
-    int euclid = kind == 0; unsigned t = cdiv(n, 16);
-    launch({t, t}, {16, 16}, [&] { chain_prep_f32(W.data(), D.data(), lab.data(), stats.data(), pi, ni_, n, euclid); });
+    unsigned t = cdiv(n, 16);
+    launch({t, t}, {16, 16}, [&] { chain_prep_f32(W.data(), D.data(), lab.data(), stats.data(), pi, ni_, n, 0); });
     bool sim = kind == 2;
     if (!sim) launch({(unsigned)n}, {256}, [&] { row_sums_f32(W.data(), rs.data(), n, n); });
     float alpha = kind == 1 ? 2.f : 1.f;
