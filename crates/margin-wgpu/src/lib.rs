@@ -21,8 +21,8 @@
 //! Memory: a loss over N rows keeps one N x N f32 matrix (N x M with a reference set) on the
 //! device, as the SPEC's Cost section asks: E, the distances, which the weight kernels overwrite
 //! row by row with their weights W (`weight_out` in common.wgsl), and which then becomes the
-//! gradient multiplier in place. The quadruplet losses and the smooth triplet read E after
-//! weights are written and keep W in a second matrix; quadruplet also adds four sort buffers of
+//! gradient multiplier in place. The quadruplet losses read E after weights are written and keep
+//! W in a second matrix; they also add four sort buffers of
 //! `next_power_of_two(N^2)` values (`N M` with a reference set, two of them twice as long; mining
 //! all; hard mining needs O(N) more). Each must fit one storage binding; when the adapter's
 //! binding limit is smaller the call returns `MarginError::OutOfMemory` saying so.

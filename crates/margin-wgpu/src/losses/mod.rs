@@ -233,13 +233,9 @@ pub(crate) fn inv(count: u64) -> f32 {
 
 /// The losses whose weight kernels read E after weights were written (they cannot work in place):
 /// the quadruplet (term 2 reads distances after term 1's weights; batch-hard scatters into a
-/// cleared W) and the smooth triplet (every entry reads its whole row).
+/// cleared W).
 fn keeps_weights_apart(loss: &Loss) -> bool {
-    match loss {
-        Loss::Quadruplet(_) => true,
-        Loss::Triplet(c) => c.smooth && c.mining != margin_core::Mining::Hard,
-        _ => false,
-    }
+    matches!(loss, Loss::Quadruplet(_))
 }
 
 /// Rule 2.3 of docs/REFERENCE_SETS.md: the pair losses give 0 when there is at most one positive
