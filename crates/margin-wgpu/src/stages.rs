@@ -35,9 +35,11 @@ impl PairMode {
     }
 }
 
-/// chain.wgsl modes.
-pub fn chain_mode(metric: Metric) -> u32 {
+/// chain.wgsl modes. `in_place`: the weights overwrote E and are already divided by the euclidean
+/// distance there (`weight_out` in common.wgsl), so the euclidean mode is 3, which reads no E.
+pub fn chain_mode(metric: Metric, in_place: bool) -> u32 {
     match metric.distance {
+        Distance::Euclidean if in_place => 3,
         Distance::Euclidean => 0,
         Distance::SquaredEuclidean => 1,
         Distance::Cosine | Distance::Dot => 2,

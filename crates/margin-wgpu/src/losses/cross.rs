@@ -164,7 +164,7 @@ pub(crate) fn triplet_center_loss(
         &e,
         n,
         k,
-        stages::chain_mode(metric),
+        stages::chain_mode(metric, false),
         1.0,
         1.0,
     )?;
@@ -279,7 +279,7 @@ pub(crate) fn npair_loss(
         &e,
         k,
         k,
-        stages::chain_mode(metric),
+        stages::chain_mode(metric, false),
         1.0,
         1.0,
     )?;

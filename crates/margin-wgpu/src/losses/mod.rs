@@ -334,12 +334,12 @@ pub(crate) fn square_loss(
     };
 
     let mut b = gpu.batch();
-    // In place, E is gone: the euclidean weights were divided there (mode 3) and the chain kernel
-    // gets a stand-in it never reads.
+    // In place, E is gone: the chain kernel gets a stand-in it never reads.
     let w = sq_.target();
-    let (chain, e) = match (&sq_.w, stages::chain_mode(metric)) {
-        (Some(_), mode) => (mode, sq_.e.clone()),
-        (None, mode) => (if mode == 0 { 3 } else { mode }, gpu.scratch("unread", 1)?),
+    let chain = stages::chain_mode(metric, sq_.w.is_none());
+    let e = match &sq_.w {
+        Some(_) => sq_.e.clone(),
+        None => gpu.scratch("unread", 1)?,
     };
     match &reference_rows {
         None => {
