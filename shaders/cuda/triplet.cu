@@ -210,7 +210,8 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
     }
 }
 
-// In place (RowOut, with write_w): DW holds the distances and receives the weights.
+// In place (RowOut, with write_w): DW holds the distances and receives the weights. The
+// quadruplet's first term runs it over a copy of the distances (euclid = 0: raw weights).
 extern "C" __global__ void triplet_rows_f32(float* DW, const int* lab, int n, float sg,
                                             double margin, int semihard, int smooth, int euclid,
                                             double* part, int stride, int write_stats,
@@ -219,16 +220,6 @@ extern "C" __global__ void triplet_rows_f32(float* DW, const int* lab, int n, fl
     triplet_body(DW, lab, lab, n, n, nullptr, sg, margin, semihard, smooth,
                  RowOut{DW, 1, euclid}, part, stride, write_stats, write_w, stats, scale_idx,
                  scratch, diff, cap);
-}
-
-// Into a separate, zeroed W (the quadruplet's first term, which reads D again afterwards).
-extern "C" __global__ void triplet_rows_w_f32(const float* D, const int* lab, int n, float sg,
-                                              double margin, int semihard, int smooth, float* W,
-                                              double* part, int stride, int write_stats,
-                                              int write_w, const double* stats, int scale_idx,
-                                              float* scratch, int* diff, int cap) {
-    triplet_body(D, lab, lab, n, n, nullptr, sg, margin, semihard, smooth, RowOut{W, 0, 0},
-                 part, stride, write_stats, write_w, stats, scale_idx, scratch, diff, cap);
 }
 
 extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, const int* rlab,

@@ -68,7 +68,6 @@ pub const KERNEL_NAMES: &[&str] = &[
     "triplet_center_rows_f32",
     "triplet_hard_rows_f32",
     "triplet_rows_f32",
-    "triplet_rows_w_f32",
     "quad_pair_keys_f32",
     "quad_neg_pairs_f32",
     "quad_pos_pairs_f32",

@@ -2,7 +2,7 @@
 //! their per-row partials into a small f64 stats buffer on the device, and says how stage 4 must
 //! scale the weights and how the host turns the stats into a [`LossStats`] at the very end.
 
-use crate::device::{CudaBackend, as_i32, grid_u32, rows_cfg};
+use crate::device::{CudaBackend, as_i32, dev_err, grid_u32, rows_cfg};
 use crate::labels::LabelInfo;
 use crate::launch::launch;
 use cudarc::driver::{CudaSlice, LaunchConfig};
@@ -80,6 +80,7 @@ pub(crate) struct StageThree {
 }
 
 /// What the loss kernels read beside the N x N distance matrix.
+#[derive(Clone, Copy)]
 pub(crate) struct SquareInput<'a> {
     pub lab: &'a CudaSlice<i32>,
     pub info: &'a LabelInfo,
@@ -120,18 +121,6 @@ pub(crate) fn triplet_blocks(rows: usize, cap: usize) -> usize {
     rows.clamp(1, 1024).min(fit)
 }
 
-/// Where the per-anchor triplet kernel reads distances and writes weights.
-pub(crate) enum TripletTarget<'a> {
-    /// `triplet_rows_f32`: the distances, overwritten with the weights (the triplet loss).
-    InPlace(&'a mut CudaSlice<f32>),
-    /// `triplet_rows_w_f32`: distances read, weights added to a separate zeroed matrix (the
-    /// quadruplet's first term).
-    Separate {
-        dmat: &'a CudaSlice<f32>,
-        w: &'a mut CudaSlice<f32>,
-    },
-}
-
 /// Flags and outputs of one per-anchor triplet launch.
 pub(crate) struct TripletPass<'a> {
     pub margin: f64,
@@ -158,21 +147,26 @@ impl CudaBackend {
         dw: &mut CudaSlice<f32>,
     ) -> Result<(StageThree, Option<CudaSlice<f32>>)> {
         if let Loss::Quadruplet(c) = loss {
-            let mut w = self.zeros::<f32>(inp.n * inp.n)?;
             let quad = QuadInput {
                 dmat: dw,
                 square: inp,
             };
-            let three = match c.mining {
-                Mining::All => self.quadruplet(&quad, &mut w, c.margin, c.margin2)?,
-                Mining::Hard => self.quadruplet_hard(&quad, &mut w, c.margin, c.margin2)?,
-                Mining::SemiHard => {
-                    return Err(margin_core::MarginError::config(
-                        "quadruplet mining must be all or hard",
-                    ));
+            return match c.mining {
+                // Term 1 runs the triplet kernel in place over a copy of the distances.
+                Mining::All => {
+                    let mut w = self.stream.clone_dtod(&*dw).map_err(dev_err)?;
+                    let three = self.quadruplet(&quad, &mut w, c.margin, c.margin2)?;
+                    Ok((three, Some(w)))
                 }
+                Mining::Hard => {
+                    let mut w = self.zeros::<f32>(inp.n * inp.n)?;
+                    let three = self.quadruplet_hard(&quad, &mut w, c.margin, c.margin2)?;
+                    Ok((three, Some(w)))
+                }
+                Mining::SemiHard => Err(margin_core::MarginError::config(
+                    "quadruplet mining must be all or hard",
+                )),
             };
-            return Ok((three, Some(w)));
         }
         Ok((self.weights_in_place(loss, inp, dw)?, None))
     }
@@ -231,7 +225,7 @@ impl CudaBackend {
                         stats: &none,
                         scale_idx: -1,
                     };
-                    self.triplet_rows(inp, TripletTarget::InPlace(w), pass)?;
+                    self.triplet_rows(inp, w, pass)?;
                 }
                 let mut stats = self.reduce_stats(&part, n, 2, 1)?;
                 self.safe_inverse(&mut stats, 1, 2)?;
@@ -316,11 +310,12 @@ impl CudaBackend {
         }
     }
 
-    /// One launch of the per-anchor triplet kernel (batch-all / semihard, relu / softplus).
+    /// One launch of the per-anchor triplet kernel (batch-all / semihard, relu / softplus), in
+    /// place over `dw` (the distances, or the quadruplet's copy of them).
     pub(crate) fn triplet_rows(
         &self,
         inp: &SquareInput<'_>,
-        target: TripletTarget<'_>,
+        dw: &mut CudaSlice<f32>,
         p: TripletPass<'_>,
     ) -> Result<()> {
         let n = inp.n;
@@ -337,56 +332,30 @@ impl CudaBackend {
         };
         let (semihard, smooth) = (i32::from(p.semihard), i32::from(p.smooth));
         let (ws, ww) = (i32::from(p.write_stats), i32::from(p.write_w));
-        match target {
-            TripletTarget::InPlace(dw) => launch!(
-                self,
-                "triplet_rows_f32",
-                cfg,
-                [
-                    dw,
-                    inp.lab,
-                    &ni,
-                    &inp.sg,
-                    &p.margin,
-                    &semihard,
-                    &smooth,
-                    &inp.euclid,
-                    p.part,
-                    &p.stride,
-                    &ws,
-                    &ww,
-                    p.stats,
-                    &p.scale_idx,
-                    &mut scratch,
-                    &mut diff,
-                    &capi
-                ]
-            ),
-            TripletTarget::Separate { dmat, w } => launch!(
-                self,
-                "triplet_rows_w_f32",
-                cfg,
-                [
-                    dmat,
-                    inp.lab,
-                    &ni,
-                    &inp.sg,
-                    &p.margin,
-                    &semihard,
-                    &smooth,
-                    w,
-                    p.part,
-                    &p.stride,
-                    &ws,
-                    &ww,
-                    p.stats,
-                    &p.scale_idx,
-                    &mut scratch,
-                    &mut diff,
-                    &capi
-                ]
-            ),
-        }
+        launch!(
+            self,
+            "triplet_rows_f32",
+            cfg,
+            [
+                dw,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &p.margin,
+                &semihard,
+                &smooth,
+                &inp.euclid,
+                p.part,
+                &p.stride,
+                &ws,
+                &ww,
+                p.stats,
+                &p.scale_idx,
+                &mut scratch,
+                &mut diff,
+                &capi
+            ]
+        )
     }
 }
 

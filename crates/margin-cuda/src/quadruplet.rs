@@ -6,7 +6,7 @@
 
 use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
-use crate::losses::{Finish, QuadInput, StageThree, TripletPass, TripletTarget};
+use crate::losses::{Finish, QuadInput, SquareInput, StageThree, TripletPass};
 use cudarc::driver::CudaSlice;
 use margin_core::Result;
 
@@ -72,8 +72,12 @@ impl CudaBackend {
             stats,
             scale_idx: if weights { 5 } else { -1 },
         };
-        let target = TripletTarget::Separate { dmat: inp.dmat, w };
-        self.triplet_rows(inp.square, target, pass)
+        // `w` starts as a copy of the distances; the weights stay raw (chain_prep divides).
+        let raw = SquareInput {
+            euclid: 0,
+            ..*inp.square
+        };
+        self.triplet_rows(&raw, w, pass)
     }
 
     fn quad_term_two_stats(

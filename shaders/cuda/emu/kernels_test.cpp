@@ -118,13 +118,9 @@ static void test_triplet() {
         int blocks = std::min(n, 3);
         std::vector<float> W(n * n, 0.f), scratch(blocks * 2 * cap); std::vector<int> diff(blocks * (cap + 1));
         std::vector<double> part(n * 2, 0.0), stats(1, 0.0);
-        // In place (W starts as D and must come back whole) or into a separate zeroed W.
-        if ((trial / 3) % 2 == 0) {
-            W = D;
-            launch({(unsigned)blocks}, {256}, [&] { triplet_rows_f32(W.data(), lab.data(), n, sg, m, semihard, smooth, 0, part.data(), 2, 1, 1, stats.data(), -1, scratch.data(), diff.data(), cap); });
-        } else {
-            launch({(unsigned)blocks}, {256}, [&] { triplet_rows_w_f32(D.data(), lab.data(), n, sg, m, semihard, smooth, W.data(), part.data(), 2, 1, 1, stats.data(), -1, scratch.data(), diff.data(), cap); });
-        }
+        // In place: W starts as D and must come back whole.
+        W = D;
+        launch({(unsigned)blocks}, {256}, [&] { triplet_rows_f32(W.data(), lab.data(), n, sg, m, semihard, smooth, 0, part.data(), 2, 1, 1, stats.data(), -1, scratch.data(), diff.data(), cap); });
         std::vector<double> Wb(n * n, 0.0);
         for (int a = 0; a < n; ++a) {
             double loss = 0, cnt = 0;
