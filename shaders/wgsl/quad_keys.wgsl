@@ -1,52 +1,57 @@
-// Quadruplet term 2, step 1: sort keys for every entry (i, j) of E (N x M, P.cols = M) other than
-// the row's excluded column (the diagonal in the square case). List A is keyed by kind (0 positive
-// pair, 1 negative pair): sorted, it holds all positive-pair values then all negative-pair values.
-// List B is keyed by kind * G + group(i): sorted, it holds the values grouped by the label of the
-// row. With a reference set (P.flags & 1; E is not symmetric) list B is twice as long: its second
-// half holds every negative pair again, keyed by 2G + group(j), so that sorted, the negative pairs
-// also come grouped by the label of the column. Excluded and padding entries get key 0xffffffff.
-// P.n = N, P.m = padded length of list A (power of two), P.k = G (number of distinct labels).
+// Quadruplet term 2, step 1: the sort keys of the positive pairs only (O(positive pairs), not
+// O(N x M)). Each positive pair (i, j) of E (N x P.cols) is written twice at the same index:
+// to list G with key 0 (sorted: every positive value) and to list S with key = label of i
+// (sorted: the positive values grouped by label). Its index is poff[i] (the row's first slot)
+// plus the rank of column j among the columns of its label, less one past the row's excluded
+// column. Indices [P.m, P.d) are padding (key 0xffffffff, value BIG).
+// aux = packed labels (2N + M), per label [segment start, length] (2G), poff (N), column rank (M).
+// P.n = N, P.cols = M, P.k = G, P.m = number of positive pairs, P.d = padded list length.
+// Workgroups 0..N write row i; the rest write the padding.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read> grp: array<u32>;
-@group(0) @binding(3) var<storage, read_write> keys_a: array<u32>;
-@group(0) @binding(4) var<storage, read_write> vals_a: array<f32>;
-@group(0) @binding(5) var<storage, read_write> keys_b: array<u32>;
-@group(0) @binding(6) var<storage, read_write> vals_b: array<f32>;
+@group(0) @binding(2) var<storage, read> aux: array<u32>;
+@group(0) @binding(3) var<storage, read_write> keys_g: array<u32>;
+@group(0) @binding(4) var<storage, read_write> vals_g: array<f32>;
+@group(0) @binding(5) var<storage, read_write> keys_s: array<u32>;
+@group(0) @binding(6) var<storage, read_write> vals_s: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = wg_index(wid, nwg) * WG + lid;
-    if (t >= P.m) {
-        return;
-    }
+    let g = wg_index(wid, nwg);
     let n = P.n;
     let nc = P.cols;
-    let rect = (P.flags & 1u) != 0u;
-    var ka = 0xffffffffu;
-    var kb = 0xffffffffu;
-    var kc = 0xffffffffu;
-    var v = BIG;
-    if (t < n * nc) {
-        let i = t / nc;
-        let j = t % nc;
-        if (j != grp[n + nc + i]) {
-            let kind = select(1u, 0u, grp[i] == grp[n + j]);
-            ka = kind;
-            kb = kind * P.k + grp[i];
-            if (kind == 1u) {
-                kc = 2u * P.k + grp[n + j];
-            }
-            v = e[t];
+    if (g >= n) {
+        let t = (g - n) * WG + lid + P.m;
+        if (t < P.d) {
+            keys_g[t] = 0xffffffffu;
+            vals_g[t] = BIG;
+            keys_s[t] = 0xffffffffu;
+            vals_s[t] = BIG;
         }
+        return;
     }
-    keys_a[t] = ka;
-    vals_a[t] = v;
-    keys_b[t] = kb;
-    vals_b[t] = v;
-    if (rect) {
-        keys_b[P.m + t] = kc;
-        vals_b[P.m + t] = select(BIG, v, kc != 0xffffffffu);
+    let i = g;
+    let gi = aux[i];
+    let si = aux[n + nc + i];
+    let poff = 2u * n + nc + 2u * P.k;
+    let rank = poff + n;
+    // Rank of the excluded column when it is a positive of the row (else none: NO_COL).
+    var srank = NO_COL;
+    if (si != NO_COL && aux[n + si] == gi) {
+        srank = aux[rank + si];
+    }
+    let base = aux[poff + i];
+    for (var j = lid; j < nc; j += WG) {
+        if (j == si || aux[n + j] != gi) {
+            continue;
+        }
+        let r = aux[rank + j];
+        let idx = base + r - select(0u, 1u, r > srank);
+        let v = e[i * nc + j];
+        keys_g[idx] = 0u;
+        vals_g[idx] = v;
+        keys_s[idx] = gi;
+        vals_s[idx] = v;
     }
 }

@@ -1,32 +1,35 @@
-// Quadruplet term 2, step 3: per row i (one workgroup), with the sorted lists of quad_keys:
-// positive pair (i, j), t = e_ij + m2: active negative pairs (k, l) with neither label = y_i number
-// #{all negative pairs < t} - #{those whose row label is y_i} - #{those whose column label is y_i}
-// (the two sets are disjoint; in the square case E is symmetric and they have the same size, so
-// the second is 2 x the first; with a reference set, P.flags & 2, it is read from list B's second
-// half).
-// Negative pair (i, j): active positive pairs (a, p) with y_a not in {y_i, y_j} number
-// #{p + m2 > e_ij} over all positive pairs minus those of label y_i and of label y_j.
-// Loss sum = sum_pos cnt * t - sum_neg q * e. With P.flags & 1, writes
-// W = P.f1 * W + P.f2 * (cnt or -q) (term-1 weights scaled, term-2 weights added).
-// P.n = N, P.m = number of positive-pair entries, P.k = number of negative-pair entries,
-// P.f0 = m2, P.cols = M (E is N x M). offs holds per label [pos offset, pos len, neg offset, neg len,
-// neg-by-column offset, neg-by-column len] in list B.
+// Quadruplet term 2, steps 2-4 (one workgroup per row i of E, N x P.cols), with the sorted
+// positive-pair lists of quad_keys: G (all positive values, [0, P.m)) and S (label c's values at
+// [sb_c, sb_c + sl_c)). A positive pair x and a negative pair z form an active quadruplet when
+// x + m2 > z and neither label of z is the positive pair's label (docs/ALGORITHMS.md).
+// Negative pair (i, j), value z: the active positives are a suffix of each sorted list, from
+// lo = #{x : x + m2 <= z}; q = (P.m - lo_G) - (sl_yi - lo_yi) - (sl_yj - lo_yj) (yi != yj, so
+// the two label lists are disjoint). With P.flags & 2 (build) it also drops a +1 at lo_G in
+// hist[0..P.m] and at lo_y in hist[H + sb_y ..] (H = P.m + 1) for both labels, and writes
+// row slot 0: -sum q z and sum q.
+// Positive pair (i, j) of label c, value x, after hist was scanned (exclusive): with rg and rs its
+// first ranks in G and in S_c, the negatives active for it number
+// hist[rg + 1] - (hist[H + sb_c + rs + 1] - hist[H + sb_c]): all those whose lower bound is at or
+// before it, less those with label c. With P.flags & 4 it writes row slot 1: sum cnt (x + m2),
+// sum cnt. With P.flags & 1 it writes W = P.f1 * W + P.f2 * (cnt or -q) (term 1 scaled, term 2
+// added). aux as in quad_keys; P.n = N, P.cols = M, P.k = G, P.m = positive pairs, P.f0 = m2.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> grp: array<u32>;
-@group(0) @binding(4) var<storage, read> va: array<f32>;
-@group(0) @binding(5) var<storage, read> vb: array<f32>;
-@group(0) @binding(6) var<storage, read> offs: array<u32>;
+@group(0) @binding(3) var<storage, read> aux: array<u32>;
+@group(0) @binding(4) var<storage, read> vals_g: array<f32>;
+@group(0) @binding(5) var<storage, read> vals_s: array<f32>;
+@group(0) @binding(6) var<storage, read_write> hist: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> rstat: array<f32>;
 @group(0) @binding(8) var<storage, read_write> rcnt: array<vec2<u32>>;
 
-fn less_a(base: u32, len: u32, t: f32) -> u32 {
+// #{x in G[0..len) : x < t}
+fn below_g(len: u32, t: f32) -> u32 {
     var lo = 0u;
     var hi = len;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        if (va[base + mid] < t) {
+        if (vals_g[mid] < t) {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -35,12 +38,12 @@ fn less_a(base: u32, len: u32, t: f32) -> u32 {
     return lo;
 }
 
-fn less_b(base: u32, len: u32, t: f32) -> u32 {
+fn below_s(base: u32, len: u32, t: f32) -> u32 {
     var lo = 0u;
     var hi = len;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        if (vb[base + mid] < t) {
+        if (vals_s[base + mid] < t) {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -49,13 +52,13 @@ fn less_b(base: u32, len: u32, t: f32) -> u32 {
     return lo;
 }
 
-// #{p in A[base..base+len) : p + m <= t}
-fn shift_le_a(base: u32, len: u32, m: f32, t: f32) -> u32 {
+// #{x in G[0..len) : x + m <= z}: the first positive active with the negative value z.
+fn inactive_g(len: u32, m: f32, z: f32) -> u32 {
     var lo = 0u;
     var hi = len;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        if (va[base + mid] + m <= t) {
+        if (vals_g[mid] + m <= z) {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -64,12 +67,12 @@ fn shift_le_a(base: u32, len: u32, m: f32, t: f32) -> u32 {
     return lo;
 }
 
-fn shift_le_b(base: u32, len: u32, m: f32, t: f32) -> u32 {
+fn inactive_s(base: u32, len: u32, m: f32, z: f32) -> u32 {
     var lo = 0u;
     var hi = len;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        if (vb[base + mid] + m <= t) {
+        if (vals_s[base + mid] + m <= z) {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -87,38 +90,52 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let n = P.n;
     let nc = P.cols;
-    let rect = (P.flags & 2u) != 0u;
-    let si = grp[n + nc + i];
+    let si = aux[n + nc + i];
+    let gi = aux[i];
+    let seg = 2u * n + nc;
+    let npos = P.m;
+    let h = npos + 1u;
     let m2 = P.f0;
-    let npos_all = P.m;
-    let nneg_all = P.k;
-    let gi = grp[i];
     let write = (P.flags & 1u) != 0u;
+    let build = (P.flags & 2u) != 0u;
+    let pos_stats = (P.flags & 4u) != 0u;
+    let sbi = aux[seg + 2u * gi];
+    let sli = aux[seg + 2u * gi + 1u];
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
     for (var j = lid; j < nc; j += WG) {
         var w2 = 0.0;
         if (j != si) {
             let v = e[i * nc + j];
-            let gj = grp[n + j];
-            if (gj == gi) {
-                let t = v + m2;
-                let all = less_a(npos_all, nneg_all, t);
-                let own = less_b(offs[6u * gi + 2u], offs[6u * gi + 3u], t);
-                var own_col = own;
-                if (rect) {
-                    own_col = less_b(offs[6u * gi + 4u], offs[6u * gi + 5u], t);
-                }
-                let c = all - own - own_col;
-                loss += f32(c) * t;
+            let gj = aux[n + j];
+            if (gj == gi && (pos_stats || write)) {
+                let rg = below_g(npos, v);
+                let rs = below_s(sbi, sli, v);
+                let own = atomicLoad(&hist[h + sbi + rs + 1u]) - atomicLoad(&hist[h + sbi]);
+                let c = atomicLoad(&hist[rg + 1u]) - own;
+                loss += f32(c) * (v + m2);
                 cnt = add64u(cnt, c);
                 w2 = f32(c);
-            } else {
-                let all = npos_all - shift_le_a(0u, npos_all, m2, v);
-                let li = offs[6u * gi + 1u] - shift_le_b(offs[6u * gi], offs[6u * gi + 1u], m2, v);
-                let lj = offs[6u * gj + 1u] - shift_le_b(offs[6u * gj], offs[6u * gj + 1u], m2, v);
-                let q = all - li - lj;
-                loss -= f32(q) * v;
+            } else if (gj != gi && (build || write)) {
+                let sbj = aux[seg + 2u * gj];
+                let slj = aux[seg + 2u * gj + 1u];
+                let lo = inactive_g(npos, m2, v);
+                let lo_i = inactive_s(sbi, sli, m2, v);
+                let lo_j = inactive_s(sbj, slj, m2, v);
+                let q = (npos - lo) - (sli - lo_i) - (slj - lo_j);
+                if (build) {
+                    if (lo < npos) {
+                        atomicAdd(&hist[lo], 1u);
+                    }
+                    if (lo_i < sli) {
+                        atomicAdd(&hist[h + sbi + lo_i], 1u);
+                    }
+                    if (lo_j < slj) {
+                        atomicAdd(&hist[h + sbj + lo_j], 1u);
+                    }
+                    loss -= f32(q) * v;
+                    cnt = add64u(cnt, q);
+                }
                 w2 = -f32(q);
             }
         }
@@ -128,10 +145,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);
-    if (lid == 0u) {
-        rstat[2u * i] = sl;
-        rstat[2u * i + 1u] = 0.0;
-        rcnt[2u * i] = sc;
-        rcnt[2u * i + 1u] = vec2<u32>(0u, 0u);
+    if (lid == 0u && (build || pos_stats)) {
+        let slot = select(0u, 1u, pos_stats);
+        rstat[2u * i + slot] = sl;
+        rcnt[2u * i + slot] = sc;
     }
 }

@@ -27,6 +27,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("reduce", include_str!("../../../shaders/wgsl/reduce.wgsl")),
     ("matmul", include_str!("../../../shaders/wgsl/matmul.wgsl")),
     ("sort", include_str!("../../../shaders/wgsl/sort.wgsl")),
+    ("scan", include_str!("../../../shaders/wgsl/scan.wgsl")),
     (
         "contrastive",
         include_str!("../../../shaders/wgsl/contrastive.wgsl"),
@@ -139,6 +140,8 @@ pub struct Kernels {
     pub lifted_alias: Kernel,
     pub quad_keys: Kernel,
     pub quad_pairs: Kernel,
+    /// Exclusive prefix sums of u32 (the quadruplet's histograms).
+    pub scan: Kernel,
     /// Multi-similarity, generalized lifted structure and circle (two row log-sum-exps).
     pub split_lse: Kernel,
     pub ntxent: Kernel,
@@ -181,6 +184,7 @@ impl Kernels {
             lifted_alias: k("lifted", "alias_sums")?,
             quad_keys: k("quad_keys", "main")?,
             quad_pairs: k("quad_pairs", "main")?,
+            scan: k("scan", "main")?,
             split_lse: k("split_lse", "main")?,
             ntxent: k("ntxent", "main")?,
             supcon: k("supcon", "main")?,

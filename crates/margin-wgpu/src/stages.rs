@@ -320,3 +320,38 @@ pub fn bitonic_sort(
     }
     Ok(())
 }
+
+/// Scratch names of the block totals at each level of [`exclusive_scan_u32`] (256^6 > u32::MAX).
+const SCAN_LEVELS: [&str; 6] = [
+    "scan_sums0",
+    "scan_sums1",
+    "scan_sums2",
+    "scan_sums3",
+    "scan_sums4",
+    "scan_sums5",
+];
+
+/// Exclusive prefix sum, in place, of the first `len` u32 values of `data` (wrapping modulo 2^32):
+/// scan blocks of 256, scan their totals the same way (recursively), add them back.
+pub fn exclusive_scan_u32(gpu: &Gpu, b: &mut Batch<'_>, data: &Buffer, len: usize) -> Result<()> {
+    scan_level(gpu, b, data, len, 0)
+}
+
+fn scan_level(gpu: &Gpu, b: &mut Batch<'_>, data: &Buffer, len: usize, level: usize) -> Result<()> {
+    let blocks = len.div_ceil(256);
+    let name = SCAN_LEVELS
+        .get(level)
+        .ok_or_else(|| margin_core::MarginError::device("internal: scan nests too deep"))?;
+    let sums = gpu.scratch(name, blocks)?;
+    let mut p = Params {
+        n: u32_of(len, "scan length")?,
+        ..Default::default()
+    };
+    b.run(&gpu.kernels.scan, p, &[data, &sums], per_thread(len))?;
+    if blocks > 1 {
+        scan_level(gpu, b, &sums, blocks, level + 1)?;
+        p.flags = 1;
+        b.run(&gpu.kernels.scan, p, &[data, &sums], per_thread(len))?;
+    }
+    Ok(())
+}

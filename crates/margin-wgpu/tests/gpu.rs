@@ -350,6 +350,53 @@ fn quadruplet_hard_many_and_two_classes() {
     }
 }
 
+/// Batch-all quadruplet past the sizes the O(N^4) reference can check, against the exact fast CPU
+/// backend: three classes (about 120k positive pairs, so the histogram scan runs three levels deep)
+/// and fifty (the sort scratch grows with the positive pairs, under a quarter of one N x N matrix; checked
+/// first, as scratch buffers are kept for reuse and never shrink).
+#[test]
+fn quadruplet_large_batches_match_fast_cpu() {
+    let Some(b) = backend() else { return };
+    let cpu = margin_cpu::CpuBackend::new();
+    for (seed, (n, d, classes)) in [(700, 12, 50), (600, 8, 3)].into_iter().enumerate() {
+        let mut r = rng(4242 + seed as u64);
+        let x = normal(&mut r, n, d);
+        let y = labels(&mut r, n, classes);
+        for distance in [Distance::SquaredEuclidean, Distance::Cosine] {
+            let loss = Loss::Quadruplet(QuadrupletConfig {
+                metric: Metric::new(distance, true),
+                ..Default::default()
+            });
+            let input = LossInput::from_slices(&x, n, d, &y, None).unwrap();
+            let got = b.loss(&loss, &input).unwrap();
+            let want = cpu.loss(&loss, &input).unwrap();
+            let ctx = format!("{loss:?} n={n} classes={classes}");
+            assert!(
+                loss_close(got.stats.loss, want.stats.loss),
+                "{ctx}: loss {} vs {}",
+                got.stats.loss,
+                want.stats.loss
+            );
+            let want_grad: Vec<f64> = want.grad.iter().map(|&v| f64::from(v)).collect();
+            let gerr = rel_norm(&got.grad, &want_grad);
+            assert!(gerr <= 1e-3, "{ctx}: gradient rel err {gerr}");
+            for (g, w) in got.stats.active_terms.iter().zip(want.stats.active_terms) {
+                assert!(g.abs_diff(w) <= w / 100_000, "{ctx}: counts {g} vs {w}");
+            }
+            if classes == 50 {
+                let nn_bytes = (n * n * 4) as u64;
+                let quad: u64 = b
+                    .scratch_buffers()
+                    .into_iter()
+                    .filter(|(name, _)| name.starts_with("quad_"))
+                    .map(|(_, size)| size)
+                    .sum();
+                assert!(quad * 4 < nn_bytes, "{ctx}: quadruplet scratch {quad} B");
+            }
+        }
+    }
+}
+
 /// `(n, d, x, labels)` of the batch past 2048 rows: N = 2100, D = 16, 30 classes.
 fn large_batch() -> (usize, usize, Vec<f32>, Vec<i64>) {
     let (n, d) = (2100, 16);

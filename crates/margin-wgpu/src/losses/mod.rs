@@ -104,11 +104,6 @@ impl Layout {
         self.row_count[g] * (self.m as u64 - self.col_count[g])
     }
 
-    /// Negative pairs whose column has label g.
-    pub fn negative_cols_of(&self, g: usize) -> u64 {
-        self.col_count[g] * (self.n as u64 - self.row_count[g])
-    }
-
     /// Number of ordered positive pairs.
     pub fn positive_pairs(&self) -> u64 {
         (0..self.classes).map(|g| self.positive_pairs_of(g)).sum()
