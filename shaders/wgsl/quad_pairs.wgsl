@@ -11,11 +11,15 @@
 // first ranks in G and in S_c, the negatives active for it number
 // hist[rg + 1] - (hist[H + sb_c + rs + 1] - hist[H + sb_c]): all those whose lower bound is at or
 // before it, less those with label c. With P.flags & 4 it writes row slot 1: sum cnt (x + m2),
-// sum cnt. With P.flags & 1 it writes W = P.f1 * W + P.f2 * (cnt or -q) (term 1 scaled, term 2
-// added). aux as in quad_keys; P.n = N, P.cols = M, P.k = G, P.m = positive pairs, P.f0 = m2.
+// sum cnt. With P.flags & 1 it writes term 2's weights P.f2 * (cnt or -q) of the rows
+// [P.off, P.off + workgroups) to the chunk buffer `add` (row i at (i - P.off) * M), which the
+// triplet kernel's last pass adds to term 1's in place (losses/quadruplet.rs). With P.flags & 8
+// `add` holds term 1's weights of every row instead (computed over a copy of E) and it writes
+// E = P.f1 * add + weight_out(P.f2 * (cnt or -q)) in place (each entry by the thread that read it).
+// aux as in quad_keys; P.n = N, P.cols = M, P.k = G, P.m = positive pairs, P.f0 = m2.
 
-@group(0) @binding(1) var<storage, read> e: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
+@group(0) @binding(1) var<storage, read_write> e: array<f32>;
+@group(0) @binding(2) var<storage, read_write> add: array<f32>;
 @group(0) @binding(3) var<storage, read> aux: array<u32>;
 @group(0) @binding(4) var<storage, read> vals_g: array<f32>;
 @group(0) @binding(5) var<storage, read> vals_s: array<f32>;
@@ -84,7 +88,7 @@ fn inactive_s(base: u32, len: u32, m: f32, z: f32) -> u32 {
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = wg_index(wid, nwg);
+    let i = P.off + wg_index(wid, nwg);
     if (i >= P.n) {
         return;
     }
@@ -99,16 +103,19 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let write = (P.flags & 1u) != 0u;
     let build = (P.flags & 2u) != 0u;
     let pos_stats = (P.flags & 4u) != 0u;
+    let combine = (P.flags & 8u) != 0u;
+    let weights = write || combine;
     let sbi = aux[seg + 2u * gi];
     let sli = aux[seg + 2u * gi + 1u];
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
     for (var j = lid; j < nc; j += WG) {
         var w2 = 0.0;
+        let at = i * nc + j;
+        let v = e[at];
         if (j != si) {
-            let v = e[i * nc + j];
             let gj = aux[n + j];
-            if (gj == gi && (pos_stats || write)) {
+            if (gj == gi && (pos_stats || weights)) {
                 let rg = below_g(npos, v);
                 let rs = below_s(sbi, sli, v);
                 let own = atomicLoad(&hist[h + sbi + rs + 1u]) - atomicLoad(&hist[h + sbi]);
@@ -116,7 +123,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 loss += f32(c) * (v + m2);
                 cnt = add64u(cnt, c);
                 w2 = f32(c);
-            } else if (gj != gi && (build || write)) {
+            } else if (gj != gi && (build || weights)) {
                 let sbj = aux[seg + 2u * gj];
                 let slj = aux[seg + 2u * gj + 1u];
                 let lo = inactive_g(npos, m2, v);
@@ -140,7 +147,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             }
         }
         if (write) {
-            w[i * nc + j] = P.f1 * w[i * nc + j] + P.f2 * w2;
+            add[(i - P.off) * nc + j] = P.f2 * w2;
+        }
+        if (combine) {
+            e[at] = P.f1 * add[at] + weight_out(P.f2 * w2, v);
         }
     }
     let sl = reduce_sum_f(lid, loss);

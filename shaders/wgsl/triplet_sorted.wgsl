@@ -13,6 +13,10 @@
 @group(0) @binding(3) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rstat: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rcnt: array<vec2<u32>>;
+// P.flags & 2: statistics only, E is left as it is (the quadruplet counts before it writes).
+// P.flags & 4: the quadruplet's last pass, W = P.f1 * count + addend[(i - P.off) * M + j]
+// (term 2's weights of the chunk, already scaled). Otherwise addend is a stand-in, never read.
+@group(0) @binding(6) var<storage, read> addend: array<f32>;
 
 // Number of entries of the sorted slot [base, base + len) that are < t.
 fn count_less(base: u32, len: u32, t: f32) -> u32 {
@@ -151,7 +155,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 wv = -f32(kk);
             }
         }
-        e[i * nc + j] = weight_out(wv, v);
+        if ((P.flags & 2u) == 0u) {
+            var out = wv;
+            if ((P.flags & 4u) != 0u) {
+                out = P.f1 * wv + addend[(i - P.off) * nc + j];
+            }
+            e[i * nc + j] = weight_out(out, v);
+        }
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

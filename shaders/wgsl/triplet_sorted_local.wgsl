@@ -8,6 +8,10 @@ const LOCAL_LEN: u32 = 1024u;
 @group(0) @binding(2) var<storage, read> grp: array<u32>;
 @group(0) @binding(3) var<storage, read_write> rstat: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rcnt: array<vec2<u32>>;
+// P.flags & 2: statistics only, E is left as it is (the quadruplet counts before it writes).
+// P.flags & 4: the quadruplet's last pass, W = P.f1 * count + addend[(i - P.off) * M + j]
+// (term 2's weights of the chunk, already scaled). Otherwise addend is a stand-in, never read.
+@group(0) @binding(5) var<storage, read> addend: array<f32>;
 
 var<workgroup> sn: array<f32, 1024>;
 var<workgroup> sp: array<f32, 1024>;
@@ -154,7 +158,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 wv = -f32(kk);
             }
         }
-        e[i * nc + j] = weight_out(wv, v);
+        if ((P.flags & 2u) == 0u) {
+            var out = wv;
+            if ((P.flags & 4u) != 0u) {
+                out = P.f1 * wv + addend[(i - P.off) * nc + j];
+            }
+            e[i * nc + j] = weight_out(out, v);
+        }
     }
     let sl = reduce_sum_f(lid, loss);
     let sc = reduce_sum_u64(lid, cnt);

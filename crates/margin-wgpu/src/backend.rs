@@ -59,6 +59,15 @@ impl WgpuBackend {
         self
     }
 
+    /// Caps the chunk buffers of the streamed passes (default 256 MiB): the rows per chunk of
+    /// the triplet sorts, and the size up to which the batch-all quadruplet keeps its weights in
+    /// a second matrix (one pass) rather than in place over the distances (chunks of rows, one
+    /// more pass). Lower it to bound memory; the tests use it to cover the chunked paths.
+    pub fn with_stream_budget(mut self, bytes: u64) -> Self {
+        self.gpu.stream_bytes = bytes.max(4);
+        self
+    }
+
     /// The device buffers this backend keeps between calls for reuse (scratch matrices and
     /// vectors), by name, with their sizes in bytes: what a loss call leaves allocated. A loss
     /// over N rows keeps one N x N matrix, "e" (the SPEC's Cost section), with the exceptions

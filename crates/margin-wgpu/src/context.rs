@@ -40,12 +40,17 @@ pub const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// Default [`Gpu::stream_budget`]: 256 MiB.
+const STREAM_BUDGET: u64 = 256 << 20;
+
 /// Device, queue, pipelines, scratch buffers.
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub kernels: Kernels,
     pub limits: wgpu::Limits,
+    /// Bytes of chunk buffers one streamed dispatch may use (see [`Gpu::stream_budget`]).
+    pub stream_bytes: u64,
     scratch: RefCell<HashMap<&'static str, wgpu::Buffer>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -89,6 +94,7 @@ impl Gpu {
             queue,
             kernels,
             limits,
+            stream_bytes: STREAM_BUDGET,
             scratch: RefCell::new(HashMap::new()),
             uncaptured,
         })
@@ -99,6 +105,12 @@ impl Gpu {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+    }
+
+    /// Bytes of chunk buffers (per-anchor sort slots, rows of weights) a streamed pass may hold:
+    /// the kernels that need O(rows x N) scratch process rows in chunks that fit it.
+    pub fn stream_budget(&self) -> u64 {
+        self.stream_bytes.min(self.max_binding())
     }
 
     /// Fails with `OutOfMemory` when `bytes` cannot be one bound buffer.

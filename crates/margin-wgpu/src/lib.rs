@@ -21,10 +21,13 @@
 //! Memory: a loss over N rows keeps one N x N f32 matrix (N x M with a reference set) on the
 //! device, as the SPEC's Cost section asks: E, the distances, which the weight kernels overwrite
 //! row by row with their weights W (`weight_out` in common.wgsl), and which then becomes the
-//! gradient multiplier in place. The quadruplet losses read E after weights are written and keep
-//! W in a second matrix; they also add four sort buffers of
-//! `next_power_of_two(N^2)` values (`N M` with a reference set, two of them twice as long; mining
-//! all; hard mining needs O(N) more). Each must fit one storage binding; when the adapter's
+//! gradient multiplier in place. Passes that need O(rows x N) scratch (the triplet's per-anchor
+//! sorts, the batch-all quadruplet's rows of weights) run in chunks of rows under a stream
+//! budget ([`WgpuBackend::with_stream_budget`], 256 MiB by default). The batch-all quadruplet,
+//! whose term 2 reads E until both terms' counts are known, keeps its term-1 weights in a second
+//! matrix while one fits that budget (one pass) and otherwise runs its last pass in chunks
+//! (one more pass); its term 2 adds four sort buffers of `next_power_of_two(positive pairs)`
+//! values and two histograms. Each buffer must fit one storage binding; when the adapter's
 //! binding limit is smaller the call returns `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 

@@ -133,15 +133,13 @@ pub(crate) struct RowTotals {
 
 /// Buffers shared by the weight kernels of one call: the N x M matrix E (M = N without a
 /// reference set), the packed labels and the per-row results. The weights W = dL/dE overwrite E
-/// in place (SPEC, Cost: at most one N x N matrix), except for the losses that read E again after
-/// writing weights ([`keeps_weights_apart`]), which get a separate `w`.
+/// in place (SPEC, Cost: at most one N x N matrix).
 pub(crate) struct Square<'a> {
     pub gpu: &'a Gpu,
     pub n: usize,
     pub m: usize,
     pub metric: Metric,
     pub e: Buffer,
-    pub w: Option<Buffer>,
     pub grp: Buffer,
     pub rstat: Buffer,
     pub rcnt: Buffer,
@@ -149,18 +147,6 @@ pub(crate) struct Square<'a> {
 }
 
 impl Square<'_> {
-    /// The matrix that receives the weights: `w` when kept apart, else E itself.
-    pub fn target(&self) -> &Buffer {
-        self.w.as_ref().unwrap_or(&self.e)
-    }
-
-    /// The separate weight matrix of a loss that [`keeps_weights_apart`].
-    pub fn apart(&self) -> Result<&Buffer> {
-        self.w.as_ref().ok_or_else(|| {
-            margin_core::MarginError::device("internal: this loss needs a separate weight matrix")
-        })
-    }
-
     /// Reads back and adds the per-row sums and counts of the last weight kernel.
     pub fn totals(&self) -> Result<RowTotals> {
         let s = self.gpu.read_f32(&self.rstat, 2 * self.n)?;
@@ -198,7 +184,7 @@ impl Square<'_> {
         Params {
             n: self.n as u32,
             cols: self.m as u32,
-            u6: u32::from(self.w.is_none() && self.metric.distance == Distance::Euclidean),
+            u6: u32::from(self.metric.distance == Distance::Euclidean),
             ..Default::default()
         }
     }
@@ -206,7 +192,7 @@ impl Square<'_> {
     /// Zero weights and nothing active.
     pub fn nothing(&self) -> Result<(LossStats, f32, f32)> {
         let mut b = self.gpu.batch();
-        b.clear(self.target());
+        b.clear(&self.e);
         b.submit();
         Ok((LossStats::empty(), 0.0, 0.0))
     }
@@ -224,13 +210,6 @@ pub(crate) fn inv(count: u64) -> f32 {
     } else {
         (1.0 / count as f64) as f32
     }
-}
-
-/// The losses whose weight kernels read E after weights were written (they cannot work in place):
-/// the quadruplet (term 2 reads distances after term 1's weights; batch-hard scatters into a
-/// cleared W).
-fn keeps_weights_apart(loss: &Loss) -> bool {
-    matches!(loss, Loss::Quadruplet(_))
 }
 
 /// Rule 2.3 of docs/REFERENCE_SETS.md: the pair losses give 0 when there is at most one positive
@@ -277,11 +256,6 @@ pub(crate) fn square_loss(
         m,
         metric,
         e: gpu.scratch("e", n * m)?,
-        w: if keeps_weights_apart(loss) {
-            Some(gpu.scratch("w", n * m)?)
-        } else {
-            None
-        },
         grp: gpu.upload("groups", &layout.packed())?,
         rstat: gpu.scratch("rstat", 2 * n)?,
         rcnt: gpu.scratch("rcnt", 4 * n)?,
@@ -329,13 +303,10 @@ pub(crate) fn square_loss(
     };
 
     let mut b = gpu.batch();
-    // In place, E is gone: the chain kernel gets a stand-in it never reads.
-    let w = sq_.target();
-    let chain = stages::chain_mode(metric, sq_.w.is_none());
-    let e = match &sq_.w {
-        Some(_) => sq_.e.clone(),
-        None => gpu.scratch("unread", 1)?,
-    };
+    // E now holds the weights: the chain kernel gets a stand-in for the distances it never reads.
+    let w = &sq_.e;
+    let chain = stages::chain_mode(metric, true);
+    let e = gpu.scratch("unread", 1)?;
     match &reference_rows {
         None => {
             stages::chain_square(gpu, &mut b, w, &e, n, chain, s_pos, s_neg)?;

@@ -6,7 +6,8 @@
 //! quad_hard.wgsl finds, per row, the O(N^2) part: p*, the nearest negative l1 (= n*) and the
 //! nearest l whose label is neither the row's nor y_l1 (l2). Everything after that is O(N) on the
 //! host: the per-class best pair, the terms in f64, and the at most 3N non-zero weights, which
-//! scatter.wgsl writes into the zeroed W (already divided by the AvgNonZero counts).
+//! scatter.wgsl writes into E once it is cleared (in place: already divided by the AvgNonZero
+//! counts, and for the euclidean chain by the distance at the entry).
 //!
 //! With a reference set everything is read from the N x M matrix: k is a batch row, l a reference
 //! column, and an anchor whose own copy wins p* has no term (docs/REFERENCE_SETS.md 3.10).
@@ -141,29 +142,47 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
         }
     }
     let (c1, c2) = (act1.len() as u64, act2.len() as u64);
-    let mut w: BTreeMap<u64, f64> = BTreeMap::new();
-    let mut add = |row: usize, col: u32, v: f64| {
-        *w.entry(row as u64 * m as u64 + u64::from(col)).or_default() += v;
+    // Weight and value of each written entry (the value divides the weight in place for the
+    // euclidean chain, as weight_out does).
+    let mut w: BTreeMap<u64, (f64, f32)> = BTreeMap::new();
+    let mut add = |row: usize, col: u32, v: f64, value: f32| {
+        let e = w
+            .entry(row as u64 * m as u64 + u64::from(col))
+            .or_insert((0.0, value));
+        e.0 += v;
+    };
+    let value = |row: usize, col: u32| -> f32 {
+        let r = &rows[row];
+        [r.p, r.l1, r.l2]
+            .into_iter()
+            .flatten()
+            .find(|&(j, _)| j == col)
+            .map_or(0.0, |(_, v)| v)
     };
     for &(a, pi, ni) in &act1 {
-        add(a, pi, 1.0 / c1 as f64);
-        add(a, ni, -1.0 / c1 as f64);
+        add(a, pi, 1.0 / c1 as f64, value(a, pi));
+        add(a, ni, -1.0 / c1 as f64, value(a, ni));
     }
     for &(a, pi, k, l) in &act2 {
-        add(a, pi, 1.0 / c2 as f64);
-        add(k, l, -1.0 / c2 as f64);
+        add(a, pi, 1.0 / c2 as f64, value(a, pi));
+        add(k, l, -1.0 / c2 as f64, value(k, l));
     }
+    let divide = s.params().u6 == 1;
     let mut at = Vec::with_capacity(w.len());
     let mut vals = Vec::with_capacity(w.len());
-    for (i, v) in w {
+    for (i, (v, dist)) in w {
         at.push(crate::stages::u32_of(i as usize, "a weight index")?);
-        vals.push(v as f32);
+        vals.push(match divide {
+            true if dist > 0.0 => (v / f64::from(dist)) as f32,
+            true => 0.0,
+            false => v as f32,
+        });
     }
     let at_buf = s.gpu.upload("quad_hard_at", &at)?;
     let val_buf = s.gpu.upload("quad_hard_w", &vals)?;
+    // Every value this loss reads is on the host now: the weights replace E in place.
     let mut b = s.gpu.batch();
-    let w = s.apart()?;
-    b.clear(w);
+    b.clear(&s.e);
     let sp = Params {
         n: at.len() as u32,
         ..Default::default()
@@ -171,7 +190,7 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
     b.run(
         &s.gpu.kernels.scatter,
         sp,
-        &[w, &at_buf, &val_buf],
+        &[&s.e, &at_buf, &val_buf],
         Groups::Linear((at.len() as u64).div_ceil(256)),
     )?;
     b.submit();

@@ -3,13 +3,10 @@
 //! over E (the quadruplet runs the hinge kernel over a copy).
 
 use super::{Square, avg, inv};
-use crate::context::{Groups, Params};
+use crate::context::{Batch, Groups, Params};
 use crate::kernels::Kernel;
 use crate::kernels::LOCAL_SORT_LEN;
 use margin_core::{LossStats, Mining, Result, TripletConfig};
-
-/// Bytes of sort scratch one dispatch may use (anchors are processed in chunks that fit).
-const SORT_BUDGET: u64 = 256 << 20;
 
 pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f32, f32)> {
     let margin = c.margin as f32;
@@ -29,7 +26,7 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
             b.submit();
         }
         (mining, true) => smooth(s, margin, mining == Mining::SemiHard)?,
-        (mining, false) => sorted_counts(s, &s.e, margin, mining == Mining::SemiHard)?,
+        (mining, false) => sorted_counts(s, &s.e, margin, mining == Mining::SemiHard, 0)?,
     }
     let t = s.totals()?;
     let scale = inv(t.count[0]);
@@ -41,7 +38,7 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
 }
 
 /// Runs `kernel` over all anchors in chunks: every anchor of a chunk gets a scratch slot of
-/// `slot` floats (the chunk starts at row `P.off`), and one chunk's slots fit [`SORT_BUDGET`] and
+/// `slot` floats (the chunk starts at row `P.off`), and one chunk's slots fit the stream budget and
 /// one binding. `p` carries the kernel's own parameters (flags, margin, `P.k`).
 fn in_slot_chunks(
     s: &Square<'_>,
@@ -52,7 +49,7 @@ fn in_slot_chunks(
 ) -> Result<()> {
     let n = s.n;
     let bytes = slot as u64 * 4;
-    let budget = SORT_BUDGET.min(s.gpu.max_binding());
+    let budget = s.gpu.stream_budget();
     s.gpu.check_size("one anchor's scratch slot", bytes)?;
     let chunk = ((budget / bytes) as usize).clamp(1, n);
     let scratch = s.gpu.scratch("sort", chunk * slot)?;
@@ -84,27 +81,117 @@ fn smooth(s: &Square<'_>, margin: f32, semihard: bool) -> Result<()> {
     in_slot_chunks(s, &s.gpu.kernels.triplet_smooth, &s.e, slot, p)
 }
 
+/// triplet_sorted(_local).wgsl flags beside semihard (1): count without writing; the quadruplet's
+/// last pass (scaled counts plus term 2's weights of the chunk).
+pub(crate) const STATS_ONLY: u32 = 2;
+pub(crate) const QUAD_FINAL: u32 = 4;
+
 /// Runs triplet_sorted.wgsl over all anchors, in place over `m` (E, or a copy of it): raw count
-/// weights (divided by the distance when `s.params()` says so), per-row sums and counts.
+/// weights (divided by the distance when `s.params()` says so), per-row sums and counts. With
+/// [`STATS_ONLY`] in `flags` only the sums and counts.
 pub(crate) fn sorted_counts(
     s: &Square<'_>,
     m: &wgpu::Buffer,
     margin: f32,
     semihard: bool,
+    flags: u32,
 ) -> Result<()> {
-    let p2 = s.m.next_power_of_two();
-    let mut p = s.params();
-    p.flags = u32::from(semihard);
-    p.f[0] = margin;
-    p.k = p2 as u32;
-    if let Some(local) = &s.gpu.kernels.triplet_sorted_local
-        && p2 <= LOCAL_SORT_LEN
-    {
-        let mut b = s.gpu.batch();
-        b.run(local, p, &[m, &s.grp, &s.rstat, &s.rcnt], s.rows())?;
-        b.submit();
-        return Ok(());
+    let sorted = Sorted::new(s, margin, semihard, flags);
+    let chunk = sorted.chunk(s, 0)?;
+    let scratch = sorted.scratch(s, chunk)?;
+    let unread = s.gpu.scratch("unread", 1)?;
+    let mut b = s.gpu.batch();
+    let mut off = 0;
+    while off < s.n {
+        let rows = chunk.min(s.n - off);
+        sorted.record(s, &mut b, m, off, rows, &scratch, &unread)?;
+        off += rows;
     }
-    // Negatives in the first half of a slot, positives in the second (triplet_sorted.wgsl).
-    in_slot_chunks(s, &s.gpu.kernels.triplet_sorted, m, 2 * p2, p)
+    b.submit();
+    Ok(())
+}
+
+/// The sorted-count triplet kernel configured for the rows of a [`Square`]: the workgroup-memory
+/// variant when a padded row fits it (GPU adapters), else the global one, whose anchors each need
+/// a scratch slot of `2 p2` floats (negatives in the first half, positives in the second).
+pub(crate) struct Sorted<'g> {
+    kernel: &'g Kernel,
+    /// Scratch floats per anchor (0 for the workgroup-memory variant).
+    slot: usize,
+    p: Params,
+}
+
+impl<'g> Sorted<'g> {
+    pub fn new(s: &Square<'g>, margin: f32, semihard: bool, flags: u32) -> Self {
+        let p2 = s.m.next_power_of_two();
+        let mut p = s.params();
+        p.flags = u32::from(semihard) | flags;
+        p.f[0] = margin;
+        p.k = p2 as u32;
+        match &s.gpu.kernels.triplet_sorted_local {
+            Some(local) if p2 <= LOCAL_SORT_LEN => Self {
+                kernel: local,
+                slot: 0,
+                p,
+            },
+            _ => Self {
+                kernel: &s.gpu.kernels.triplet_sorted,
+                slot: 2 * p2,
+                p,
+            },
+        }
+    }
+
+    /// Sets P.f1, the scale of the counts in the quadruplet's last pass.
+    pub fn with_scale(mut self, scale: f32) -> Self {
+        self.p.f[1] = scale;
+        self
+    }
+
+    /// Anchors per dispatch: as many as fit the stream budget (and one binding) with their slots and
+    /// `extra` more floats per anchor (the caller's own chunk buffer).
+    pub fn chunk(&self, s: &Square<'_>, extra: usize) -> Result<usize> {
+        let bytes = (self.slot + extra).max(1) as u64 * 4;
+        s.gpu.check_size("one anchor's scratch slot", bytes)?;
+        let budget = s.gpu.stream_budget();
+        Ok(((budget / bytes) as usize).clamp(1, s.n.max(1)))
+    }
+
+    /// The slots of `chunk` anchors (a stand-in for the workgroup-memory variant).
+    pub fn scratch(&self, s: &Square<'_>, chunk: usize) -> Result<wgpu::Buffer> {
+        if self.slot == 0 {
+            s.gpu.scratch("unread", 1)
+        } else {
+            s.gpu.scratch("sort", chunk * self.slot)
+        }
+    }
+
+    /// Records the kernel for anchors `[off, off + rows)` of `m`; `addend` holds term 2's
+    /// weights of those rows with [`QUAD_FINAL`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        s: &Square<'_>,
+        b: &mut Batch<'_>,
+        m: &wgpu::Buffer,
+        off: usize,
+        rows: usize,
+        scratch: &wgpu::Buffer,
+        addend: &wgpu::Buffer,
+    ) -> Result<()> {
+        let mut p = self.p;
+        p.off = off as u32;
+        let groups = Groups::Linear(rows as u64);
+        if self.slot == 0 {
+            b.run(
+                self.kernel,
+                p,
+                &[m, &s.grp, &s.rstat, &s.rcnt, addend],
+                groups,
+            )
+        } else {
+            let bufs = [m, &s.grp, scratch, &s.rstat, &s.rcnt, addend];
+            b.run(self.kernel, p, &bufs, groups)
+        }
+    }
 }
