@@ -314,11 +314,19 @@ struct RowOut {
     float* W;
     int inplace;
     int euclid;
+    // In place only: weights to add to every entry of the row before the division, from a chunk
+    // buffer of rows (entry `at` at add[at - add_base]); nullptr: none. The quadruplet's last pass
+    // adds its term-2 weights this way while the triplet kernel rewrites term 1's rows.
+    const float* add;
+    long long add_base;
 };
 
 // Stores weight w of entry `at` whose distance was `dist` (see RowOut).
 __device__ __forceinline__ void put_weight(const RowOut& o, size_t at, double w, float dist) {
     if (o.inplace) {
+        if (o.add != nullptr) {
+            w += (double)o.add[(long long)at - o.add_base];
+        }
         if (o.euclid) {
             w = dist > 0.0f ? w / (double)dist : 0.0;
         }

@@ -11,6 +11,8 @@
 //                             does not depend on the order);
 //   5. quad_hard_weights_f32  per anchor row: turns those counts into -sg * count / c2, then
 //                             writes the row's term-1 and positive weights.
+//   The square case runs 4 and 5 as one in-place pass over the distances instead,
+//   quad_hard_inplace_f32 (the SPEC's one N x N matrix); reference sets keep a separate W.
 // e = sg * D; the margins are not multiplied by sg (as in triplet). Ties: lowest index.
 
 // v1/l1, v2/l2 per row (l = -1 when there is no such entry).
@@ -208,17 +210,10 @@ extern "C" __global__ void quad_hard_class_w_f32(const int* active2, const int* 
 // then W[a][p*] = sg (s1 [t1 active] + s2 [t2 active]) and W[a][n*] -= sg s1 [t1 active].
 // s1 = stats[s1_idx], s2 = stats[s2_idx] (the AvgNonZero factors). One block per row.
 // Rectangular form: row a has m columns labelled rlab.
-__device__ void quad_hard_weights_body(const int* lab, const int* rlab, int n, int m, float sg,
-                                       const int* sel, const double* stats, int s1_idx,
-                                       int s2_idx, float* W) {
-    const int a = blockIdx.x;
-    if (a >= n) {
-        return;
-    }
+__device__ void quad_hard_row_weights(const int* lab, const int* rlab, int a, int m, float sg,
+                                      const int* sel, double s1, double s2, float* W) {
     const size_t row = (size_t)a * m;
     const int la = lab[a];
-    const double s1 = stats[s1_idx];
-    const double s2 = stats[s2_idx];
     for (int l = threadIdx.x; l < m; l += blockDim.x) {
         const float cnt = W[row + l];
         if (rlab[l] != la && cnt != 0.0f) {
@@ -240,6 +235,16 @@ __device__ void quad_hard_weights_body(const int* lab, const int* rlab, int n, i
     }
 }
 
+__device__ void quad_hard_weights_body(const int* lab, const int* rlab, int n, int m, float sg,
+                                       const int* sel, const double* stats, int s1_idx,
+                                       int s2_idx, float* W) {
+    const int a = blockIdx.x;
+    if (a >= n) {
+        return;
+    }
+    quad_hard_row_weights(lab, rlab, a, m, sg, sel, stats[s1_idx], stats[s2_idx], W);
+}
+
 extern "C" __global__ void quad_hard_weights_f32(const int* lab, int n, float sg, const int* sel,
                                                  const double* stats, int s1_idx, int s2_idx,
                                                  float* W) {
@@ -251,4 +256,45 @@ extern "C" __global__ void quad_hard_weights_ref_f32(const int* lab, const int* 
                                                      const double* stats, int s1_idx,
                                                      int s2_idx, float* W) {
     quad_hard_weights_body(lab, rlab, n, m, sg, sel, stats, s1_idx, s2_idx, W);
+}
+
+// Steps 4 and 5 in place over the N x N distances DW (the square case), after step 3 (the last
+// to read distances elsewhere than in its own row): per row a (grid-stride; `keep` holds
+// gridDim.x rows of n floats) the row's distances move to `keep` and the row is cleared, the
+// counts of the classes whose pair lies in the row are added (as quad_hard_class_w_f32), the
+// weights are formed as quad_hard_weights_f32 does, and for the euclidean chain divided by the
+// distance they replace (0 at distance 0, as chain_prep_f32 does when the weights are apart).
+extern "C" __global__ void quad_hard_inplace_f32(float* DW, const int* lab, int n, float sg,
+                                                 int euclid, const int* sel, const double* stats,
+                                                 int s1_idx, int s2_idx, const int* active2,
+                                                 const int* ck, const int* cl, int classes,
+                                                 float* keep) {
+    float* K = keep + (size_t)blockIdx.x * n;
+    const double s1 = stats[s1_idx];
+    const double s2 = stats[s2_idx];
+    for (int a = blockIdx.x; a < n; a += gridDim.x) {
+        const size_t row = (size_t)a * n;
+        __syncthreads();
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            K[j] = DW[row + j];
+            DW[row + j] = 0.0f;
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < classes; c += blockDim.x) {
+            if (ck[c] == a && active2[c] > 0) {
+                atomicAdd(&DW[row + cl[c]], (float)active2[c]);
+            }
+        }
+        __syncthreads();
+        quad_hard_row_weights(lab, lab, a, n, sg, sel, s1, s2, DW);
+        __syncthreads();
+        if (euclid) {
+            for (int j = threadIdx.x; j < n; j += blockDim.x) {
+                const float w = DW[row + j];
+                if (w != 0.0f) {
+                    DW[row + j] = K[j] > 0.0f ? (float)((double)w / (double)K[j]) : 0.0f;
+                }
+            }
+        }
+    }
 }

@@ -77,13 +77,15 @@ __device__ void quad_neg_body(const float* D, const int* lab, const int* rlab, i
                               float sg, double m2, const float* xs_g, const float* xs_s,
                               const long long* pstart, size_t npos, u64* hist_g, u64* hist_s,
                               int build, double* part, int stride, int write_w, float* W,
-                              const double* stats, int scale_idx) {
+                              const double* stats, int scale_idx, int k0) {
     __shared__ double red[MARGIN_THREADS];
-    const int k = blockIdx.x;
+    const int k = k0 + blockIdx.x;
     if (k >= n) {
         return;
     }
     const size_t row = (size_t)k * m;
+    // W holds rows k0.. (all rows when k0 = 0).
+    const size_t wrow = (size_t)(k - k0) * m;
     const int c1 = lab[k];
     const size_t b1 = (size_t)pstart[c1];
     const size_t s1 = (size_t)pstart[c1 + 1] - b1;
@@ -118,7 +120,7 @@ __device__ void quad_neg_body(const float* D, const int* lab, const int* rlab, i
             loss -= (double)cnt * dz;
             count += (double)cnt;
             if (write_w) {
-                W[row + l] -= (float)(sg * (double)cnt * scale);
+                W[wrow + l] -= (float)(sg * (double)cnt * scale);
             }
         }
     }
@@ -139,7 +141,7 @@ extern "C" __global__ void quad_neg_pairs_f32(const float* D, const int* lab, in
                                               int write_w, float* W, const double* stats,
                                               int scale_idx) {
     quad_neg_body(D, lab, lab, n, n, sg, m2, xs_g, xs_s, pstart, npos, hist_g, hist_s, build,
-                  part, stride, write_w, W, stats, scale_idx);
+                  part, stride, write_w, W, stats, scale_idx, 0);
 }
 
 extern "C" __global__ void quad_neg_pairs_ref_f32(const float* D, const int* lab,
@@ -151,7 +153,7 @@ extern "C" __global__ void quad_neg_pairs_ref_f32(const float* D, const int* lab
                                                   int write_w, float* W, const double* stats,
                                                   int scale_idx) {
     quad_neg_body(D, lab, rlab, n, m, sg, m2, xs_g, xs_s, pstart, npos, hist_g, hist_s, build,
-                  part, stride, write_w, W, stats, scale_idx);
+                  part, stride, write_w, W, stats, scale_idx, 0);
 }
 
 // Positive-pair side, one block per anchor a. excl_g / excl_s: exclusive scans of the
@@ -164,13 +166,15 @@ __device__ void quad_pos_body(const float* D, const int* lab, const int* rlab, i
                               const float* xs_s, const long long* pstart, size_t npos,
                               const u64* excl_g, const u64* excl_s, int write_stats,
                               double* part, int stride, int write_w, float* W,
-                              const double* stats, int scale_idx) {
+                              const double* stats, int scale_idx, int k0) {
     __shared__ double red[MARGIN_THREADS];
-    const int a = blockIdx.x;
+    const int a = k0 + blockIdx.x;
     if (a >= n) {
         return;
     }
     const size_t row = (size_t)a * m;
+    // W holds rows k0.. (all rows when k0 = 0).
+    const size_t wrow = (size_t)(a - k0) * m;
     const int c = lab[a];
     const int skip = skip_col(excl, a);
     const size_t b = (size_t)pstart[c];
@@ -189,7 +193,7 @@ __device__ void quad_pos_body(const float* D, const int* lab, const int* rlab, i
         if (cnt > 0) {
             loss += (double)cnt * ((double)x + m2);
             if (write_w) {
-                W[row + p] += (float)(sg * (double)cnt * scale);
+                W[wrow + p] += (float)(sg * (double)cnt * scale);
             }
         }
     }
@@ -209,7 +213,7 @@ extern "C" __global__ void quad_pos_pairs_f32(const float* D, const int* lab, in
                                               int write_w, float* W, const double* stats,
                                               int scale_idx) {
     quad_pos_body(D, lab, lab, n, n, nullptr, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s,
-                  write_stats, part, stride, write_w, W, stats, scale_idx);
+                  write_stats, part, stride, write_w, W, stats, scale_idx, 0);
 }
 
 extern "C" __global__ void quad_pos_pairs_ref_f32(const float* D, const int* lab,
@@ -222,5 +226,26 @@ extern "C" __global__ void quad_pos_pairs_ref_f32(const float* D, const int* lab
                                                   int write_w, float* W, const double* stats,
                                                   int scale_idx) {
     quad_pos_body(D, lab, rlab, n, m, excl, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s,
-                  write_stats, part, stride, write_w, W, stats, scale_idx);
+                  write_stats, part, stride, write_w, W, stats, scale_idx, 0);
+}
+
+// Term 2's weights of rows [k0, k0 + blocks) into the zeroed chunk buffer W (row k at
+// (k - k0) * n), for the quadruplet's last pass over chunks of rows (the triplet kernel then adds
+// them as it rewrites those rows of D in place): the negative-pair side, then the positive-pair
+// side once the histograms are scanned (excl_g, excl_s).
+extern "C" __global__ void quad_neg_rows_f32(const float* D, const int* lab, int n, float sg,
+                                             double m2, const float* xs_g, const float* xs_s,
+                                             const long long* pstart, size_t npos, int k0,
+                                             float* W, const double* stats, int scale_idx) {
+    quad_neg_body(D, lab, lab, n, n, sg, m2, xs_g, xs_s, pstart, npos, nullptr, nullptr, 0,
+                  nullptr, 0, 1, W, stats, scale_idx, k0);
+}
+
+extern "C" __global__ void quad_pos_rows_f32(const float* D, const int* lab, int n, float sg,
+                                             double m2, const float* xs_g, const float* xs_s,
+                                             const long long* pstart, size_t npos,
+                                             const u64* excl_g, const u64* excl_s, int k0,
+                                             float* W, const double* stats, int scale_idx) {
+    quad_pos_body(D, lab, lab, n, n, nullptr, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s,
+                  0, nullptr, 0, 1, W, stats, scale_idx, k0);
 }

@@ -23,7 +23,7 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                              const unsigned* excl, float sg, double margin, int semihard,
                              int smooth, RowOut out, double* part, int stride, int write_stats,
                              int write_w, const double* stats, int scale_idx, float* scratch,
-                             int* diff, int cap) {
+                             int* diff, int cap, int a0) {
     __shared__ int counts[2];
     __shared__ float smem[MARGIN_SORT_SMEM];
     __shared__ double red[MARGIN_THREADS];
@@ -33,7 +33,7 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
     int* df = diff + (size_t)blockIdx.x * (cap + 1);
     const double scale = stat_scale(stats, scale_idx);
     const double mg = margin;
-    for (int a = blockIdx.x; a < n; a += gridDim.x) {
+    for (int a = a0 + blockIdx.x; a < n; a += gridDim.x) {
         __syncthreads();
         if (threadIdx.x == 0) {
             counts[0] = 0;
@@ -197,7 +197,11 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
             // positive or a negative (the first loop's reads ended at its barrier).
             for (int j = threadIdx.x; j < m; j += blockDim.x) {
                 if (j == skip || mp == 0 || mn == 0) {
-                    put_none(out, row + j);
+                    if (out.add != nullptr) {
+                        put_weight(out, row + j, 0.0, D[row + j]);
+                    } else {
+                        put_none(out, row + j);
+                    }
                 }
             }
         }
@@ -219,7 +223,20 @@ extern "C" __global__ void triplet_rows_f32(float* DW, const int* lab, int n, fl
                                             float* scratch, int* diff, int cap) {
     triplet_body(DW, lab, lab, n, n, nullptr, sg, margin, semihard, smooth,
                  RowOut{DW, 1, euclid}, part, stride, write_stats, write_w, stats, scale_idx,
-                 scratch, diff, cap);
+                 scratch, diff, cap, 0);
+}
+
+// The quadruplet's last pass over anchors [a0, a1) of the square matrix, in place: weights
+// sg * count * stats[scale_idx] plus add[(a - a0) * n + j] (term 2's weights of the chunk).
+extern "C" __global__ void triplet_rows_add_f32(float* DW, const int* lab, int a0, int a1, int n,
+                                                float sg, double margin, int euclid,
+                                                const double* stats, int scale_idx,
+                                                const float* add, float* scratch, int* diff,
+                                                int cap) {
+    const RowOut out{DW, 1, euclid, add, (long long)a0 * n};
+    // The body's rows run from a0 to its `n` argument (a1); its columns are all n.
+    triplet_body(DW, lab, lab, a1, n, nullptr, sg, margin, 0, 0, out, nullptr, 0, 0, 1, stats,
+                 scale_idx, scratch, diff, cap, a0);
 }
 
 extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, const int* rlab,
@@ -230,5 +247,5 @@ extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, 
                                                 const double* stats, int scale_idx,
                                                 float* scratch, int* diff, int cap) {
     triplet_body(D, lab, rlab, n, m, excl, sg, margin, semihard, smooth, RowOut{W, 0, 0}, part,
-                 stride, write_stats, write_w, stats, scale_idx, scratch, diff, cap);
+                 stride, write_stats, write_w, stats, scale_idx, scratch, diff, cap, 0);
 }

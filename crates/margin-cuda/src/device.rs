@@ -138,7 +138,12 @@ pub struct CudaBackend {
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) kernels: Arc<KernelTable>,
     pub(crate) info: DeviceInfo,
+    /// Bytes of chunk buffers a streamed pass may hold (see [`CudaBackend::with_stream_budget`]).
+    pub(crate) stream_bytes: usize,
 }
+
+/// Default [`CudaBackend::with_stream_budget`]: 1 GiB.
+const STREAM_BUDGET: usize = 1 << 30;
 
 impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,7 +186,17 @@ impl CudaBackend {
             stream,
             kernels,
             info,
+            stream_bytes: STREAM_BUDGET,
         })
+    }
+
+    /// Caps the chunk buffers of the streamed passes (default 1 GiB): the size up to which the
+    /// batch-all quadruplet keeps its weights in a second N x N matrix (one pass) rather than in
+    /// place over the distances (its last pass in chunks of rows that fit the budget). Lower it
+    /// to bound memory; the tests use it to cover the chunked path.
+    pub fn with_stream_budget(mut self, bytes: usize) -> Self {
+        self.stream_bytes = bytes.max(4);
+        self
     }
 
     /// The stream all work is enqueued on.

@@ -24,9 +24,12 @@
 //! Memory: one N x N f32 matrix (16 GiB at N = 65536), as the SPEC's Cost section allows: the
 //! weight kernels overwrite the distances with `dL/dD` row by row, in place (each block reads its
 //! row before writing it; the euclidean `1/d` of the chain is applied there, while the distance
-//! is at hand). The quadruplet losses read distances again after their first weights, so they
-//! keep a second N x N matrix for the weights; batch-all also sorts all ordered positive pairs.
-//! Reference sets keep an N x M weight matrix beside the N x M distances.
+//! is at hand). The batch-all quadruplet reads distances again after its first weights: while a
+//! second N x N matrix fits the stream budget ([`CudaBackend::with_stream_budget`], 1 GiB) its
+//! weights go there (one pass); beyond it the last pass runs in chunks of rows in place (one
+//! more triplet pass). Its term 2 also sorts all ordered positive pairs. Hard-mined quadruplets
+//! rewrite each row in place after the last pass that reads other rows. Reference sets keep an
+//! N x M weight matrix beside the N x M distances.
 
 mod backend;
 mod cache;

@@ -2,7 +2,7 @@
 //! their per-row partials into a small f64 stats buffer on the device, and says how stage 4 must
 //! scale the weights and how the host turns the stats into a [`LossStats`] at the very end.
 
-use crate::device::{CudaBackend, as_i32, dev_err, grid_u32, rows_cfg};
+use crate::device::{CudaBackend, as_i32, grid_u32, rows_cfg};
 use crate::labels::LabelInfo;
 use crate::launch::launch;
 use cudarc::driver::{CudaSlice, LaunchConfig};
@@ -92,8 +92,8 @@ pub(crate) struct SquareInput<'a> {
     pub euclid: i32,
 }
 
-/// The quadruplet losses' input: the distances beside the labels (they read the distances again
-/// after writing their first weights, so their weights go to a separate matrix).
+/// The batch-all quadruplet's term-2 input: the distances beside the labels (it reads them again
+/// after term 1's weights are known).
 pub(crate) struct QuadInput<'a> {
     pub dmat: &'a CudaSlice<f32>,
     pub square: &'a SquareInput<'a>,
@@ -138,8 +138,9 @@ impl CudaBackend {
     /// Stage 3 for every loss without centers. `dw` holds the N x N distances; most losses
     /// overwrite it with dL/dD in place (already divided by the distance for the euclidean
     /// chain; shaders/cuda/common.cuh `RowOut`), so the loss keeps one N x N matrix as the SPEC's
-    /// Cost section asks. The quadruplet loss reads distances again after its first weights, so
-    /// it returns its dL/dD in a separate matrix (raw: chain_prep divides) and leaves `dw` as is.
+    /// Cost section asks. The batch-all quadruplet reads distances again after its first weights:
+    /// while a second matrix fits the stream budget it returns dL/dD apart (raw: chain_prep
+    /// divides) and leaves `dw` as is (see quadruplet.rs).
     pub(crate) fn weights_square(
         &self,
         loss: &Loss,
@@ -147,21 +148,11 @@ impl CudaBackend {
         dw: &mut CudaSlice<f32>,
     ) -> Result<(StageThree, Option<CudaSlice<f32>>)> {
         if let Loss::Quadruplet(c) = loss {
-            let quad = QuadInput {
-                dmat: dw,
-                square: inp,
-            };
             return match c.mining {
-                // Term 1 runs the triplet kernel in place over a copy of the distances.
-                Mining::All => {
-                    let mut w = self.stream.clone_dtod(&*dw).map_err(dev_err)?;
-                    let three = self.quadruplet(&quad, &mut w, c.margin, c.margin2)?;
-                    Ok((three, Some(w)))
-                }
+                Mining::All => self.quadruplet(inp, dw, c.margin, c.margin2),
                 Mining::Hard => {
-                    let mut w = self.zeros::<f32>(inp.n * inp.n)?;
-                    let three = self.quadruplet_hard(&quad, &mut w, c.margin, c.margin2)?;
-                    Ok((three, Some(w)))
+                    let three = self.quadruplet_hard(inp, dw, c.margin, c.margin2)?;
+                    Ok((three, None))
                 }
                 Mining::SemiHard => Err(margin_core::MarginError::config(
                     "quadruplet mining must be all or hard",

@@ -2,18 +2,19 @@
 //! negatives, the best pair of each class, one term-1 / term-2 evaluation per anchor, then the
 //! weights once both AvgNonZero counts are known on the device. O(N^2) work, no host round trip.
 
-use crate::device::{CudaBackend, as_i32, elems_cfg, rows_cfg};
+use crate::device::{CudaBackend, as_i32, rows_cfg};
 use crate::launch::launch;
-use crate::losses::{Finish, QuadInput, StageThree};
+use crate::losses::{Finish, SquareInput, StageThree};
 use cudarc::driver::CudaSlice;
 use margin_core::Result;
 
 impl CudaBackend {
-    /// Both terms of the hard-mined quadruplet loss; weights final (`scales` -1).
+    /// Both terms of the hard-mined quadruplet loss, in place over the distances `dw`: weights
+    /// final (`scales` -1) and already divided for the euclidean chain.
     pub(crate) fn quadruplet_hard(
         &self,
-        inp: &QuadInput<'_>,
-        w: &mut CudaSlice<f32>,
+        inp: &SquareInput<'_>,
+        dw: &mut CudaSlice<f32>,
         margin: f64,
         margin2: f64,
     ) -> Result<StageThree> {
@@ -30,7 +31,7 @@ impl CudaBackend {
             "quad_hard_top2_f32",
             rows_cfg(n)?,
             [
-                inp.dmat, inp.lab, &ni, &inp.sg, &mut v1, &mut l1, &mut v2, &mut l2
+                &*dw, inp.lab, &ni, &inp.sg, &mut v1, &mut l1, &mut v2, &mut l2
             ]
         )?;
         let mut cv = self.zeros::<f32>(classes)?;
@@ -52,7 +53,7 @@ impl CudaBackend {
             "quad_hard_rows_f32",
             rows_cfg(n)?,
             [
-                inp.dmat,
+                &*dw,
                 inp.lab,
                 &ni,
                 &inp.sg,
@@ -68,18 +69,31 @@ impl CudaBackend {
         let mut stats = self.reduce_stats(&part, n, 4, 2)?;
         self.safe_inverse(&mut stats, 1, 4)?;
         self.safe_inverse(&mut stats, 3, 5)?;
-        launch!(
-            self,
-            "quad_hard_class_w_f32",
-            elems_cfg(classes)?,
-            [&active2, &ck, &cl, &ci, &ni, &mut *w]
-        )?;
+        // At most 256 blocks (about two per SM of an H100 / H200), each moving the row it
+        // rewrites to its slice of `keep`: O(256 N) scratch, not a second N x N matrix.
+        let blocks = n.clamp(1, 256);
+        let mut keep = self.zeros::<f32>(blocks * n)?;
         let (s1, s2) = (4i32, 5i32);
         launch!(
             self,
-            "quad_hard_weights_f32",
-            rows_cfg(n)?,
-            [inp.lab, &ni, &inp.sg, &sel, &stats, &s1, &s2, w]
+            "quad_hard_inplace_f32",
+            rows_cfg(blocks)?,
+            [
+                &mut *dw,
+                inp.lab,
+                &ni,
+                &inp.sg,
+                &inp.euclid,
+                &sel,
+                &stats,
+                &s1,
+                &s2,
+                &active2,
+                &ck,
+                &cl,
+                &ci,
+                &mut keep
+            ]
         )?;
         Ok(StageThree {
             stats,

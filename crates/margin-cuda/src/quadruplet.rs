@@ -2,12 +2,17 @@
 //! sorts all ordered positive-pair values on the device (globally and per label) and counts the
 //! active negative pairs of each by binary search and scanned histograms (see quadruplet.cu).
 //! Both terms reduce with AvgNonZero, so the weights are written in a second pass once the two
-//! counts are known on the device.
+//! counts are known on the device, and term 2 reads the distances until then. While an N x N
+//! matrix fits the stream budget ([`CudaBackend::with_stream_budget`]) the weights go to a copy
+//! of the distances (returned apart: the chain divides). Beyond it the distances are the only
+//! N x N matrix (SPEC, Cost): the last pass runs per chunk of rows, term 2's weights of the chunk
+//! into a chunk buffer, then the triplet kernel over the same rows adding them as it rewrites the
+//! rows in place (`triplet_rows_add_f32`).
 
-use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
+use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, grid_u32, rows_cfg};
 use crate::launch::launch;
-use crate::losses::{Finish, QuadInput, SquareInput, StageThree, TripletPass};
-use cudarc::driver::CudaSlice;
+use crate::losses::{Finish, QuadInput, SquareInput, StageThree, TripletPass, triplet_blocks};
+use cudarc::driver::{CudaSlice, LaunchConfig};
 use margin_core::Result;
 
 /// Device tables of term 2 that survive from the stats pass to the weights pass.
@@ -21,40 +26,139 @@ struct TermTwo {
 }
 
 impl CudaBackend {
+    /// Both terms over the N x N distances `dw`. Returns the weights in a separate matrix, or
+    /// `None` when they overwrote `dw` in place (already divided for the euclidean chain).
     pub(crate) fn quadruplet(
         &self,
-        inp: &QuadInput<'_>,
-        w: &mut CudaSlice<f32>,
+        inp: &SquareInput<'_>,
+        dw: &mut CudaSlice<f32>,
         margin: f64,
         margin2: f64,
-    ) -> Result<StageThree> {
+    ) -> Result<(StageThree, Option<CudaSlice<f32>>)> {
         let n = inp.n;
         let mut part = self.zeros::<f64>(n * 5)?;
         let none = self.zeros::<f64>(1)?;
-        self.quad_term_one(inp, w, margin, &mut part, false, &none)?;
+        // Statistics only: nothing is written to the distances.
+        self.quad_term_one(inp, dw, margin, &mut part, false, &none)?;
         let npos = inp.info.positive_pairs();
-        let term2 = if npos > 0 && inp.info.negative_pairs() > 0 {
-            Some(self.quad_term_two_stats(inp, margin2, &mut part, npos)?)
+        let mut term2 = if npos > 0 && inp.info.negative_pairs() > 0 {
+            let quad = QuadInput {
+                dmat: dw,
+                square: inp,
+            };
+            Some(self.quad_term_two_stats(&quad, margin2, &mut part, npos)?)
         } else {
             None
         };
         let mut stats = self.reduce_stats(&part, n, 5, 2)?;
         self.safe_inverse(&mut stats, 1, 5)?;
         self.safe_inverse(&mut stats, 3, 6)?;
-        self.quad_term_one(inp, w, margin, &mut part, true, &stats)?;
-        if let Some(mut t) = term2 {
-            self.quad_term_two_pass(inp, margin2, &mut part, &mut t, w, &stats)?;
-        }
-        Ok(StageThree {
+        let whole = n.saturating_mul(n).saturating_mul(4) <= self.stream_bytes;
+        let separate = if whole {
+            // Term 1 in place over a copy of the distances (raw weights), term 2 added to it.
+            let mut w = self.stream.clone_dtod(&*dw).map_err(dev_err)?;
+            self.quad_term_one(inp, &mut w, margin, &mut part, true, &stats)?;
+            if let Some(t) = &mut term2 {
+                let quad = QuadInput {
+                    dmat: dw,
+                    square: inp,
+                };
+                self.quad_term_two_pass(&quad, margin2, &mut part, t, &mut w, &stats)?;
+            }
+            Some(w)
+        } else {
+            self.quad_in_chunks(inp, dw, margin, margin2, term2.as_ref(), &stats)?;
+            None
+        };
+        let three = StageThree {
             stats,
             scales: (-1, -1),
             finish: Finish::Quadruplet,
-        })
+        };
+        Ok((three, separate))
+    }
+
+    /// The last pass without a second matrix: per chunk of rows that fits the stream budget,
+    /// term 2's weights of the rows into a zeroed chunk buffer, then the triplet kernel over the
+    /// rows, in place, adding them (both scaled by their AvgNonZero factors, stats 5 and 6).
+    fn quad_in_chunks(
+        &self,
+        inp: &SquareInput<'_>,
+        dw: &mut CudaSlice<f32>,
+        margin: f64,
+        margin2: f64,
+        term2: Option<&TermTwo>,
+        stats: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let n = inp.n;
+        let ni = as_i32(n, "N")?;
+        let chunk = (self.stream_bytes / (4 * n.max(1))).clamp(1, n.max(1));
+        let mut add = self.zeros::<f32>(chunk * n)?;
+        let cap = n.next_power_of_two();
+        let capi = as_i32(cap, "N")?;
+        let (s1, s2) = (5i32, 6i32);
+        let mut a0 = 0usize;
+        while a0 < n {
+            let rows = chunk.min(n - a0);
+            let (k0, a1) = (as_i32(a0, "row")?, as_i32(a0 + rows, "row")?);
+            self.stream.memset_zeros(&mut add).map_err(dev_err)?;
+            if let Some(t) = term2 {
+                launch!(
+                    self,
+                    "quad_neg_rows_f32",
+                    rows_cfg(rows)?,
+                    [
+                        &*dw, inp.lab, &ni, &inp.sg, &margin2, &t.xs_g, &t.xs_s, &t.pstart,
+                        &t.npos, &k0, &mut add, stats, &s2
+                    ]
+                )?;
+                launch!(
+                    self,
+                    "quad_pos_rows_f32",
+                    rows_cfg(rows)?,
+                    [
+                        &*dw, inp.lab, &ni, &inp.sg, &margin2, &t.xs_g, &t.xs_s, &t.pstart,
+                        &t.npos, &t.hist_g, &t.hist_s, &k0, &mut add, stats, &s2
+                    ]
+                )?;
+            }
+            let blocks = triplet_blocks(rows, cap);
+            let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
+            let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
+            let cfg = LaunchConfig {
+                grid_dim: (grid_u32(blocks)?, 1, 1),
+                block_dim: (crate::device::THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self,
+                "triplet_rows_add_f32",
+                cfg,
+                [
+                    &mut *dw,
+                    inp.lab,
+                    &k0,
+                    &a1,
+                    &ni,
+                    &inp.sg,
+                    &margin,
+                    &inp.euclid,
+                    stats,
+                    &s1,
+                    &add,
+                    &mut scratch,
+                    &mut diff,
+                    &capi
+                ]
+            )?;
+            a0 += rows;
+        }
+        Ok(())
     }
 
     fn quad_term_one(
         &self,
-        inp: &QuadInput<'_>,
+        inp: &SquareInput<'_>,
         w: &mut CudaSlice<f32>,
         margin: f64,
         part: &mut CudaSlice<f64>,
@@ -72,11 +176,9 @@ impl CudaBackend {
             stats,
             scale_idx: if weights { 5 } else { -1 },
         };
-        // `w` starts as a copy of the distances; the weights stay raw (chain_prep divides).
-        let raw = SquareInput {
-            euclid: 0,
-            ..*inp.square
-        };
+        // `w` is the distances (statistics only) or a copy of them; the weights stay raw (the
+        // chain divides).
+        let raw = SquareInput { euclid: 0, ..*inp };
         self.triplet_rows(&raw, w, pass)
     }
 

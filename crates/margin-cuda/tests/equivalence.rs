@@ -104,6 +104,32 @@ fn every_loss_matches_the_reference() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Past the stream budget the batch-all quadruplet keeps no second N x N matrix: its last pass
+/// runs per chunk of rows (term 2's weights into a chunk buffer, then the triplet kernel over the
+/// rows in place, adding them). A 4 KiB budget makes chunks of 27 rows at N = 37 and of 14 at
+/// N = 70.
+#[test]
+fn quadruplet_row_chunks_match_the_reference() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let cuda = cuda.with_stream_budget(4 << 10);
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let quads = losses()
+        .into_iter()
+        .filter(|l| matches!(l, Loss::Quadruplet(c) if c.mining == Mining::All));
+    for (li, loss) in quads.enumerate() {
+        for (si, shape) in [(37, 5, 4), (70, 9, 5), (19, 1, 3)].into_iter().enumerate() {
+            cases += 1;
+            let seed = (500 + si * 100 + li) as u64;
+            if let Err(e) = compare(&cuda, &ReferenceBackend, &loss, shape, seed) {
+                failures.push(e);
+            }
+        }
+    }
+    println!("{} of {cases} cases failed", failures.len());
+    assert!(cases >= 8 && failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn large_batches_match_the_cpu_backend() {
     let Some(cuda) = cuda_or_skip() else { return };

@@ -104,17 +104,44 @@ CUresult cuEventElapsedTime_v2(float* ms, void*, void*) { *ms = 0.0f; return OK;
 CUresult cuMemGetInfo_v2(size_t* free_b, size_t* total) {
     *free_b = (size_t)8 << 30; *total = (size_t)16 << 30; return OK;
 }
+// Live and peak bytes of device memory, for margin_emu_peak_bytes.
+static std::mutex g_mem;
+static std::map<CUdeviceptr, size_t> g_sizes;
+static size_t g_live = 0, g_peak = 0;
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     // Poisoned like fresh device memory, so that a kernel reading what nobody wrote fails.
     void* m = malloc(bytes ? bytes : 1);
     if (!m) return OUT_OF_MEMORY;
     memset(m, 0xff, bytes);
     *p = (CUdeviceptr)m;
+    std::lock_guard<std::mutex> lock(g_mem);
+    g_sizes[*p] = bytes;
+    g_live += bytes;
+    g_peak = g_live > g_peak ? g_live : g_peak;
     return OK;
 }
 CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, void*) { return cuMemAlloc_v2(p, bytes); }
-CUresult cuMemFree_v2(CUdeviceptr p) { free((void*)p); return OK; }
-CUresult cuMemFreeAsync(CUdeviceptr p, void*) { free((void*)p); return OK; }
+CUresult cuMemFree_v2(CUdeviceptr p) {
+    {
+        std::lock_guard<std::mutex> lock(g_mem);
+        auto it = g_sizes.find(p);
+        if (it != g_sizes.end()) {
+            g_live -= it->second;
+            g_sizes.erase(it);
+        }
+    }
+    free((void*)p);
+    return OK;
+}
+CUresult cuMemFreeAsync(CUdeviceptr p, void*) { return cuMemFree_v2(p); }
+// Not a driver call: the most device memory live at once since the last reset (reset != 0 starts
+// a new measurement from what is live now). crates/margin-cuda/tests/emu_memory.rs reads it.
+size_t margin_emu_peak_bytes(int reset) {
+    std::lock_guard<std::mutex> lock(g_mem);
+    const size_t peak = g_peak;
+    if (reset) g_peak = g_live;
+    return peak;
+}
 CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { memcpy((void*)d, h, n); return OK; }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, void*) { return cuMemcpyHtoD_v2(d, h, n); }
 CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { memcpy(h, (void*)d, n); return OK; }

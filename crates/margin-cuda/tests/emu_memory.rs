@@ -1,0 +1,74 @@
+//! Device memory of loss calls, as the emulator's stand-in libcuda counts it
+//! (shaders/cuda/emu/fake_driver.cpp, `margin_emu_peak_bytes`): past the stream budget the
+//! batch-all quadruplet keeps no second N x N matrix (SPEC, Cost). On a real driver, or without
+//! CUDA, the test says it skipped and why. Run by hand and in CI with
+//! `shaders/cuda/emu/host_check.sh -p margin-cuda --test emu_memory`.
+
+mod cuda_common;
+
+use cuda_common::cuda_or_skip;
+use margin_core::{Backend, Distance, Loss, LossInput, Metric, Mining, QuadrupletConfig};
+use margin_cuda::CudaBackend;
+
+/// The emulator's peak-bytes counter (reset: start a new measurement), or `None` when the loaded
+/// libcuda is not the emulator's.
+fn peak_bytes(reset: bool) -> Option<usize> {
+    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library already loaded (the
+    // CUDA backend loaded libcuda.so.1); the name is a valid C string.
+    let lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if lib.is_null() {
+        return None;
+    }
+    // SAFETY: `lib` is a live handle and the symbol name a valid C string.
+    let sym = unsafe { libc::dlsym(lib, c"margin_emu_peak_bytes".as_ptr()) };
+    if sym.is_null() {
+        return None;
+    }
+    // SAFETY: fake_driver.cpp defines it as `size_t margin_emu_peak_bytes(int)` with C linkage.
+    let f: extern "C" fn(libc::c_int) -> libc::size_t = unsafe { std::mem::transmute(sym) };
+    Some(f(libc::c_int::from(reset)))
+}
+
+/// Peak device bytes of one loss call on `cuda`.
+fn peak_of(cuda: &CudaBackend, loss: &Loss, input: &LossInput<'_>) -> usize {
+    peak_bytes(true);
+    cuda.loss(loss, input).unwrap();
+    peak_bytes(false).unwrap_or(0)
+}
+
+#[test]
+fn quadruplet_chunks_drop_the_second_matrix() {
+    let Some(whole) = cuda_or_skip() else { return };
+    if peak_bytes(true).is_none() {
+        println!("skipping: the loaded libcuda is not the emulator's (no peak counter)");
+        return;
+    }
+    let Some(chunked) = cuda_or_skip() else {
+        return;
+    };
+    // 8 KiB: chunks of 21 rows at N = 96, whose 36 KiB matrix is past it.
+    let chunked = chunked.with_stream_budget(8 << 10);
+    let (n, d) = (96, 8);
+    let x: Vec<f32> = (0..n * d)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let labels: Vec<i64> = (0..n).map(|i| (i % 6) as i64).collect();
+    let input = LossInput::from_slices(&x, n, d, &labels, None).unwrap();
+    let matrix = n * n * 4;
+    for distance in [Distance::SquaredEuclidean, Distance::Euclidean] {
+        let loss = Loss::Quadruplet(QuadrupletConfig {
+            metric: Metric::new(distance, true),
+            mining: Mining::All,
+            ..Default::default()
+        });
+        let (a, b) = (
+            peak_of(&whole, &loss, &input),
+            peak_of(&chunked, &loss, &input),
+        );
+        println!("{distance:?}: peak {a} B with a second matrix, {b} B in chunks");
+        assert!(
+            b + matrix * 3 / 4 <= a,
+            "{distance:?}: {b} B in chunks vs {a} B"
+        );
+    }
+}
