@@ -121,6 +121,33 @@ pub(crate) fn triplet_blocks(rows: usize, cap: usize) -> usize {
     rows.clamp(1, 1024).min(fit)
 }
 
+/// Scratch and launch shape of one per-anchor triplet launch over `rows` anchors whose rows have
+/// `cols` columns ([`triplet_blocks`] blocks, each with `2 cap` floats and `cap + 1` ints).
+pub(crate) struct TripletLaunch {
+    pub scratch: CudaSlice<f32>,
+    pub diff: CudaSlice<i32>,
+    pub cfg: LaunchConfig,
+    /// The power of two >= `cols`, as the kernels take it.
+    pub cap: i32,
+}
+
+impl CudaBackend {
+    pub(crate) fn triplet_launch(&self, rows: usize, cols: usize) -> Result<TripletLaunch> {
+        let cap = cols.next_power_of_two();
+        let blocks = triplet_blocks(rows, cap);
+        Ok(TripletLaunch {
+            scratch: self.zeros::<f32>(blocks * 2 * cap)?,
+            diff: self.zeros::<i32>(blocks * (cap + 1))?,
+            cfg: LaunchConfig {
+                grid_dim: (grid_u32(blocks)?, 1, 1),
+                block_dim: (crate::device::THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            cap: as_i32(cap, "the row length")?,
+        })
+    }
+}
+
 /// Flags and outputs of one per-anchor triplet launch.
 pub(crate) struct TripletPass<'a> {
     pub margin: f64,
@@ -311,22 +338,13 @@ impl CudaBackend {
     ) -> Result<()> {
         let n = inp.n;
         let ni = as_i32(n, "N")?;
-        let cap = n.next_power_of_two();
-        let capi = as_i32(cap, "N")?;
-        let blocks = triplet_blocks(n, cap);
-        let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
-        let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
-        let cfg = LaunchConfig {
-            grid_dim: (grid_u32(blocks)?, 1, 1),
-            block_dim: (crate::device::THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let mut t = self.triplet_launch(n, n)?;
         let (semihard, smooth) = (i32::from(p.semihard), i32::from(p.smooth));
         let (ws, ww) = (i32::from(p.write_stats), i32::from(p.write_w));
         launch!(
             self,
             "triplet_rows_f32",
-            cfg,
+            t.cfg,
             [
                 dw,
                 inp.lab,
@@ -342,9 +360,9 @@ impl CudaBackend {
                 &ww,
                 p.stats,
                 &p.scale_idx,
-                &mut scratch,
-                &mut diff,
-                &capi
+                &mut t.scratch,
+                &mut t.diff,
+                &t.cap
             ]
         )
     }

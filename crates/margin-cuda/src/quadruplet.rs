@@ -9,10 +9,10 @@
 //! into a chunk buffer, then the triplet kernel over the same rows adding them as it rewrites the
 //! rows in place (`triplet_rows_add_f32`).
 
-use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, grid_u32, rows_cfg};
+use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
-use crate::losses::{Finish, QuadInput, SquareInput, StageThree, TripletPass, triplet_blocks};
-use cudarc::driver::{CudaSlice, LaunchConfig};
+use crate::losses::{Finish, QuadInput, SquareInput, StageThree, TripletPass};
+use cudarc::driver::CudaSlice;
 use margin_core::Result;
 
 /// Device tables of term 2 that survive from the stats pass to the weights pass.
@@ -94,11 +94,10 @@ impl CudaBackend {
         let ni = as_i32(n, "N")?;
         let chunk = (self.stream_bytes / (4 * n.max(1))).clamp(1, n.max(1));
         let mut add = self.zeros::<f32>(chunk * n)?;
-        let cap = n.next_power_of_two();
-        let capi = as_i32(cap, "N")?;
+        // Sized for a full chunk; the last, shorter one leaves blocks idle.
+        let mut tl = self.triplet_launch(chunk, n)?;
         let (s1, s2) = (5i32, 6i32);
-        let mut a0 = 0usize;
-        while a0 < n {
+        for a0 in (0..n).step_by(chunk) {
             let rows = chunk.min(n - a0);
             let (k0, a1) = (as_i32(a0, "row")?, as_i32(a0 + rows, "row")?);
             self.stream.memset_zeros(&mut add).map_err(dev_err)?;
@@ -122,18 +121,10 @@ impl CudaBackend {
                     ]
                 )?;
             }
-            let blocks = triplet_blocks(rows, cap);
-            let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
-            let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
-            let cfg = LaunchConfig {
-                grid_dim: (grid_u32(blocks)?, 1, 1),
-                block_dim: (crate::device::THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
             launch!(
                 self,
                 "triplet_rows_add_f32",
-                cfg,
+                tl.cfg,
                 [
                     &mut *dw,
                     inp.lab,
@@ -146,12 +137,11 @@ impl CudaBackend {
                     stats,
                     &s1,
                     &add,
-                    &mut scratch,
-                    &mut diff,
-                    &capi
+                    &mut tl.scratch,
+                    &mut tl.diff,
+                    &tl.cap
                 ]
             )?;
-            a0 += rows;
         }
         Ok(())
     }

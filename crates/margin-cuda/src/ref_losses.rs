@@ -4,11 +4,11 @@
 //! host labels (docs/REFERENCE_SETS.md 2.3, and "zero if there is no positive or no negative
 //! pair" for lifted structure, NT-Xent and SupCon).
 
-use crate::device::{CudaBackend, THREADS, grid_u32, rows_cfg};
+use crate::device::{CudaBackend, rows_cfg};
 use crate::launch::launch;
 use crate::losses::{Finish, StageThree};
 use crate::reference::RectInput;
-use cudarc::driver::{CudaSlice, LaunchConfig};
+use cudarc::driver::CudaSlice;
 use margin_core::{Loss, MarginError, Mining, Result};
 
 /// Flags and outputs of one `triplet_ref_rows_f32` launch (as `TripletPass` in losses.rs).
@@ -228,22 +228,13 @@ impl CudaBackend {
         p: RectTripletPass<'_>,
     ) -> Result<()> {
         let (ni, mi) = inp.dims()?;
-        let cap = inp.m.next_power_of_two();
-        let capi = crate::device::as_i32(cap, "M")?;
-        let blocks = crate::losses::triplet_blocks(inp.n, cap);
-        let mut scratch = self.zeros::<f32>(blocks * 2 * cap)?;
-        let mut diff = self.zeros::<i32>(blocks * (cap + 1))?;
-        let cfg = LaunchConfig {
-            grid_dim: (grid_u32(blocks)?, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let mut t = self.triplet_launch(inp.n, inp.m)?;
         let (semihard, smooth) = (i32::from(p.semihard), i32::from(p.smooth));
         let (ws, ww) = (i32::from(p.write_stats), i32::from(p.write_w));
         launch!(
             self,
             "triplet_ref_rows_f32",
-            cfg,
+            t.cfg,
             [
                 inp.dmat,
                 inp.lab,
@@ -262,9 +253,9 @@ impl CudaBackend {
                 &ww,
                 p.stats,
                 &p.scale_idx,
-                &mut scratch,
-                &mut diff,
-                &capi
+                &mut t.scratch,
+                &mut t.diff,
+                &t.cap
             ]
         )
     }

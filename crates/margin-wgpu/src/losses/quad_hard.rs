@@ -116,7 +116,8 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
     let ids = &lay.rows;
     let best = best_pairs(&rows, ids, &lay.cols, lay.classes);
 
-    // Active terms: (anchor, p*, n*) for t1 and (anchor, p*, k*, l*) for t2.
+    // Active terms with the values at their entries: (anchor, p*, n*) for t1 and
+    // (anchor, p*, k*, l*) for t2.
     let (mut sum1, mut sum2) = (0f64, 0f64);
     let mut act1 = Vec::new();
     let mut act2 = Vec::new();
@@ -131,13 +132,13 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
         let t1 = f64::from(vp) - f64::from(vn) + c.margin;
         if t1 > 0.0 {
             sum1 += t1;
-            act1.push((a, pi, ni));
+            act1.push((a, (pi, vp), (ni, vn)));
         }
         if let Some((vkl, k, l)) = best[ids[a] as usize] {
             let t2 = f64::from(vp) - f64::from(vkl) + c.margin2;
             if t2 > 0.0 {
                 sum2 += t2;
-                act2.push((a, pi, k, l));
+                act2.push((a, (pi, vp), k, (l, vkl)));
             }
         }
     }
@@ -145,27 +146,19 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
     // Weight and value of each written entry (the value divides the weight in place for the
     // euclidean chain, as weight_out does).
     let mut w: BTreeMap<u64, (f64, f32)> = BTreeMap::new();
-    let mut add = |row: usize, col: u32, v: f64, value: f32| {
+    let mut add = |row: usize, (col, value): (u32, f32), v: f64| {
         let e = w
             .entry(row as u64 * m as u64 + u64::from(col))
             .or_insert((0.0, value));
         e.0 += v;
     };
-    let value = |row: usize, col: u32| -> f32 {
-        let r = &rows[row];
-        [r.p, r.l1, r.l2]
-            .into_iter()
-            .flatten()
-            .find(|&(j, _)| j == col)
-            .map_or(0.0, |(_, v)| v)
-    };
-    for &(a, pi, ni) in &act1 {
-        add(a, pi, 1.0 / c1 as f64, value(a, pi));
-        add(a, ni, -1.0 / c1 as f64, value(a, ni));
+    for &(a, p, n) in &act1 {
+        add(a, p, 1.0 / c1 as f64);
+        add(a, n, -1.0 / c1 as f64);
     }
-    for &(a, pi, k, l) in &act2 {
-        add(a, pi, 1.0 / c2 as f64, value(a, pi));
-        add(k, l, -1.0 / c2 as f64, value(k, l));
+    for &(a, p, k, l) in &act2 {
+        add(a, p, 1.0 / c2 as f64);
+        add(k, l, -1.0 / c2 as f64);
     }
     let divide = s.params().u6 == 1;
     let mut at = Vec::with_capacity(w.len());

@@ -15,7 +15,7 @@
 
 use super::triplet::{QUAD_FINAL, STATS_ONLY, Sorted, sorted_counts};
 use super::{Layout, NONE, RowTotals, Square, avg, inv};
-use crate::context::{Groups, Params};
+use crate::context::{Batch, Groups, Params};
 use crate::stages::{self, u32_of};
 use margin_core::{LossStats, QuadrupletConfig, Result};
 use wgpu::Buffer;
@@ -120,13 +120,7 @@ impl<'s, 'g> TermTwo<'s, 'g> {
         })
     }
 
-    fn run(
-        &self,
-        b: &mut crate::context::Batch<'_>,
-        flags: u32,
-        off: usize,
-        rows: usize,
-    ) -> Result<()> {
+    fn run(&self, b: &mut Batch<'_>, flags: u32, off: usize, rows: usize) -> Result<()> {
         let s = self.s;
         let mut p = self.p;
         p.flags = flags;
@@ -181,12 +175,10 @@ impl<'s, 'g> TermTwo<'s, 'g> {
         let chunk = last.chunk(s, s.m)?;
         let scratch = last.scratch(s, chunk)?;
         let mut b = s.gpu.batch();
-        let mut off = 0;
-        while off < s.n {
+        for off in (0..s.n).step_by(chunk) {
             let rows = chunk.min(s.n - off);
             self.run(&mut b, WRITE, off, rows)?;
             last.record(s, &mut b, &s.e, off, rows, &scratch, &self.add)?;
-            off += rows;
         }
         b.submit();
         Ok(())

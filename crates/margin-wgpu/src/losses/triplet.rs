@@ -48,14 +48,10 @@ fn in_slot_chunks(
     mut p: Params,
 ) -> Result<()> {
     let n = s.n;
-    let bytes = slot as u64 * 4;
-    let budget = s.gpu.stream_budget();
-    s.gpu.check_size("one anchor's scratch slot", bytes)?;
-    let chunk = ((budget / bytes) as usize).clamp(1, n);
+    let chunk = rows_per_chunk(s, slot)?;
     let scratch = s.gpu.scratch("sort", chunk * slot)?;
     let mut b = s.gpu.batch();
-    let mut off = 0;
-    while off < n {
+    for off in (0..n).step_by(chunk) {
         let rows = chunk.min(n - off);
         p.off = off as u32;
         b.run(
@@ -64,10 +60,17 @@ fn in_slot_chunks(
             &[m, &s.grp, &scratch, &s.rstat, &s.rcnt],
             Groups::Linear(rows as u64),
         )?;
-        off += rows;
     }
     b.submit();
     Ok(())
+}
+
+/// Anchors per chunk of a streamed pass that needs `floats` of scratch per anchor: as many as
+/// fit the stream budget (and one binding), at least one, at most all.
+fn rows_per_chunk(s: &Square<'_>, floats: usize) -> Result<usize> {
+    let bytes = floats.max(1) as u64 * 4;
+    s.gpu.check_size("one anchor's scratch slot", bytes)?;
+    Ok(((s.gpu.stream_budget() / bytes) as usize).clamp(1, s.n.max(1)))
 }
 
 /// Runs triplet_smooth.wgsl over all anchors, in place over E: each workgroup first copies its row
@@ -101,11 +104,9 @@ pub(crate) fn sorted_counts(
     let scratch = sorted.scratch(s, chunk)?;
     let unread = s.gpu.scratch("unread", 1)?;
     let mut b = s.gpu.batch();
-    let mut off = 0;
-    while off < s.n {
+    for off in (0..s.n).step_by(chunk) {
         let rows = chunk.min(s.n - off);
         sorted.record(s, &mut b, m, off, rows, &scratch, &unread)?;
-        off += rows;
     }
     b.submit();
     Ok(())
@@ -151,10 +152,7 @@ impl<'g> Sorted<'g> {
     /// Anchors per dispatch: as many as fit the stream budget (and one binding) with their slots and
     /// `extra` more floats per anchor (the caller's own chunk buffer).
     pub fn chunk(&self, s: &Square<'_>, extra: usize) -> Result<usize> {
-        let bytes = (self.slot + extra).max(1) as u64 * 4;
-        s.gpu.check_size("one anchor's scratch slot", bytes)?;
-        let budget = s.gpu.stream_budget();
-        Ok(((budget / bytes) as usize).clamp(1, s.n.max(1)))
+        rows_per_chunk(s, self.slot + extra)
     }
 
     /// The slots of `chunk` anchors (a stand-in for the workgroup-memory variant).
