@@ -302,43 +302,34 @@ __device__ __forceinline__ double stat_scale(const double* stats, int idx) {
     return idx >= 0 ? stats[idx] : 1.0;
 }
 
-// Stage 3 in place (docs/ALGORITHMS.md, SPEC "Cost": at most one N x N matrix): the square weight
-// kernels read row a of the distance matrix and overwrite that same row with dL/dD, so a loss
-// holds the distance matrix and nothing else of its size. In place, every entry of the row is
-// written (0 where no pair is active) after the block's last read of another entry of the row,
-// and for the euclidean chain the weight is divided by the distance it replaces (0 at distance
-// 0: the SPEC's gradient there), which chain_prep_f32 would otherwise do from a second matrix.
-// Not in place (reference sets, the quadruplet's separate W): W is zeroed by the host, only
-// nonzero weights are added, and chain_prep does the division.
+// Stage 3 in place (docs/ALGORITHMS.md, SPEC "Cost": at most one N x N matrix): the weight
+// kernels read row a of the distance matrix (N x N, or N x M with a reference set) and overwrite
+// that same row with dL/dD, so a loss holds the distance matrix and nothing else of its size.
+// Every entry of the row is written (0 where no pair is active) after the block's last read of
+// another entry of the row, and for the euclidean chain the weight is divided by the distance it
+// replaces (0 at distance 0: the SPEC's gradient there), which chain_prep_f32 would otherwise do
+// from a second matrix. The quadruplet's first term runs over a copy with euclid = 0 (raw
+// weights: term 2 adds to them and chain_prep divides).
 struct RowOut {
     float* W;
-    int inplace;
     int euclid;
-    // In place only: weights to add to every entry of the row before the division, from a chunk
-    // buffer of rows (entry `at` at add[at - add_base]); nullptr: none. The quadruplet's last pass
-    // adds its term-2 weights this way while the triplet kernel rewrites term 1's rows.
+    // Weights to add to every entry of the row before the division, from a chunk buffer of rows
+    // (entry `at` at add[at - add_base]); nullptr: none. The quadruplet's last pass adds its
+    // term-2 weights this way while the triplet kernel rewrites term 1's rows.
     const float* add;
     long long add_base;
 };
 
 // Stores weight w of entry `at` whose distance was `dist` (see RowOut).
 __device__ __forceinline__ void put_weight(const RowOut& o, size_t at, double w, float dist) {
-    if (o.inplace) {
-        if (o.add != nullptr) {
-            w += (double)o.add[(long long)at - o.add_base];
-        }
-        if (o.euclid) {
-            w = dist > 0.0f ? w / (double)dist : 0.0;
-        }
-        o.W[at] = (float)w;
-    } else if (w != 0.0) {
-        o.W[at] += (float)w;
+    if (o.add != nullptr) {
+        w += (double)o.add[(long long)at - o.add_base];
     }
+    if (o.euclid) {
+        w = dist > 0.0f ? w / (double)dist : 0.0;
+    }
+    o.W[at] = (float)w;
 }
 
-// A row entry that holds no pair (the skipped column): 0 in place, untouched otherwise.
-__device__ __forceinline__ void put_none(const RowOut& o, size_t at) {
-    if (o.inplace) {
-        o.W[at] = 0.0f;
-    }
-}
+// A row entry that holds no pair (the skipped column): 0.
+__device__ __forceinline__ void put_none(const RowOut& o, size_t at) { o.W[at] = 0.0f; }

@@ -65,14 +65,15 @@ __device__ void contrastive_body(const float* D, const int* lab, const int* rlab
 extern "C" __global__ void contrastive_rows_f32(float* DW, const int* lab, int n, float sg,
                                                 double pos_m, double neg_m, int euclid,
                                                 double* part) {
-    contrastive_body(DW, lab, lab, n, n, nullptr, sg, pos_m, neg_m, RowOut{DW, 1, euclid}, part);
+    contrastive_body(DW, lab, lab, n, n, nullptr, sg, pos_m, neg_m, RowOut{DW, euclid}, part);
 }
 
-extern "C" __global__ void contrastive_ref_rows_f32(const float* D, const int* lab,
-                                                    const int* rlab, int n, int m,
-                                                    const unsigned* excl, float sg, double pos_m,
-                                                    double neg_m, float* W, double* part) {
-    contrastive_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, RowOut{W, 0, 0}, part);
+// Reference sets, in place over the N x M matrix DW as well.
+extern "C" __global__ void contrastive_ref_rows_f32(float* DW, const int* lab, const int* rlab,
+                                                    int n, int m, const unsigned* excl, float sg,
+                                                    double pos_m, double neg_m, int euclid,
+                                                    double* part) {
+    contrastive_body(DW, lab, rlab, n, m, excl, sg, pos_m, neg_m, RowOut{DW, euclid}, part);
 }
 
 // Lifted structure, pass 1: lse[i] = logsumexp over negatives k of i of (neg_m - e_ik);
@@ -128,7 +129,7 @@ extern "C" __global__ void lifted_rows_f32(float* DW, const int* lab, int n, flo
     if (i >= n) {
         return;
     }
-    const RowOut out{DW, 1, euclid};
+    const RowOut out{DW, euclid};
     const size_t row = (size_t)i * n;
     const int li = lab[i];
     const double lse_i = lse[i];
@@ -192,62 +193,94 @@ extern "C" __global__ void lifted_rows_f32(float* DW, const int* lab, int n, flo
 // ordered positive pairs (inv_pairs). Row k's negatives get -sg exp(ne_kl - lse_k) acc_k, where
 // acc_k sums g exp(lse_k - L) over its own pairs (k, j) and over the pairs (a, k) of other batch
 // rows a whose positive column is k (the aliased ones): W stays N x M, no W + W^T.
-// part[i*2 + {0,1}] = sum of J^2/2 over pairs (i, .), number with J > 0. W final (scaled).
-extern "C" __global__ void lifted_ref_rows_f32(const float* D, const int* lab, const int* rlab,
-                                               int n, int m, const unsigned* excl, float sg,
+//
+// The aliased sum reads column k of other rows, so it is taken first, before any row is
+// rewritten: alias[k] (k < min(n, m)) = sum over batch rows a != k with lab[a] == rlab[k] and
+// column k not a's self column, of J_ak / pairs * exp(lse_k - L_ak) for J_ak > 0. One block per k.
+extern "C" __global__ void lifted_ref_alias_f32(const float* D, const int* lab, const int* rlab,
+                                                int n, int m, const unsigned* excl, float sg,
+                                                double pos_m, const double* lse,
+                                                double inv_pairs, double* alias) {
+    __shared__ double red[MARGIN_THREADS];
+    const int k = blockIdx.x;
+    if (k >= n) {
+        return;
+    }
+    const double lse_k = lse[k];
+    double acc = 0.0;
+    if (k < m && lse_k != MARGIN_NEG_INF) {
+        const int rk = rlab[k];
+        for (int a = threadIdx.x; a < n; a += blockDim.x) {
+            if (a == k || lab[a] != rk || skip_col(excl, a) == k) {
+                continue;
+            }
+            const double l = log_add_exp(lse[a], lse_k);
+            const double jv = l + (double)(sg * D[(size_t)a * m + k]) - pos_m;
+            if (jv > 0.0) {
+                acc += jv * inv_pairs * exp(lse_k - l);
+            }
+        }
+    }
+    acc = block_sum_f64(acc, red);
+    if (threadIdx.x == 0) {
+        alias[k] = acc;
+    }
+}
+
+// Pass 2 proper, in place over the N x M matrix DW (RowOut), with the aliased sums of
+// lifted_ref_alias_f32. part[i*2 + {0,1}] = sum of J^2/2 over pairs (i, .), number with J > 0.
+// W final (scaled).
+extern "C" __global__ void lifted_ref_rows_f32(float* DW, const int* lab, const int* rlab, int n,
+                                               int m, const unsigned* excl, float sg,
                                                double neg_m, double pos_m, const double* lse,
-                                               double inv_pairs, float* W, double* part) {
+                                               const double* alias, double inv_pairs, int euclid,
+                                               double* part) {
     __shared__ double red[MARGIN_THREADS];
     const int i = blockIdx.x;
     if (i >= n) {
         return;
     }
+    const RowOut out{DW, euclid};
     const size_t row = (size_t)i * m;
     const int li = lab[i];
     const int skip = skip_col(excl, i);
     const double lse_i = lse[i];
     double loss = 0.0, cnt = 0.0, acc = 0.0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
-        if (j == skip || rlab[j] != li) {
+        if (j == skip) {
+            put_none(out, row + j);
+            continue;
+        }
+        if (rlab[j] != li) {
             continue;
         }
         const double l = (j < n && j != i) ? log_add_exp(lse_i, lse[j]) : lse_i;
-        const double jv = (l == MARGIN_NEG_INF ? 0.0 : l) + (double)(sg * D[row + j]) - pos_m;
+        const float dist = DW[row + j];
+        const double jv = (l == MARGIN_NEG_INF ? 0.0 : l) + (double)(sg * dist) - pos_m;
+        double w = 0.0;
         if (jv > 0.0) {
             const double g = jv * inv_pairs;
             loss += 0.5 * jv * jv;
             cnt += 1.0;
-            W[row + j] = (float)(sg * g);
+            w = sg * g;
             if (lse_i != MARGIN_NEG_INF) {
                 acc += g * exp(lse_i - l);
             }
         }
-    }
-    // Pairs (a, i) whose positive column i aliases batch row i (i < m, a != i).
-    if (i < m && lse_i != MARGIN_NEG_INF) {
-        const int ri = rlab[i];
-        for (int a = threadIdx.x; a < n; a += blockDim.x) {
-            if (a == i || lab[a] != ri || skip_col(excl, a) == i) {
-                continue;
-            }
-            const double l = log_add_exp(lse[a], lse_i);
-            const double jv = l + (double)(sg * D[(size_t)a * m + i]) - pos_m;
-            if (jv > 0.0) {
-                acc += jv * inv_pairs * exp(lse_i - l);
-            }
-        }
+        put_weight(out, row + j, w, dist);
     }
     loss = block_sum_f64(loss, red);
     cnt = block_sum_f64(cnt, red);
-    acc = block_sum_f64(acc, red);
-    if (acc != 0.0 && lse_i != MARGIN_NEG_INF) {
-        for (int k = threadIdx.x; k < m; k += blockDim.x) {
-            if (rlab[k] == li) {
-                continue;
-            }
-            const double e = (double)(sg * D[row + k]);
-            W[row + k] = (float)(-sg * acc * exp(neg_m - e - lse_i));
+    acc = block_sum_f64(acc, red) + alias[i];
+    const bool live = acc != 0.0 && lse_i != MARGIN_NEG_INF;
+    // The negatives (never the skipped column, which has row i's label).
+    for (int k = threadIdx.x; k < m; k += blockDim.x) {
+        if (rlab[k] == li) {
+            continue;
         }
+        const float dist = DW[row + k];
+        const double e = (double)(sg * dist);
+        put_weight(out, row + k, live ? -sg * acc * exp(neg_m - e - lse_i) : 0.0, dist);
     }
     if (threadIdx.x == 0) {
         part[(size_t)i * 2 + 0] = loss;
@@ -268,7 +301,7 @@ extern "C" __global__ void npair_rows_f32(float* DW, int n, const int* anc, cons
     if (r >= n) {
         return;
     }
-    const RowOut out{DW, 1, euclid};
+    const RowOut out{DW, euclid};
     const size_t row = (size_t)r * n;
     const int i = slot_of[r];
     if (i < 0) {
@@ -387,14 +420,9 @@ __device__ void triplet_hard_body(const float* D, const int* lab, const int* rla
             cnt = 1.0;
         }
     }
-    if (out.inplace) {
-        for (int j = threadIdx.x; j < m; j += blockDim.x) {
-            const double w = cnt > 0.0 ? (j == ip ? sg * g : (j == in ? -sg * g : 0.0)) : 0.0;
-            put_weight(out, row + j, w, D[row + j]);
-        }
-    } else if (threadIdx.x == 0 && cnt > 0.0) {
-        put_weight(out, row + ip, sg * g, 0.0f);
-        put_weight(out, row + in, -sg * g, 0.0f);
+    for (int j = threadIdx.x; j < m; j += blockDim.x) {
+        const double w = cnt > 0.0 ? (j == ip ? sg * g : (j == in ? -sg * g : 0.0)) : 0.0;
+        put_weight(out, row + j, w, D[row + j]);
     }
     if (threadIdx.x == 0) {
         part[(size_t)a * 2 + 0] = loss;
@@ -406,14 +434,15 @@ __device__ void triplet_hard_body(const float* D, const int* lab, const int* rla
 extern "C" __global__ void triplet_hard_rows_f32(float* DW, const int* lab, int n, float sg,
                                                  double margin, int smooth, int euclid,
                                                  double* part) {
-    triplet_hard_body(DW, lab, lab, n, n, nullptr, sg, margin, smooth, RowOut{DW, 1, euclid},
+    triplet_hard_body(DW, lab, lab, n, n, nullptr, sg, margin, smooth, RowOut{DW, euclid},
                       part);
 }
 
-extern "C" __global__ void triplet_hard_ref_rows_f32(const float* D, const int* lab,
+extern "C" __global__ void triplet_hard_ref_rows_f32(float* DW, const int* lab,
                                                      const int* rlab, int n, int m,
                                                      const unsigned* excl, float sg,
-                                                     double margin, int smooth, float* W,
+                                                     double margin, int smooth, int euclid,
                                                      double* part) {
-    triplet_hard_body(D, lab, rlab, n, m, excl, sg, margin, smooth, RowOut{W, 0, 0}, part);
+    triplet_hard_body(DW, lab, rlab, n, m, excl, sg, margin, smooth, RowOut{DW, euclid},
+                      part);
 }

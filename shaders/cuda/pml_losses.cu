@@ -80,16 +80,17 @@ extern "C" __global__ void multi_similarity_rows_f32(float* DW, const int* lab, 
                                                      double alpha, double beta, double bp,
                                                      double inv_n, int euclid, double* part) {
     multi_similarity_rows_body(DW, lab, lab, n, n, nullptr, sg, alpha, beta, bp, inv_n,
-                               RowOut{DW, 1, euclid}, part);
+                               RowOut{DW, euclid}, part);
 }
 
-extern "C" __global__ void multi_similarity_ref_rows_f32(const float* D, const int* lab,
+// Reference sets, in place over the N x M matrix DW as well (so are the *_ref_rows_f32 below).
+extern "C" __global__ void multi_similarity_ref_rows_f32(float* DW, const int* lab,
                                                          const int* rlab, int n, int m,
                                                          const unsigned* excl, float sg,
                                                          double alpha, double beta, double bp,
-                                                         double inv_n, float* W, double* part) {
-    multi_similarity_rows_body(D, lab, rlab, n, m, excl, sg, alpha, beta, bp, inv_n,
-                               RowOut{W, 0, 0}, part);
+                                                         double inv_n, int euclid, double* part) {
+    multi_similarity_rows_body(DW, lab, rlab, n, m, excl, sg, alpha, beta, bp, inv_n,
+                               RowOut{DW, euclid}, part);
 }
 
 // Circle (cosine only: D holds similarities s). For a row with a positive and a negative:
@@ -134,7 +135,7 @@ __device__ void circle_rows_body(const float* D, const int* lab, const int* rlab
     if (live) {
         loss = softplus_f64(z);
     }
-    if (live || out.inplace) {
+    {
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             if (j == skip) {
                 put_none(out, row + j);
@@ -164,13 +165,13 @@ __device__ void circle_rows_body(const float* D, const int* lab, const int* rlab
 // In place (RowOut): DW holds the similarities and receives the weights.
 extern "C" __global__ void circle_rows_f32(float* DW, const int* lab, int n, double mg,
                                            double gamma, double* part) {
-    circle_rows_body(DW, lab, lab, n, n, nullptr, mg, gamma, RowOut{DW, 1, 0}, part);
+    circle_rows_body(DW, lab, lab, n, n, nullptr, mg, gamma, RowOut{DW, 0}, part);
 }
 
-extern "C" __global__ void circle_ref_rows_f32(const float* D, const int* lab, const int* rlab,
-                                               int n, int m, const unsigned* excl, double mg,
-                                               double gamma, float* W, double* part) {
-    circle_rows_body(D, lab, rlab, n, m, excl, mg, gamma, RowOut{W, 0, 0}, part);
+extern "C" __global__ void circle_ref_rows_f32(float* DW, const int* lab, const int* rlab, int n,
+                                               int m, const unsigned* excl, double mg,
+                                               double gamma, double* part) {
+    circle_rows_body(DW, lab, rlab, n, m, excl, mg, gamma, RowOut{DW, 0}, part);
 }
 
 // NT-Xent, x = v / tau with v = -e. Per ordered positive pair (a, p) with L_a = LSE_N(x_a.):
@@ -217,7 +218,7 @@ __device__ void ntxent_rows_body(const float* D, const int* lab, const int* rlab
     loss = block_sum_f64(loss, red);
     acc = block_sum_f64(acc, red);
     const bool live = acc > 0.0 && lse_n != MARGIN_NEG_INF;
-    if (live || out.inplace) {
+    {
         // The negatives (in the square case never the skipped column, which has the anchor's
         // label): reads and writes of the same entries.
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
@@ -237,15 +238,16 @@ __device__ void ntxent_rows_body(const float* D, const int* lab, const int* rlab
 extern "C" __global__ void ntxent_rows_f32(float* DW, const int* lab, int n, float sg,
                                            double inv_tau, double inv_tp, int euclid,
                                            double* part) {
-    ntxent_rows_body(DW, lab, lab, n, n, nullptr, sg, inv_tau, inv_tp, RowOut{DW, 1, euclid},
+    ntxent_rows_body(DW, lab, lab, n, n, nullptr, sg, inv_tau, inv_tp, RowOut{DW, euclid},
                      part);
 }
 
-extern "C" __global__ void ntxent_ref_rows_f32(const float* D, const int* lab, const int* rlab,
-                                               int n, int m, const unsigned* excl, float sg,
-                                               double inv_tau, double inv_tp, float* W,
+extern "C" __global__ void ntxent_ref_rows_f32(float* DW, const int* lab, const int* rlab, int n,
+                                               int m, const unsigned* excl, float sg,
+                                               double inv_tau, double inv_tp, int euclid,
                                                double* part) {
-    ntxent_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, inv_tp, RowOut{W, 0, 0}, part);
+    ntxent_rows_body(DW, lab, rlab, n, m, excl, sg, inv_tau, inv_tp, RowOut{DW, euclid},
+                     part);
 }
 
 // SupCon, x = v / tau with v = -e. For a row with |P| >= 1:
@@ -290,7 +292,7 @@ __device__ void supcon_rows_body(const float* D, const int* lab, const int* rlab
     if (live) {
         loss = lse - sp / cp;
     }
-    if (live || out.inplace) {
+    {
         const double inv_cp = live ? 1.0 / cp : 0.0;
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             if (j == skip) {
@@ -313,13 +315,13 @@ __device__ void supcon_rows_body(const float* D, const int* lab, const int* rlab
 // In place (RowOut): DW holds the distances and receives the weights.
 extern "C" __global__ void supcon_rows_f32(float* DW, const int* lab, int n, float sg,
                                            double inv_tau, int euclid, double* part) {
-    supcon_rows_body(DW, lab, lab, n, n, nullptr, sg, inv_tau, RowOut{DW, 1, euclid}, part);
+    supcon_rows_body(DW, lab, lab, n, n, nullptr, sg, inv_tau, RowOut{DW, euclid}, part);
 }
 
-extern "C" __global__ void supcon_ref_rows_f32(const float* D, const int* lab, const int* rlab,
-                                               int n, int m, const unsigned* excl, float sg,
-                                               double inv_tau, float* W, double* part) {
-    supcon_rows_body(D, lab, rlab, n, m, excl, sg, inv_tau, RowOut{W, 0, 0}, part);
+extern "C" __global__ void supcon_ref_rows_f32(float* DW, const int* lab, const int* rlab, int n,
+                                               int m, const unsigned* excl, float sg,
+                                               double inv_tau, int euclid, double* part) {
+    supcon_rows_body(DW, lab, rlab, n, m, excl, sg, inv_tau, RowOut{DW, euclid}, part);
 }
 
 // Generalized lifted structure. With pos_m = sg * pos_margin, neg_m = sg * neg_margin:
@@ -354,7 +356,7 @@ __device__ void gen_lifted_rows_body(const float* D, const int* lab, const int* 
     const double lse_n = row_lse(skip, m, ne, red);
     const double arg =
         (lse_p == MARGIN_NEG_INF ? 0.0 : lse_p) + (lse_n == MARGIN_NEG_INF ? 0.0 : lse_n);
-    if (arg > 0.0 || out.inplace) {
+    {
         for (int j = threadIdx.x; j < m; j += blockDim.x) {
             if (j == skip) {
                 put_none(out, row + j);
@@ -383,13 +385,13 @@ extern "C" __global__ void gen_lifted_rows_f32(float* DW, const int* lab, int n,
                                                double pos_m, double neg_m, double inv_n,
                                                int euclid, double* part) {
     gen_lifted_rows_body(DW, lab, lab, n, n, nullptr, sg, pos_m, neg_m, inv_n,
-                         RowOut{DW, 1, euclid}, part);
+                         RowOut{DW, euclid}, part);
 }
 
-extern "C" __global__ void gen_lifted_ref_rows_f32(const float* D, const int* lab, const int* rlab,
+extern "C" __global__ void gen_lifted_ref_rows_f32(float* DW, const int* lab, const int* rlab,
                                                    int n, int m, const unsigned* excl, float sg,
                                                    double pos_m, double neg_m, double inv_n,
-                                                   float* W, double* part) {
-    gen_lifted_rows_body(D, lab, rlab, n, m, excl, sg, pos_m, neg_m, inv_n, RowOut{W, 0, 0},
-                         part);
+                                                   int euclid, double* part) {
+    gen_lifted_rows_body(DW, lab, rlab, n, m, excl, sg, pos_m, neg_m, inv_n,
+                         RowOut{DW, euclid}, part);
 }

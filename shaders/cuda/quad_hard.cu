@@ -1,4 +1,4 @@
-// quad_hard.cu: the quadruplet loss with hard mining (stage 3), O(N^2), in five launches:
+// quad_hard.cu: the quadruplet loss with hard mining (stage 3), O(N^2), in four launches:
 //   1. quad_hard_top2_f32     per row k: its smallest negative entry (v1 at l1) and its smallest
 //                             entry among l with y_l not in {y_k, y_l1} (v2 at l2);
 //   2. quad_hard_class_f32    per class c: the smallest e_kl over ordered pairs whose labels differ
@@ -6,13 +6,12 @@
 //                             (v1, l1) when y_l1 != c, else (v2, l2); ties lowest k, then lowest l;
 //   3. quad_hard_rows_f32     per anchor: hardest positive p*, hardest negative n*, both terms;
 //   (host: reduce the per-anchor partials, 1/count of each term on the device)
-//   4. quad_hard_class_w_f32  per class: adds the number of its anchors with an active term 2 to
-//                             W at its pair (integer-valued float atomics: exact, so the result
-//                             does not depend on the order);
-//   5. quad_hard_weights_f32  per anchor row: turns those counts into -sg * count / c2, then
-//                             writes the row's term-1 and positive weights.
-//   The square case runs 4 and 5 as one in-place pass over the distances instead,
-//   quad_hard_inplace_f32 (the SPEC's one N x N matrix); reference sets keep a separate W.
+//   4. quad_hard_inplace_f32  per row, in place over the distances (the SPEC's one matrix): adds
+//                             the number of anchors of each class with an active term 2 at that
+//                             class's pair (integer-valued float atomics: exact, so the result does
+//                             not depend on the order), turns those counts into -sg * count / c2,
+//                             then writes the row's term-1 and positive weights.
+// Each has a rectangular form for reference sets (the `_ref_` kernels; step 4 takes rlab and m).
 // e = sg * D; the margins are not multiplied by sg (as in triplet). Ties: lowest index.
 
 // v1/l1, v2/l2 per row (l = -1 when there is no such entry).
@@ -190,23 +189,7 @@ extern "C" __global__ void quad_hard_rows_ref_f32(const float* D, const int* lab
     quad_hard_rows_body(D, lab, rlab, n, m, excl, sg, m1, m2, cv, ck, sel, part, active2);
 }
 
-// W[ck[c]][cl[c]] += active2[c] (a count, made a weight by quad_hard_weights_f32). W is zero
-// before: each entry ends as an exact integer sum. `n` is W's row stride (M with a reference
-// set). One thread per class.
-extern "C" __global__ void quad_hard_class_w_f32(const int* active2, const int* ck, const int* cl,
-                                                 int classes, int n, float* W) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= classes) {
-        return;
-    }
-    const int cnt = active2[c];
-    const int k = ck[c];
-    if (cnt > 0 && k >= 0) {
-        atomicAdd(&W[(size_t)k * n + cl[c]], (float)cnt);
-    }
-}
-
-// Row a: every negative entry (a count from quad_hard_class_w_f32) becomes -sg * count * s2;
+// Row a: every negative entry (a count added by quad_hard_inplace_f32) becomes -sg * count * s2;
 // then W[a][p*] = sg (s1 [t1 active] + s2 [t2 active]) and W[a][n*] -= sg s1 [t1 active].
 // s1 = stats[s1_idx], s2 = stats[s2_idx] (the AvgNonZero factors). One block per row.
 // Rectangular form: row a has m columns labelled rlab.
@@ -235,47 +218,24 @@ __device__ void quad_hard_row_weights(const int* lab, const int* rlab, int a, in
     }
 }
 
-__device__ void quad_hard_weights_body(const int* lab, const int* rlab, int n, int m, float sg,
-                                       const int* sel, const double* stats, int s1_idx,
-                                       int s2_idx, float* W) {
-    const int a = blockIdx.x;
-    if (a >= n) {
-        return;
-    }
-    quad_hard_row_weights(lab, rlab, a, m, sg, sel, stats[s1_idx], stats[s2_idx], W);
-}
-
-extern "C" __global__ void quad_hard_weights_f32(const int* lab, int n, float sg, const int* sel,
+// Steps 4 and 5 in place over the distances DW (N x M; M = N and rlab = lab in the square case),
+// after step 3 (the last to read distances elsewhere than in its own row): per row a
+// (grid-stride; `keep` holds gridDim.x rows of m floats) the row's distances move to `keep` and
+// the row is cleared, the counts of the classes whose best negative pair (k*, l*) lies in the row
+// are added (an exact integer sum), the weights are formed by quad_hard_row_weights, and for the
+// euclidean chain divided by the distance they replace (0 at distance 0, as chain_prep_f32 does).
+extern "C" __global__ void quad_hard_inplace_f32(float* DW, const int* lab, const int* rlab, int n,
+                                                 int m, float sg, int euclid, const int* sel,
                                                  const double* stats, int s1_idx, int s2_idx,
-                                                 float* W) {
-    quad_hard_weights_body(lab, lab, n, n, sg, sel, stats, s1_idx, s2_idx, W);
-}
-
-extern "C" __global__ void quad_hard_weights_ref_f32(const int* lab, const int* rlab, int n,
-                                                     int m, float sg, const int* sel,
-                                                     const double* stats, int s1_idx,
-                                                     int s2_idx, float* W) {
-    quad_hard_weights_body(lab, rlab, n, m, sg, sel, stats, s1_idx, s2_idx, W);
-}
-
-// Steps 4 and 5 in place over the N x N distances DW (the square case), after step 3 (the last
-// to read distances elsewhere than in its own row): per row a (grid-stride; `keep` holds
-// gridDim.x rows of n floats) the row's distances move to `keep` and the row is cleared, the
-// counts of the classes whose pair lies in the row are added (as quad_hard_class_w_f32), the
-// weights are formed as quad_hard_weights_f32 does, and for the euclidean chain divided by the
-// distance they replace (0 at distance 0, as chain_prep_f32 does when the weights are apart).
-extern "C" __global__ void quad_hard_inplace_f32(float* DW, const int* lab, int n, float sg,
-                                                 int euclid, const int* sel, const double* stats,
-                                                 int s1_idx, int s2_idx, const int* active2,
-                                                 const int* ck, const int* cl, int classes,
-                                                 float* keep) {
-    float* K = keep + (size_t)blockIdx.x * n;
+                                                 const int* active2, const int* ck, const int* cl,
+                                                 int classes, float* keep) {
+    float* K = keep + (size_t)blockIdx.x * m;
     const double s1 = stats[s1_idx];
     const double s2 = stats[s2_idx];
     for (int a = blockIdx.x; a < n; a += gridDim.x) {
-        const size_t row = (size_t)a * n;
+        const size_t row = (size_t)a * m;
         __syncthreads();
-        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
             K[j] = DW[row + j];
             DW[row + j] = 0.0f;
         }
@@ -286,10 +246,10 @@ extern "C" __global__ void quad_hard_inplace_f32(float* DW, const int* lab, int 
             }
         }
         __syncthreads();
-        quad_hard_row_weights(lab, lab, a, n, sg, sel, s1, s2, DW);
+        quad_hard_row_weights(lab, rlab, a, m, sg, sel, s1, s2, DW);
         __syncthreads();
         if (euclid) {
-            for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            for (int j = threadIdx.x; j < m; j += blockDim.x) {
                 const float w = DW[row + j];
                 if (w != 0.0f) {
                     DW[row + j] = K[j] > 0.0f ? (float)((double)w / (double)K[j]) : 0.0f;

@@ -192,7 +192,7 @@ __device__ void triplet_body(const float* D, const int* lab, const int* rlab, in
                 }
             }
         }
-        if (write_w && out.inplace) {
+        if (write_w) {
             // What no loop above wrote: the skipped column, or the whole row when it lacks a
             // positive or a negative (the first loop's reads ended at its barrier).
             for (int j = threadIdx.x; j < m; j += blockDim.x) {
@@ -222,7 +222,7 @@ extern "C" __global__ void triplet_rows_f32(float* DW, const int* lab, int n, fl
                                             int write_w, const double* stats, int scale_idx,
                                             float* scratch, int* diff, int cap) {
     triplet_body(DW, lab, lab, n, n, nullptr, sg, margin, semihard, smooth,
-                 RowOut{DW, 1, euclid}, part, stride, write_stats, write_w, stats, scale_idx,
+                 RowOut{DW, euclid}, part, stride, write_stats, write_w, stats, scale_idx,
                  scratch, diff, cap, 0);
 }
 
@@ -233,19 +233,35 @@ extern "C" __global__ void triplet_rows_add_f32(float* DW, const int* lab, int a
                                                 const double* stats, int scale_idx,
                                                 const float* add, float* scratch, int* diff,
                                                 int cap) {
-    const RowOut out{DW, 1, euclid, add, (long long)a0 * n};
+    const RowOut out{DW, euclid, add, (long long)a0 * n};
     // The body's rows run from a0 to its `n` argument (a1); its columns are all n.
     triplet_body(DW, lab, lab, a1, n, nullptr, sg, margin, 0, 0, out, nullptr, 0, 0, 1, stats,
                  scale_idx, scratch, diff, cap, a0);
 }
 
-extern "C" __global__ void triplet_ref_rows_f32(const float* D, const int* lab, const int* rlab,
-                                                int n, int m, const unsigned* excl, float sg,
+// triplet_rows_add_f32 over the N x M rectangle (reference sets): rows [a0, a1) of m columns,
+// add[(a - a0) * m + j].
+extern "C" __global__ void triplet_ref_rows_add_f32(float* DW, const int* lab, const int* rlab,
+                                                    int a0, int a1, int m, const unsigned* excl,
+                                                    float sg, double margin, int euclid,
+                                                    const double* stats, int scale_idx,
+                                                    const float* add, float* scratch, int* diff,
+                                                    int cap) {
+    const RowOut out{DW, euclid, add, (long long)a0 * m};
+    triplet_body(DW, lab, rlab, a1, m, excl, sg, margin, 0, 0, out, nullptr, 0, 0, 1, stats,
+                 scale_idx, scratch, diff, cap, a0);
+}
+
+// Reference sets, in place over the N x M matrix DW (as triplet_rows_f32; the quadruplet's
+// first term runs it over a copy of the distances with euclid = 0).
+extern "C" __global__ void triplet_ref_rows_f32(float* DW, const int* lab, const int* rlab, int n,
+                                                int m, const unsigned* excl, float sg,
                                                 double margin, int semihard, int smooth,
-                                                float* W, double* part, int stride,
+                                                int euclid, double* part, int stride,
                                                 int write_stats, int write_w,
                                                 const double* stats, int scale_idx,
                                                 float* scratch, int* diff, int cap) {
-    triplet_body(D, lab, rlab, n, m, excl, sg, margin, semihard, smooth, RowOut{W, 0, 0}, part,
-                 stride, write_stats, write_w, stats, scale_idx, scratch, diff, cap, 0);
+    triplet_body(DW, lab, rlab, n, m, excl, sg, margin, semihard, smooth,
+                 RowOut{DW, euclid}, part, stride, write_stats, write_w, stats, scale_idx,
+                 scratch, diff, cap, 0);
 }

@@ -33,7 +33,7 @@ fn check(
     for i in 0..nq {
         let (g, w) = (&got.scores[i * k..][..k], &want.scores[i * k..][..k]);
         for t in 0..k {
-            if (g[t] - w[t]).abs() > tol {
+            if g[t].is_nan() || (g[t] - w[t]).abs() > tol {
                 return Err(format!(
                     "row {i} rank {t}: score {} vs {} on {case}",
                     g[t], w[t]

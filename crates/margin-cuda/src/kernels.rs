@@ -82,19 +82,21 @@ pub const KERNEL_NAMES: &[&str] = &[
     "quad_hard_top2_f32",
     "quad_hard_class_f32",
     "quad_hard_rows_f32",
-    "quad_hard_class_w_f32",
-    "quad_hard_weights_f32",
     "quad_hard_inplace_f32",
     // Reference sets (rectangular N x M forms of the kernels above).
     "chain_prep_rect_f32",
     "contrastive_ref_rows_f32",
     "lifted_lse_ref_f32",
+    "lifted_ref_alias_f32",
     "lifted_ref_rows_f32",
     "triplet_hard_ref_rows_f32",
     "triplet_ref_rows_f32",
     "quad_pair_keys_ref_f32",
     "quad_neg_pairs_ref_f32",
     "quad_pos_pairs_ref_f32",
+    "quad_neg_rows_ref_f32",
+    "quad_pos_rows_ref_f32",
+    "triplet_ref_rows_add_f32",
     "multi_similarity_ref_rows_f32",
     "circle_ref_rows_f32",
     "ntxent_ref_rows_f32",
@@ -103,7 +105,6 @@ pub const KERNEL_NAMES: &[&str] = &[
     "quad_hard_top2_ref_f32",
     "quad_hard_class_ref_f32",
     "quad_hard_rows_ref_f32",
-    "quad_hard_weights_ref_f32",
 ];
 
 /// `common.cuh` followed by one kernel file: a self-contained NVRTC program.

@@ -28,8 +28,8 @@
 //! second N x N matrix fits the stream budget ([`CudaBackend::with_stream_budget`], 1 GiB) its
 //! weights go there (one pass); beyond it the last pass runs in chunks of rows in place (one
 //! more triplet pass). Its term 2 also sorts all ordered positive pairs. Hard-mined quadruplets
-//! rewrite each row in place after the last pass that reads other rows. Reference sets keep an
-//! N x M weight matrix beside the N x M distances.
+//! rewrite each row in place after the last pass that reads other rows. Reference sets do the
+//! same on their N x M matrix (lifted structure first sums the column its aliased pairs read).
 
 mod backend;
 mod cache;

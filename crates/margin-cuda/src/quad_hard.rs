@@ -81,6 +81,8 @@ impl CudaBackend {
             [
                 &mut *dw,
                 inp.lab,
+                inp.lab,
+                &ni,
                 &ni,
                 &inp.sg,
                 &inp.euclid,

@@ -1,6 +1,9 @@
 //! Stage 3 (weights) with a reference set, per loss, on the N x M matrix: the `*_ref_*` kernels
 //! (the square kernels generalized to column labels, M columns and one excluded column per row),
-//! then the per-row partials reduced on the device. Batch-level rules are decided here from the
+//! then the per-row partials reduced on the device. As in the square case, the kernels overwrite
+//! the distances with the weights in place (shaders/cuda/common.cuh `RowOut`), so a loss holds
+//! one N x M matrix; only the batch-all quadruplet keeps its weights apart, within the stream
+//! budget (ref_quadruplet.rs). Batch-level rules are decided here from the
 //! host labels (docs/REFERENCE_SETS.md 2.3, and "zero if there is no positive or no negative
 //! pair" for lifted structure, NT-Xent and SupCon).
 
@@ -25,8 +28,26 @@ pub(crate) struct RectTripletPass<'a> {
 }
 
 impl CudaBackend {
-    /// Stage 3 for every loss that takes a reference set; `w` (N x M, zeroed) receives dL/dD.
+    /// Stage 3 for every loss that takes a reference set. `dw` (N x M) holds the distances and
+    /// receives dL/dD in place (divided by the distance for the euclidean chain), except for the
+    /// batch-all quadruplet within the stream budget, which reads the distances again after its
+    /// first weights and returns its raw weights apart (the chain divides), leaving `dw` as is.
     pub(crate) fn weights_rect(
+        &self,
+        loss: &Loss,
+        inp: &RectInput<'_>,
+        dw: &mut CudaSlice<f32>,
+    ) -> Result<(StageThree, Option<CudaSlice<f32>>)> {
+        if let Loss::Quadruplet(c) = loss
+            && c.mining == Mining::All
+        {
+            return self.quadruplet_rect(inp, dw, c.margin, c.margin2);
+        }
+        Ok((self.weights_rect_in_place(loss, inp, dw)?, None))
+    }
+
+    /// Stage 3 of every reference-set loss but the batch-all quadruplet, in place over `w`.
+    fn weights_rect_in_place(
         &self,
         loss: &Loss,
         inp: &RectInput<'_>,
@@ -37,9 +58,9 @@ impl CudaBackend {
         let (sg, sgd) = (inp.sg, f64::from(inp.sg));
         let (pairs, negs) = (labels.positive_pairs(), labels.negative_pairs());
         let tiny = labels.tiny();
-        let (lab, rlab, excl, dmat) = (inp.lab, inp.rlab, inp.excl, inp.dmat);
+        let (lab, rlab, excl, euclid) = (inp.lab, inp.rlab, inp.excl, inp.euclid);
         match loss {
-            Loss::Contrastive(_) if tiny => self.nothing(Finish::Contrastive),
+            Loss::Contrastive(_) if tiny => self.nothing_in_place(Finish::Contrastive, w),
             Loss::Contrastive(c) => {
                 let (pm, nm) = (sgd * c.pos_margin, sgd * c.neg_margin);
                 let mut part = self.zeros::<f64>(n * 4)?;
@@ -47,7 +68,9 @@ impl CudaBackend {
                     self,
                     "contrastive_ref_rows_f32",
                     rows_cfg(n)?,
-                    [dmat, lab, rlab, &ni, &mi, excl, &sg, &pm, &nm, w, &mut part]
+                    [
+                        w, lab, rlab, &ni, &mi, excl, &sg, &pm, &nm, &euclid, &mut part
+                    ]
                 )?;
                 let mut stats = self.reduce_stats(&part, n, 4, 2)?;
                 self.safe_inverse(&mut stats, 1, 4)?;
@@ -67,7 +90,8 @@ impl CudaBackend {
                         "triplet_hard_ref_rows_f32",
                         rows_cfg(n)?,
                         [
-                            dmat, lab, rlab, &ni, &mi, excl, &sg, &c.margin, &smooth, w, &mut part
+                            w, lab, rlab, &ni, &mi, excl, &sg, &c.margin, &smooth, &euclid,
+                            &mut part
                         ]
                     )?;
                 } else {
@@ -94,7 +118,7 @@ impl CudaBackend {
                 })
             }
             Loss::LiftedStructure(_) if tiny || pairs == 0 || negs == 0 => {
-                self.nothing(Finish::Lifted { pairs: 0 })
+                self.nothing_in_place(Finish::Lifted { pairs: 0 }, w)
             }
             Loss::LiftedStructure(c) => {
                 let (pm, nm) = (sgd * c.pos_margin, sgd * c.neg_margin);
@@ -103,16 +127,27 @@ impl CudaBackend {
                     self,
                     "lifted_lse_ref_f32",
                     rows_cfg(n)?,
-                    [dmat, lab, rlab, &ni, &mi, &sg, &nm, &mut lse]
+                    [&*w, lab, rlab, &ni, &mi, &sg, &nm, &mut lse]
                 )?;
                 let inv = 1.0 / pairs as f64;
+                // The aliased pairs read other rows' columns: summed before any row changes.
+                let mut alias = self.zeros::<f64>(n)?;
+                launch!(
+                    self,
+                    "lifted_ref_alias_f32",
+                    rows_cfg(n)?,
+                    [
+                        &*w, lab, rlab, &ni, &mi, excl, &sg, &pm, &lse, &inv, &mut alias
+                    ]
+                )?;
                 let mut part = self.zeros::<f64>(n * 2)?;
                 launch!(
                     self,
                     "lifted_ref_rows_f32",
                     rows_cfg(n)?,
                     [
-                        dmat, lab, rlab, &ni, &mi, excl, &sg, &nm, &pm, &lse, &inv, w, &mut part
+                        w, lab, rlab, &ni, &mi, excl, &sg, &nm, &pm, &lse, &alias, &inv, &euclid,
+                        &mut part
                     ]
                 )?;
                 Ok(StageThree {
@@ -121,7 +156,7 @@ impl CudaBackend {
                     finish: Finish::Lifted { pairs },
                 })
             }
-            Loss::MultiSimilarity(_) if tiny => self.nothing(Finish::Mean { n }),
+            Loss::MultiSimilarity(_) if tiny => self.nothing_in_place(Finish::Mean { n }, w),
             Loss::MultiSimilarity(c) => {
                 let bp = sgd * c.base;
                 let inv_n = 1.0 / n as f64;
@@ -131,7 +166,7 @@ impl CudaBackend {
                     "multi_similarity_ref_rows_f32",
                     rows_cfg(n)?,
                     [
-                        dmat, lab, rlab, &ni, &mi, excl, &sg, &c.alpha, &c.beta, &bp, &inv_n, w,
+                        w, lab, rlab, &ni, &mi, excl, &sg, &c.alpha, &c.beta, &bp, &inv_n, &euclid,
                         &mut part
                     ]
                 )?;
@@ -141,21 +176,19 @@ impl CudaBackend {
                     finish: Finish::Mean { n },
                 })
             }
-            Loss::Circle(_) if tiny => self.nothing(Finish::Triplet),
+            Loss::Circle(_) if tiny => self.nothing_in_place(Finish::Triplet, w),
             Loss::Circle(c) => {
                 let mut part = self.zeros::<f64>(n * 2)?;
                 launch!(
                     self,
                     "circle_ref_rows_f32",
                     rows_cfg(n)?,
-                    [
-                        dmat, lab, rlab, &ni, &mi, excl, &c.margin, &c.gamma, w, &mut part
-                    ]
+                    [w, lab, rlab, &ni, &mi, excl, &c.margin, &c.gamma, &mut part]
                 )?;
                 self.avg_non_zero(&part, n)
             }
             Loss::NTXent(_) if tiny || pairs == 0 || negs == 0 => {
-                self.nothing(Finish::PairMean { pairs: 0 })
+                self.nothing_in_place(Finish::PairMean { pairs: 0 }, w)
             }
             Loss::NTXent(c) => {
                 let inv_tau = 1.0 / c.temperature;
@@ -166,7 +199,7 @@ impl CudaBackend {
                     "ntxent_ref_rows_f32",
                     rows_cfg(n)?,
                     [
-                        dmat, lab, rlab, &ni, &mi, excl, &sg, &inv_tau, &inv_tp, w, &mut part
+                        w, lab, rlab, &ni, &mi, excl, &sg, &inv_tau, &inv_tp, &euclid, &mut part
                     ]
                 )?;
                 Ok(StageThree {
@@ -175,7 +208,9 @@ impl CudaBackend {
                     finish: Finish::PairMean { pairs },
                 })
             }
-            Loss::SupCon(_) if tiny || pairs == 0 || negs == 0 => self.nothing(Finish::Triplet),
+            Loss::SupCon(_) if tiny || pairs == 0 || negs == 0 => {
+                self.nothing_in_place(Finish::Triplet, w)
+            }
             Loss::SupCon(c) => {
                 let inv_tau = 1.0 / c.temperature;
                 let mut part = self.zeros::<f64>(n * 2)?;
@@ -183,11 +218,15 @@ impl CudaBackend {
                     self,
                     "supcon_ref_rows_f32",
                     rows_cfg(n)?,
-                    [dmat, lab, rlab, &ni, &mi, excl, &sg, &inv_tau, w, &mut part]
+                    [
+                        w, lab, rlab, &ni, &mi, excl, &sg, &inv_tau, &euclid, &mut part
+                    ]
                 )?;
                 self.avg_non_zero(&part, n)
             }
-            Loss::GeneralizedLiftedStructure(_) if tiny => self.nothing(Finish::Mean { n }),
+            Loss::GeneralizedLiftedStructure(_) if tiny => {
+                self.nothing_in_place(Finish::Mean { n }, w)
+            }
             Loss::GeneralizedLiftedStructure(c) => {
                 let (pm, nm) = (sgd * c.pos_margin, sgd * c.neg_margin);
                 let inv_n = 1.0 / n as f64;
@@ -197,7 +236,7 @@ impl CudaBackend {
                     "gen_lifted_ref_rows_f32",
                     rows_cfg(n)?,
                     [
-                        dmat, lab, rlab, &ni, &mi, excl, &sg, &pm, &nm, &inv_n, w, &mut part
+                        w, lab, rlab, &ni, &mi, excl, &sg, &pm, &nm, &inv_n, &euclid, &mut part
                     ]
                 )?;
                 Ok(StageThree {
@@ -205,9 +244,6 @@ impl CudaBackend {
                     scales: (-1, -1),
                     finish: Finish::Mean { n },
                 })
-            }
-            Loss::Quadruplet(c) if c.mining == Mining::All => {
-                self.quadruplet_rect(inp, w, c.margin, c.margin2)
             }
             Loss::Quadruplet(c) if c.mining == Mining::Hard => {
                 self.quadruplet_hard_rect(inp, w, c.margin, c.margin2)
@@ -220,7 +256,8 @@ impl CudaBackend {
     }
 
     /// One launch of the per-anchor triplet kernel over M columns (batch-all / semihard, relu /
-    /// softplus); also term 1 of the quadruplet loss.
+    /// softplus), in place over `w` (with `write_w`); also term 1 of the quadruplet loss, over a
+    /// copy of the distances with `inp.euclid` 0.
     pub(crate) fn triplet_rect_rows(
         &self,
         inp: &RectInput<'_>,
@@ -236,7 +273,7 @@ impl CudaBackend {
             "triplet_ref_rows_f32",
             t.cfg,
             [
-                inp.dmat,
+                w,
                 inp.lab,
                 inp.rlab,
                 &ni,
@@ -246,7 +283,7 @@ impl CudaBackend {
                 &p.margin,
                 &semihard,
                 &smooth,
-                w,
+                &inp.euclid,
                 p.part,
                 &p.stride,
                 &ws,

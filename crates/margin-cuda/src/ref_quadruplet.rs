@@ -3,14 +3,17 @@
 //! (anchor, positive column) value globally and per anchor label and counts, for each
 //! batch-reference negative pair (k, l), the active positive pairs whose label differs from both
 //! y_k and r_l (quadruplet.cu, rectangular forms). Hard: per-row top-2 negatives, per-class best
-//! pair, then one evaluation per anchor, with the self column competing for p*. The term-2
-//! weights land at W[k][l]: the gradient reaches batch row k through its own row of W.
+//! pair, then one evaluation per anchor, with the self column competing for p*, then the weights
+//! in place over the distances. The term-2 weights land at W[k][l]: the gradient reaches batch
+//! row k through its own row of W. Batch-all reads the distances until both AvgNonZero counts
+//! are known: as in the square case, its weights go to a copy of the distances while one fits the
+//! stream budget, else its last pass runs in chunks of rows in place.
 
 use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
 use crate::losses::{Finish, StageThree};
 use crate::ref_losses::RectTripletPass;
-use crate::reference::RectInput;
+use crate::reference::{RectInput, RectQuad};
 use cudarc::driver::CudaSlice;
 use margin_core::{MarginError, Result};
 
@@ -25,37 +28,128 @@ struct RectTermTwo {
 }
 
 impl CudaBackend {
-    /// Batch-all quadruplet on the rectangle; weights final (`scales` -1).
+    /// Batch-all quadruplet over the N x M distances `dw`, as the square case (quadruplet.rs):
+    /// returns the raw weights in a copy of the distances while an N x M matrix fits the stream
+    /// budget (final scale, not divided: the chain divides), else rewrites `dw` in place in
+    /// chunks of rows and returns `None`.
     pub(crate) fn quadruplet_rect(
         &self,
         inp: &RectInput<'_>,
-        w: &mut CudaSlice<f32>,
+        dw: &mut CudaSlice<f32>,
         margin: f64,
         margin2: f64,
-    ) -> Result<StageThree> {
-        let n = inp.n;
+    ) -> Result<(StageThree, Option<CudaSlice<f32>>)> {
+        let (n, m) = (inp.n, inp.m);
         let mut part = self.zeros::<f64>(n * 5)?;
         let none = self.zeros::<f64>(1)?;
-        self.quad_rect_term_one(inp, w, margin, &mut part, false, &none)?;
+        // Statistics only: nothing is written to the distances.
+        self.quad_rect_term_one(inp, dw, margin, &mut part, false, &none)?;
         let npos = inp.labels.positive_pairs();
         let mut term2 = if npos > 0 && inp.labels.negative_pairs() > 0 {
-            Some(self.quad_rect_term_two_stats(inp, margin2, &mut part, npos)?)
+            let quad = RectQuad {
+                dmat: dw,
+                rect: inp,
+            };
+            Some(self.quad_rect_term_two_stats(&quad, margin2, &mut part, npos)?)
         } else {
             None
         };
         let mut stats = self.reduce_stats(&part, n, 5, 2)?;
         self.safe_inverse(&mut stats, 1, 5)?;
         self.safe_inverse(&mut stats, 3, 6)?;
-        self.quad_rect_term_one(inp, w, margin, &mut part, true, &stats)?;
-        if let Some(t) = term2.as_mut() {
-            self.quad_rect_neg(inp, margin2, t, false, &mut part, w, &stats)?;
-            self.quad_rect_pos(inp, margin2, t, false, &mut part, w, &stats)?;
-        }
-        Ok(StageThree {
+        let whole = n.saturating_mul(m).saturating_mul(4) <= self.stream_bytes;
+        let separate = if whole {
+            // Term 1 in place over a copy of the distances (raw weights), term 2 added to it.
+            let mut w = self.stream.clone_dtod(&*dw).map_err(dev_err)?;
+            self.quad_rect_term_one(inp, &mut w, margin, &mut part, true, &stats)?;
+            if let Some(t) = term2.as_mut() {
+                let quad = RectQuad {
+                    dmat: dw,
+                    rect: inp,
+                };
+                self.quad_rect_neg(&quad, margin2, t, false, &mut part, &mut w, &stats)?;
+                self.quad_rect_pos(&quad, margin2, t, false, &mut part, &mut w, &stats)?;
+            }
+            Some(w)
+        } else {
+            self.quad_rect_in_chunks(inp, dw, (margin, margin2), term2.as_ref(), &stats)?;
+            None
+        };
+        let three = StageThree {
             stats,
             scales: (-1, -1),
             finish: Finish::Quadruplet,
-        })
+        };
+        Ok((three, separate))
+    }
+
+    /// The last pass without a second matrix (quadruplet.rs `quad_in_chunks` on the rectangle):
+    /// per chunk of rows, term 2's weights into a zeroed chunk buffer, then the triplet kernel
+    /// over the rows, in place, adding them.
+    fn quad_rect_in_chunks(
+        &self,
+        inp: &RectInput<'_>,
+        dw: &mut CudaSlice<f32>,
+        (margin, margin2): (f64, f64),
+        term2: Option<&RectTermTwo>,
+        stats: &CudaSlice<f64>,
+    ) -> Result<()> {
+        let (n, m) = (inp.n, inp.m);
+        let (ni, mi) = inp.dims()?;
+        let chunk = (self.stream_bytes / (4 * m.max(1))).clamp(1, n.max(1));
+        let mut add = self.zeros::<f32>(chunk * m)?;
+        let mut tl = self.triplet_launch(chunk, m)?;
+        let (s1, s2) = (5i32, 6i32);
+        for a0 in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - a0);
+            let (k0, a1) = (as_i32(a0, "row")?, as_i32(a0 + rows, "row")?);
+            self.stream.memset_zeros(&mut add).map_err(dev_err)?;
+            if let Some(t) = term2 {
+                launch!(
+                    self,
+                    "quad_neg_rows_ref_f32",
+                    rows_cfg(rows)?,
+                    [
+                        &*dw, inp.lab, inp.rlab, &ni, &mi, &inp.sg, &margin2, &t.xs_g, &t.xs_s,
+                        &t.pstart, &t.npos, &k0, &mut add, stats, &s2
+                    ]
+                )?;
+                launch!(
+                    self,
+                    "quad_pos_rows_ref_f32",
+                    rows_cfg(rows)?,
+                    [
+                        &*dw, inp.lab, inp.rlab, &ni, &mi, inp.excl, &inp.sg, &margin2, &t.xs_g,
+                        &t.xs_s, &t.pstart, &t.npos, &t.hist_g, &t.hist_s, &k0, &mut add, stats,
+                        &s2
+                    ]
+                )?;
+            }
+            launch!(
+                self,
+                "triplet_ref_rows_add_f32",
+                tl.cfg,
+                [
+                    &mut *dw,
+                    inp.lab,
+                    inp.rlab,
+                    &k0,
+                    &a1,
+                    &mi,
+                    inp.excl,
+                    &inp.sg,
+                    &margin,
+                    &inp.euclid,
+                    stats,
+                    &s1,
+                    &add,
+                    &mut tl.scratch,
+                    &mut tl.diff,
+                    &tl.cap
+                ]
+            )?;
+        }
+        Ok(())
     }
 
     fn quad_rect_term_one(
@@ -78,12 +172,15 @@ impl CudaBackend {
             stats,
             scale_idx: if weights { 5 } else { -1 },
         };
-        self.triplet_rect_rows(inp, w, pass)
+        // `w` is the distances (statistics only) or a copy of them; the weights stay raw (the
+        // chain divides).
+        let raw = RectInput { euclid: 0, ..*inp };
+        self.triplet_rect_rows(&raw, w, pass)
     }
 
     fn quad_rect_term_two_stats(
         &self,
-        inp: &RectInput<'_>,
+        inp: &RectQuad<'_>,
         margin2: f64,
         part: &mut CudaSlice<f64>,
         npos: u64,
@@ -169,7 +266,7 @@ impl CudaBackend {
     #[allow(clippy::too_many_arguments)]
     fn quad_rect_neg(
         &self,
-        inp: &RectInput<'_>,
+        inp: &RectQuad<'_>,
         margin2: f64,
         t: &mut RectTermTwo,
         stats_pass: bool,
@@ -213,7 +310,7 @@ impl CudaBackend {
     #[allow(clippy::too_many_arguments)]
     fn quad_rect_pos(
         &self,
-        inp: &RectInput<'_>,
+        inp: &RectQuad<'_>,
         margin2: f64,
         t: &RectTermTwo,
         stats_pass: bool,
@@ -254,7 +351,8 @@ impl CudaBackend {
         )
     }
 
-    /// Hard-mined quadruplet on the rectangle; weights final (`scales` -1).
+    /// Hard-mined quadruplet on the rectangle, in place over the distances `w`; weights final
+    /// (`scales` -1).
     pub(crate) fn quadruplet_hard_rect(
         &self,
         inp: &RectInput<'_>,
@@ -276,7 +374,7 @@ impl CudaBackend {
             "quad_hard_top2_ref_f32",
             rows_cfg(n)?,
             [
-                inp.dmat, lab, rlab, &ni, &mi, &sg, &mut v1, &mut l1, &mut v2, &mut l2
+                &*w, lab, rlab, &ni, &mi, &sg, &mut v1, &mut l1, &mut v2, &mut l2
             ]
         )?;
         let mut cv = self.zeros::<f32>(classes)?;
@@ -298,7 +396,7 @@ impl CudaBackend {
             "quad_hard_rows_ref_f32",
             rows_cfg(n)?,
             [
-                inp.dmat,
+                &*w,
                 lab,
                 rlab,
                 &ni,
@@ -317,19 +415,32 @@ impl CudaBackend {
         let mut stats = self.reduce_stats(&part, n, 4, 2)?;
         self.safe_inverse(&mut stats, 1, 4)?;
         self.safe_inverse(&mut stats, 3, 5)?;
-        // The class kernel's last argument is W's row stride: M here.
-        launch!(
-            self,
-            "quad_hard_class_w_f32",
-            elems_cfg(classes)?,
-            [&active2, &ck, &cl, &ci, &mi, &mut *w]
-        )?;
+        // As quad_hard.rs: at most 256 blocks, each keeping the row it rewrites.
+        let blocks = n.clamp(1, 256);
+        let mut keep = self.zeros::<f32>(blocks * inp.m)?;
         let (s1, s2) = (4i32, 5i32);
         launch!(
             self,
-            "quad_hard_weights_ref_f32",
-            rows_cfg(n)?,
-            [lab, rlab, &ni, &mi, &sg, &sel, &stats, &s1, &s2, w]
+            "quad_hard_inplace_f32",
+            rows_cfg(blocks)?,
+            [
+                &mut *w,
+                lab,
+                rlab,
+                &ni,
+                &mi,
+                &sg,
+                &inp.euclid,
+                &sel,
+                &stats,
+                &s1,
+                &s2,
+                &active2,
+                &ck,
+                &cl,
+                &ci,
+                &mut keep
+            ]
         )?;
         Ok(StageThree {
             stats,

@@ -1,9 +1,11 @@
 //! Losses with a reference set (docs/REFERENCE_SETS.md, section 6): anchors are the N batch
 //! rows, positives and negatives the M reference rows. The five stages on the N x M rectangle:
 //! normalize X (norms kept) and R (no backward), the N x M distance matrix, per-row weights with
-//! column labels and one excluded self column per row, the chain to X only (`W R̂`, no `W + Wᵀ`),
-//! normalization backward for X. Everything stays on the stream; the only synchronization is
-//! the final read of a few f64 stats.
+//! column labels and one excluded self column per row (written over the distances in place, as
+//! in the square case, so a loss holds one N x M matrix; the batch-all quadruplet keeps its
+//! weights apart), the chain to X only (`W R̂`, no `W + Wᵀ`), normalization backward for X.
+//! Everything stays on the stream; the only synchronization is the final read of a few f64
+//! stats.
 
 use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
@@ -15,9 +17,9 @@ use margin_core::{
     DeviceLossInput, DeviceReference, Distance, Loss, LossStats, MarginError, Result,
 };
 
-/// The N x M distance matrix and what the rectangular loss kernels read with it.
+/// What the rectangular loss kernels read beside the N x M distance matrix.
+#[derive(Clone, Copy)]
 pub(crate) struct RectInput<'a> {
-    pub dmat: &'a CudaSlice<f32>,
     /// Batch label ids (N).
     pub lab: &'a CudaSlice<i32>,
     /// Reference label ids (M).
@@ -29,6 +31,24 @@ pub(crate) struct RectInput<'a> {
     pub m: usize,
     /// +1 for a distance, −1 for a similarity.
     pub sg: f32,
+    /// 1 for the euclidean distance: in-place weights come out divided by the distance they
+    /// replace.
+    pub euclid: i32,
+}
+
+/// The batch-all quadruplet's input: the distances beside the labels (its term 2 reads them
+/// again after term 1's weights are known).
+pub(crate) struct RectQuad<'a> {
+    pub dmat: &'a CudaSlice<f32>,
+    pub rect: &'a RectInput<'a>,
+}
+
+impl<'a> std::ops::Deref for RectQuad<'a> {
+    type Target = RectInput<'a>;
+
+    fn deref(&self) -> &RectInput<'a> {
+        self.rect
+    }
 }
 
 impl RectInput<'_> {
@@ -64,16 +84,14 @@ impl CudaBackend {
         };
         let xhat = normed.as_ref().map_or(input.embeddings, |(x, _)| x);
         let rhat = rnormed.as_ref().unwrap_or(reference.embeddings);
-        let mut dmat = self.zeros::<f32>(nm)?;
+        let mut dw = self.zeros::<f32>(nm)?;
         let kind = kind_code(metric.distance);
-        self.distances(xhat, n, Some((rhat, m)), d, kind, &mut dmat)?;
+        self.distances(xhat, n, Some((rhat, m)), d, kind, &mut dw)?;
         let labels = RefLabels::new(input.labels, reference.labels, reference.self_index);
         let lab = self.stream.clone_htod(&labels.ids).map_err(dev_err)?;
         let rlab = self.stream.clone_htod(&labels.rids).map_err(dev_err)?;
         let excl = self.stream.clone_htod(&labels.excl).map_err(dev_err)?;
-        let mut w = self.zeros::<f32>(nm)?;
         let rect = RectInput {
-            dmat: &dmat,
             lab: &lab,
             rlab: &rlab,
             excl: &excl,
@@ -81,10 +99,17 @@ impl CudaBackend {
             n,
             m,
             sg: if metric.is_similarity() { -1.0 } else { 1.0 },
+            euclid: i32::from(metric.distance == Distance::Euclidean),
         };
-        let three = self.weights_rect(loss, &rect, &mut w)?;
+        let (three, apart) = self.weights_rect(loss, &rect, &mut dw)?;
+        // The weights, and the distances when they are a separate matrix (the chain divides).
+        let (mut w, dmat) = match apart {
+            Some(w) => (w, Some(dw)),
+            None => (dw, None),
+        };
         let chain = RectChain {
             rect: &rect,
+            dmat: dmat.as_ref(),
             three: &three,
             xhat,
             rhat,
@@ -105,7 +130,8 @@ impl CudaBackend {
     }
 
     /// Stage 4 on the rectangle: `w` (N x M, dL/dD, possibly raw counts) is scaled per pair class
-    /// and divided by the distance (euclidean) in place, then `out` (N x D) =
+    /// and, when it is apart from the distances, divided by them (euclidean) in place (weights
+    /// written over the distances are divided already), then `out` (N x D) =
     /// `alpha (diag(rowsum W') X̂ − W' R̂)` for a distance, `W' R̂` for a similarity.
     fn chain_rect(
         &self,
@@ -116,25 +142,35 @@ impl CudaBackend {
         let r = c.rect;
         let (ni, mi) = r.dims()?;
         let di = as_i32(c.d, "D")?;
-        let euclid = i32::from(c.distance == Distance::Euclidean);
         let (pos_idx, neg_idx) = c.three.scales;
-        launch!(
-            self,
-            "chain_prep_rect_f32",
-            elems_cfg(r.n * r.m)?,
-            [
-                &mut *w,
-                r.dmat,
-                r.lab,
-                r.rlab,
-                &c.three.stats,
-                &pos_idx,
-                &neg_idx,
-                &ni,
-                &mi,
-                &euclid
-            ]
-        )?;
+        // chain_prep_rect_f32 reads D only for the euclidean division: a stand-in otherwise.
+        let unread;
+        let (dmat, euclid) = match c.dmat {
+            Some(d) => (d, i32::from(c.distance == Distance::Euclidean)),
+            None => {
+                unread = self.zeros::<f32>(1)?;
+                (&unread, 0)
+            }
+        };
+        if euclid != 0 || (pos_idx, neg_idx) != (-1, -1) {
+            launch!(
+                self,
+                "chain_prep_rect_f32",
+                elems_cfg(r.n * r.m)?,
+                [
+                    &mut *w,
+                    dmat,
+                    r.lab,
+                    r.rlab,
+                    &c.three.stats,
+                    &pos_idx,
+                    &neg_idx,
+                    &ni,
+                    &mi,
+                    &euclid
+                ]
+            )?;
+        }
         let similarity = c.distance.is_similarity();
         let mut rs = self.zeros::<f32>(r.n)?;
         if !similarity {
@@ -165,6 +201,8 @@ impl CudaBackend {
 /// What stage 4 reads besides the weights.
 struct RectChain<'a> {
     rect: &'a RectInput<'a>,
+    /// The distances when the weights are a separate matrix (the batch-all quadruplet).
+    dmat: Option<&'a CudaSlice<f32>>,
     three: &'a StageThree,
     xhat: &'a CudaSlice<f32>,
     rhat: &'a CudaSlice<f32>,

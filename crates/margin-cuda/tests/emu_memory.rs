@@ -1,13 +1,17 @@
 //! Device memory of loss calls, as the emulator's stand-in libcuda counts it
 //! (shaders/cuda/emu/fake_driver.cpp, `margin_emu_peak_bytes`): past the stream budget the
-//! batch-all quadruplet keeps no second N x N matrix (SPEC, Cost). On a real driver, or without
+//! batch-all quadruplet keeps no second N x N matrix (SPEC, Cost), and losses with a reference
+//! set keep one N x M matrix. On a real driver, or without
 //! CUDA, the test says it skipped and why. Run by hand and in CI with
 //! `shaders/cuda/emu/host_check.sh -p margin-cuda --test emu_memory`.
 
 mod cuda_common;
 
 use cuda_common::cuda_or_skip;
-use margin_core::{Backend, Distance, Loss, LossInput, Metric, Mining, QuadrupletConfig};
+use margin_core::{
+    Backend, Distance, Embeddings, Loss, LossInput, LossKind, Metric, Mining, QuadrupletConfig,
+    ReferenceSet,
+};
 use margin_cuda::CudaBackend;
 
 /// The emulator's peak-bytes counter (reset: start a new measurement), or `None` when the loaded
@@ -71,4 +75,57 @@ fn quadruplet_chunks_drop_the_second_matrix() {
             "{distance:?}: {b} B in chunks vs {a} B"
         );
     }
+}
+
+#[test]
+fn reference_sets_keep_one_matrix() {
+    let Some(whole) = cuda_or_skip() else { return };
+    if peak_bytes(true).is_none() {
+        println!("skipping: the loaded libcuda is not the emulator's (no peak counter)");
+        return;
+    }
+    let Some(chunked) = cuda_or_skip() else {
+        return;
+    };
+    // 16 KiB: chunks of 6 rows of the 94 KiB N x M matrix.
+    let chunked = chunked.with_stream_budget(16 << 10);
+    let (n, m, d) = (40, 600, 4);
+    let wave = |len: usize, k: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * k % 101) as f32 / 50.0) - 1.0)
+            .collect()
+    };
+    let (x, r) = (wave(n * d, 37), wave(m * d, 53));
+    let labels: Vec<i64> = (0..n).map(|i| (i % 5) as i64).collect();
+    let ref_labels: Vec<i64> = (0..m).map(|j| (j % 6) as i64).collect();
+    let input = LossInput::new(Embeddings::new(&x, n, d).unwrap(), &labels, None)
+        .unwrap()
+        .with_reference(ReferenceSet {
+            embeddings: Embeddings::new(&r, m, d).unwrap(),
+            labels: &ref_labels,
+            self_index: None,
+        })
+        .unwrap();
+    let matrix = n * m * 4;
+    // The weights overwrite the distances: less than half a matrix beside the one.
+    for kind in [
+        LossKind::Contrastive,
+        LossKind::LiftedStructure,
+        LossKind::MultiSimilarity,
+        LossKind::NTXent,
+    ] {
+        let peak = peak_of(&whole, &Loss::default_for(kind), &input);
+        println!("{kind:?}: peak {peak} B, the N x M matrix {matrix} B");
+        assert!(peak < matrix * 3 / 2, "{kind:?}: peak {peak} B");
+    }
+    let quad = Loss::default_for(LossKind::Quadruplet);
+    let (a, b) = (
+        peak_of(&whole, &quad, &input),
+        peak_of(&chunked, &quad, &input),
+    );
+    println!("quadruplet: peak {a} B with a second matrix, {b} B in chunks");
+    assert!(
+        b + matrix * 3 / 4 <= a,
+        "quadruplet: {b} B in chunks vs {a} B"
+    );
 }

@@ -1,10 +1,11 @@
 //! CUDA with a reference set (docs/REFERENCE_SETS.md) against the float64 reference backend:
 //! every supported loss x distance x mining on random rectangles (M < N, M > N, rows longer
 //! than a block, with and without a self index), the device API with `CudaSlice` inputs and no
-//! host copy of the embeddings, and the rejection of n-pair and triplet-center. Without a usable
+//! host copy of the embeddings, the batch-all quadruplet's in-place chunks past the stream
+//! budget, and the rejection of n-pair and triplet-center. Without a usable
 //! GPU each test prints "skipping: <reason>" and passes. (The PML fixtures run in the cross-
-//! backend harness, `tests/tests/reference_sets.rs`, and on the CPU emulator,
-//! `shaders/cuda/emu/ref_check.cpp`.)
+//! backend harness, `tests/tests/reference_sets.rs`; both run without a GPU on the emulated
+//! kernels through `shaders/cuda/emu/host_check.sh`.)
 
 mod cuda_common;
 #[path = "../../../tests/support/mod.rs"]
@@ -13,7 +14,7 @@ mod support;
 use cuda_common::{against_oracle, cuda_or_skip, rel_norm_err};
 use margin_core::{
     Backend, DeviceLossInput, DeviceReference, Embeddings, HostBackend, Loss, LossInput, LossKind,
-    MarginError, NO_SELF, ReferenceSet,
+    MarginError, Mining, NO_SELF, ReferenceSet,
 };
 use margin_cpu::ReferenceBackend;
 use margin_cuda::CudaBackend;
@@ -148,6 +149,34 @@ fn rows_longer_than_a_block_match_the_reference() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn quadruplet_row_chunks_match_the_reference() {
+    let Some(cuda) = cuda_or_skip() else {
+        return;
+    };
+    // 2 KiB: chunks of a few rows, past every rectangle's N x M matrix below.
+    let cuda = cuda.with_stream_budget(2 << 10);
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let quads = losses()
+        .into_iter()
+        .filter(|l| matches!(l, Loss::Quadruplet(c) if c.mining == Mining::All));
+    for (li, loss) in quads.enumerate() {
+        for (si, &(n, m, d, classes, copies)) in [(23, 41, 4, 4, true), (30, 19, 5, 3, false)]
+            .iter()
+            .enumerate()
+        {
+            cases += 1;
+            let t = rect(n, m, d, classes, copies, (900 + li * 7 + si) as u64);
+            if let Err(e) = compare(&cuda, &loss, &t) {
+                failures.push(e);
+            }
+        }
+    }
+    println!("{} of {cases} cases failed", failures.len());
+    assert!(cases >= 6 && failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

@@ -133,8 +133,10 @@ static void quad_hard(const Case& c) {
     launch({(unsigned)n}, {TH}, [&] { quad_hard_rows_f32(c.D.data(), c.lab.data(), n, sg, m1, m2, cv.data(), ck.data(), sel.data(), part.data(), act.data()); });
     double st[6] = {0, 0, 0, 0, 0, 0}; for (int i = 0; i < n; ++i) for (int k = 0; k < 4; ++k) st[k] += part[i*4+k];
     st[4] = st[1] > 0 ? 1 / st[1] : 0; st[5] = st[3] > 0 ? 1 / st[3] : 0;
-    launch({(unsigned)(C + TH - 1) / TH}, {TH}, [&] { quad_hard_class_w_f32(act.data(), ck.data(), cl.data(), C, n, W.data()); });
-    launch({(unsigned)n}, {TH}, [&] { quad_hard_weights_f32(c.lab.data(), n, sg, sel.data(), st, 4, 5, W.data()); });
+    // In place over a copy of the distances (raw weights: euclid 0), three blocks striding over
+    // the rows; every entry must come back written, zeros included.
+    W = c.D; const unsigned blocks = (unsigned)std::min(n, 3); std::vector<float> keep(blocks * n);
+    launch({blocks}, {TH}, [&] { quad_hard_inplace_f32(W.data(), c.lab.data(), c.lab.data(), n, n, sg, 0, sel.data(), st, 4, 5, act.data(), ck.data(), cl.data(), C, keep.data()); });
     // Brute force: every anchor searches all ordered pairs itself.
     auto e = [&](int a, int b) { return sg * c.D[a*n+b]; };
     double s1 = 0, n1 = 0, s2 = 0, n2 = 0; std::vector<int> f1(n, 0), f2(n, 0), P(n, -1), N(n, -1), K(n, -1), L(n, -1);

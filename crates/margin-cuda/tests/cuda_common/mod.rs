@@ -23,7 +23,8 @@ pub fn cuda_or_skip() -> Option<CudaBackend> {
     }
 }
 
-/// `‖a − b‖ / ‖b‖`, or `‖a − b‖` when `b` is all zeros.
+/// `‖a − b‖ / ‖b‖`, or `‖a − b‖` when `b` is all zeros; infinite when either holds a NaN, so
+/// that every `err > tol` check fails on it (a NaN compares false).
 pub fn rel_norm_err(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a
         .iter()
@@ -31,11 +32,12 @@ pub fn rel_norm_err(a: &[f32], b: &[f32]) -> f64 {
         .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
         .sum();
     let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-    if den == 0.0 {
+    let err = if den == 0.0 {
         num.sqrt()
     } else {
         (num / den).sqrt()
-    }
+    };
+    if err.is_nan() { f64::INFINITY } else { err }
 }
 
 /// The SPEC's loss bound: within 1e-4 relative of the reference, or 1e-6 absolute near 0.

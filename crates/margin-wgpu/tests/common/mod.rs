@@ -63,7 +63,8 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
-/// `|a - b| / |b|` over vectors (absolute when `b` is 0).
+/// `|a - b| / |b|` over vectors (absolute when `b` is 0); infinite when either holds a NaN, so
+/// that every `err > tol` check fails on it (a NaN compares false).
 pub fn rel_norm(a: &[f32], b: &[f64]) -> f64 {
     let num: f64 = a
         .iter()
@@ -72,7 +73,8 @@ pub fn rel_norm(a: &[f32], b: &[f64]) -> f64 {
         .sum::<f64>()
         .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    if den == 0.0 { num } else { num / den }
+    let err = if den == 0.0 { num } else { num / den };
+    if err.is_nan() { f64::INFINITY } else { err }
 }
 
 /// True when `got` is within 1e-4 relative (1e-6 absolute near 0) of `want`.
