@@ -230,43 +230,25 @@ extern "C" __global__ void quad_pos_pairs_ref_f32(const float* D, const int* lab
 }
 
 // Term 2's weights of rows [k0, k0 + blocks) into the zeroed chunk buffer W (row k at
-// (k - k0) * n), for the quadruplet's last pass over chunks of rows (the triplet kernel then adds
+// (k - k0) * m), for the quadruplet's last pass over chunks of rows (the triplet kernel then adds
 // them as it rewrites those rows of D in place): the negative-pair side, then the positive-pair
-// side once the histograms are scanned (excl_g, excl_s).
-extern "C" __global__ void quad_neg_rows_f32(const float* D, const int* lab, int n, float sg,
-                                             double m2, const float* xs_g, const float* xs_s,
+// side once the histograms are scanned (excl_g, excl_s). Written for the N x M rectangle; the
+// square case passes rlab = lab, m = n and excl[i] = i.
+extern "C" __global__ void quad_neg_rows_f32(const float* D, const int* lab, const int* rlab,
+                                             int n, int m, float sg, double m2,
+                                             const float* xs_g, const float* xs_s,
                                              const long long* pstart, size_t npos, int k0,
                                              float* W, const double* stats, int scale_idx) {
-    quad_neg_body(D, lab, lab, n, n, sg, m2, xs_g, xs_s, pstart, npos, nullptr, nullptr, 0,
-                  nullptr, 0, 1, W, stats, scale_idx, k0);
-}
-
-extern "C" __global__ void quad_pos_rows_f32(const float* D, const int* lab, int n, float sg,
-                                             double m2, const float* xs_g, const float* xs_s,
-                                             const long long* pstart, size_t npos,
-                                             const u64* excl_g, const u64* excl_s, int k0,
-                                             float* W, const double* stats, int scale_idx) {
-    quad_pos_body(D, lab, lab, n, n, nullptr, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s,
-                  0, nullptr, 0, 1, W, stats, scale_idx, k0);
-}
-
-// The same over the N x M rectangle (reference sets): rows k of the batch against the m
-// reference columns; W holds rows k0.. with m columns.
-extern "C" __global__ void quad_neg_rows_ref_f32(const float* D, const int* lab, const int* rlab,
-                                                 int n, int m, float sg, double m2,
-                                                 const float* xs_g, const float* xs_s,
-                                                 const long long* pstart, size_t npos, int k0,
-                                                 float* W, const double* stats, int scale_idx) {
     quad_neg_body(D, lab, rlab, n, m, sg, m2, xs_g, xs_s, pstart, npos, nullptr, nullptr, 0,
                   nullptr, 0, 1, W, stats, scale_idx, k0);
 }
 
-extern "C" __global__ void quad_pos_rows_ref_f32(const float* D, const int* lab, const int* rlab,
-                                                 int n, int m, const unsigned* excl, float sg,
-                                                 double m2, const float* xs_g, const float* xs_s,
-                                                 const long long* pstart, size_t npos,
-                                                 const u64* excl_g, const u64* excl_s, int k0,
-                                                 float* W, const double* stats, int scale_idx) {
+extern "C" __global__ void quad_pos_rows_f32(const float* D, const int* lab, const int* rlab,
+                                             int n, int m, const unsigned* excl, float sg,
+                                             double m2, const float* xs_g, const float* xs_s,
+                                             const long long* pstart, size_t npos,
+                                             const u64* excl_g, const u64* excl_s, int k0,
+                                             float* W, const double* stats, int scale_idx) {
     quad_pos_body(D, lab, rlab, n, m, excl, sg, m2, xs_g, xs_s, pstart, npos, excl_g, excl_s, 0,
                   nullptr, 0, 1, W, stats, scale_idx, k0);
 }

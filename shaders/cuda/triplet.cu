@@ -226,28 +226,16 @@ extern "C" __global__ void triplet_rows_f32(float* DW, const int* lab, int n, fl
                  scratch, diff, cap, 0);
 }
 
-// The quadruplet's last pass over anchors [a0, a1) of the square matrix, in place: weights
-// sg * count * stats[scale_idx] plus add[(a - a0) * n + j] (term 2's weights of the chunk).
-extern "C" __global__ void triplet_rows_add_f32(float* DW, const int* lab, int a0, int a1, int n,
-                                                float sg, double margin, int euclid,
-                                                const double* stats, int scale_idx,
-                                                const float* add, float* scratch, int* diff,
-                                                int cap) {
-    const RowOut out{DW, euclid, add, (long long)a0 * n};
-    // The body's rows run from a0 to its `n` argument (a1); its columns are all n.
-    triplet_body(DW, lab, lab, a1, n, nullptr, sg, margin, 0, 0, out, nullptr, 0, 0, 1, stats,
-                 scale_idx, scratch, diff, cap, a0);
-}
-
-// triplet_rows_add_f32 over the N x M rectangle (reference sets): rows [a0, a1) of m columns,
-// add[(a - a0) * m + j].
-extern "C" __global__ void triplet_ref_rows_add_f32(float* DW, const int* lab, const int* rlab,
-                                                    int a0, int a1, int m, const unsigned* excl,
-                                                    float sg, double margin, int euclid,
-                                                    const double* stats, int scale_idx,
-                                                    const float* add, float* scratch, int* diff,
-                                                    int cap) {
+// The quadruplet's last pass over anchors [a0, a1) of the N x M matrix (square: rlab = lab,
+// m = n, excl[i] = i), in place: weights sg * count * stats[scale_idx] plus
+// add[(a - a0) * m + j] (term 2's weights of the chunk).
+extern "C" __global__ void triplet_rows_add_f32(float* DW, const int* lab, const int* rlab, int a0,
+                                                int a1, int m, const unsigned* excl, float sg,
+                                                double margin, int euclid, const double* stats,
+                                                int scale_idx, const float* add, float* scratch,
+                                                int* diff, int cap) {
     const RowOut out{DW, euclid, add, (long long)a0 * m};
+    // The body's rows run from a0 to its `n` argument (a1); its columns are all m.
     triplet_body(DW, lab, rlab, a1, m, excl, sg, margin, 0, 0, out, nullptr, 0, 0, 1, stats,
                  scale_idx, scratch, diff, cap, a0);
 }

@@ -42,6 +42,7 @@ mod launch;
 mod losses;
 mod pipeline;
 mod pml_losses;
+mod quad_chunks;
 mod quad_hard;
 mod quadruplet;
 mod ref_labels;

@@ -7,23 +7,14 @@
 //! of the distances (returned apart: the chain divides). Beyond it the distances are the only
 //! N x N matrix (SPEC, Cost): the last pass runs per chunk of rows, term 2's weights of the chunk
 //! into a chunk buffer, then the triplet kernel over the same rows adding them as it rewrites the
-//! rows in place (`triplet_rows_add_f32`).
+//! rows in place (quad_chunks.rs, shared with reference sets).
 
 use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
 use crate::losses::{Finish, QuadInput, SquareInput, StageThree, TripletPass};
+use crate::quad_chunks::{ChunkRows, TermTwo};
 use cudarc::driver::CudaSlice;
 use margin_core::Result;
-
-/// Device tables of term 2 that survive from the stats pass to the weights pass.
-struct TermTwo {
-    xs_g: CudaSlice<f32>,
-    xs_s: CudaSlice<f32>,
-    pstart: CudaSlice<i64>,
-    hist_g: CudaSlice<u64>,
-    hist_s: CudaSlice<u64>,
-    npos: u64,
-}
 
 impl CudaBackend {
     /// Both terms over the N x N distances `dw`. Returns the weights in a separate matrix, or
@@ -67,7 +58,17 @@ impl CudaBackend {
             }
             Some(w)
         } else {
-            self.quad_in_chunks(inp, dw, margin, margin2, term2.as_ref(), &stats)?;
+            let excl = self.diagonal_excl(n)?;
+            let rows = ChunkRows {
+                lab: inp.lab,
+                rlab: inp.lab,
+                excl: &excl,
+                n,
+                m: n,
+                sg: inp.sg,
+                euclid: inp.euclid,
+            };
+            self.quad_in_chunks(&rows, dw, (margin, margin2), term2.as_ref(), &stats)?;
             None
         };
         let three = StageThree {
@@ -76,74 +77,6 @@ impl CudaBackend {
             finish: Finish::Quadruplet,
         };
         Ok((three, separate))
-    }
-
-    /// The last pass without a second matrix: per chunk of rows that fits the stream budget,
-    /// term 2's weights of the rows into a zeroed chunk buffer, then the triplet kernel over the
-    /// rows, in place, adding them (both scaled by their AvgNonZero factors, stats 5 and 6).
-    fn quad_in_chunks(
-        &self,
-        inp: &SquareInput<'_>,
-        dw: &mut CudaSlice<f32>,
-        margin: f64,
-        margin2: f64,
-        term2: Option<&TermTwo>,
-        stats: &CudaSlice<f64>,
-    ) -> Result<()> {
-        let n = inp.n;
-        let ni = as_i32(n, "N")?;
-        let chunk = (self.stream_bytes / (4 * n.max(1))).clamp(1, n.max(1));
-        let mut add = self.zeros::<f32>(chunk * n)?;
-        // Sized for a full chunk; the last, shorter one leaves blocks idle.
-        let mut tl = self.triplet_launch(chunk, n)?;
-        let (s1, s2) = (5i32, 6i32);
-        for a0 in (0..n).step_by(chunk) {
-            let rows = chunk.min(n - a0);
-            let (k0, a1) = (as_i32(a0, "row")?, as_i32(a0 + rows, "row")?);
-            self.stream.memset_zeros(&mut add).map_err(dev_err)?;
-            if let Some(t) = term2 {
-                launch!(
-                    self,
-                    "quad_neg_rows_f32",
-                    rows_cfg(rows)?,
-                    [
-                        &*dw, inp.lab, &ni, &inp.sg, &margin2, &t.xs_g, &t.xs_s, &t.pstart,
-                        &t.npos, &k0, &mut add, stats, &s2
-                    ]
-                )?;
-                launch!(
-                    self,
-                    "quad_pos_rows_f32",
-                    rows_cfg(rows)?,
-                    [
-                        &*dw, inp.lab, &ni, &inp.sg, &margin2, &t.xs_g, &t.xs_s, &t.pstart,
-                        &t.npos, &t.hist_g, &t.hist_s, &k0, &mut add, stats, &s2
-                    ]
-                )?;
-            }
-            launch!(
-                self,
-                "triplet_rows_add_f32",
-                tl.cfg,
-                [
-                    &mut *dw,
-                    inp.lab,
-                    &k0,
-                    &a1,
-                    &ni,
-                    &inp.sg,
-                    &margin,
-                    &inp.euclid,
-                    stats,
-                    &s1,
-                    &add,
-                    &mut tl.scratch,
-                    &mut tl.diff,
-                    &tl.cap
-                ]
-            )?;
-        }
-        Ok(())
     }
 
     fn quad_term_one(

@@ -12,20 +12,11 @@
 use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
 use crate::losses::{Finish, StageThree};
+use crate::quad_chunks::{ChunkRows, TermTwo};
 use crate::ref_losses::RectTripletPass;
 use crate::reference::{RectInput, RectQuad};
 use cudarc::driver::CudaSlice;
 use margin_core::{MarginError, Result};
-
-/// Device tables of term 2 that survive from the stats pass to the weights pass.
-struct RectTermTwo {
-    xs_g: CudaSlice<f32>,
-    xs_s: CudaSlice<f32>,
-    pstart: CudaSlice<i64>,
-    hist_g: CudaSlice<u64>,
-    hist_s: CudaSlice<u64>,
-    npos: u64,
-}
 
 impl CudaBackend {
     /// Batch-all quadruplet over the N x M distances `dw`, as the square case (quadruplet.rs):
@@ -72,7 +63,16 @@ impl CudaBackend {
             }
             Some(w)
         } else {
-            self.quad_rect_in_chunks(inp, dw, (margin, margin2), term2.as_ref(), &stats)?;
+            let rows = ChunkRows {
+                lab: inp.lab,
+                rlab: inp.rlab,
+                excl: inp.excl,
+                n,
+                m,
+                sg: inp.sg,
+                euclid: inp.euclid,
+            };
+            self.quad_in_chunks(&rows, dw, (margin, margin2), term2.as_ref(), &stats)?;
             None
         };
         let three = StageThree {
@@ -81,75 +81,6 @@ impl CudaBackend {
             finish: Finish::Quadruplet,
         };
         Ok((three, separate))
-    }
-
-    /// The last pass without a second matrix (quadruplet.rs `quad_in_chunks` on the rectangle):
-    /// per chunk of rows, term 2's weights into a zeroed chunk buffer, then the triplet kernel
-    /// over the rows, in place, adding them.
-    fn quad_rect_in_chunks(
-        &self,
-        inp: &RectInput<'_>,
-        dw: &mut CudaSlice<f32>,
-        (margin, margin2): (f64, f64),
-        term2: Option<&RectTermTwo>,
-        stats: &CudaSlice<f64>,
-    ) -> Result<()> {
-        let (n, m) = (inp.n, inp.m);
-        let (ni, mi) = inp.dims()?;
-        let chunk = (self.stream_bytes / (4 * m.max(1))).clamp(1, n.max(1));
-        let mut add = self.zeros::<f32>(chunk * m)?;
-        let mut tl = self.triplet_launch(chunk, m)?;
-        let (s1, s2) = (5i32, 6i32);
-        for a0 in (0..n).step_by(chunk) {
-            let rows = chunk.min(n - a0);
-            let (k0, a1) = (as_i32(a0, "row")?, as_i32(a0 + rows, "row")?);
-            self.stream.memset_zeros(&mut add).map_err(dev_err)?;
-            if let Some(t) = term2 {
-                launch!(
-                    self,
-                    "quad_neg_rows_ref_f32",
-                    rows_cfg(rows)?,
-                    [
-                        &*dw, inp.lab, inp.rlab, &ni, &mi, &inp.sg, &margin2, &t.xs_g, &t.xs_s,
-                        &t.pstart, &t.npos, &k0, &mut add, stats, &s2
-                    ]
-                )?;
-                launch!(
-                    self,
-                    "quad_pos_rows_ref_f32",
-                    rows_cfg(rows)?,
-                    [
-                        &*dw, inp.lab, inp.rlab, &ni, &mi, inp.excl, &inp.sg, &margin2, &t.xs_g,
-                        &t.xs_s, &t.pstart, &t.npos, &t.hist_g, &t.hist_s, &k0, &mut add, stats,
-                        &s2
-                    ]
-                )?;
-            }
-            launch!(
-                self,
-                "triplet_ref_rows_add_f32",
-                tl.cfg,
-                [
-                    &mut *dw,
-                    inp.lab,
-                    inp.rlab,
-                    &k0,
-                    &a1,
-                    &mi,
-                    inp.excl,
-                    &inp.sg,
-                    &margin,
-                    &inp.euclid,
-                    stats,
-                    &s1,
-                    &add,
-                    &mut tl.scratch,
-                    &mut tl.diff,
-                    &tl.cap
-                ]
-            )?;
-        }
-        Ok(())
     }
 
     fn quad_rect_term_one(
@@ -184,7 +115,7 @@ impl CudaBackend {
         margin2: f64,
         part: &mut CudaSlice<f64>,
         npos: u64,
-    ) -> Result<RectTermTwo> {
+    ) -> Result<TermTwo> {
         let (ni, mi) = inp.dims()?;
         let layout = inp.labels.quad_layout();
         let up_i32 = |v: &Vec<i32>| self.stream.clone_htod(v).map_err(dev_err);
@@ -245,7 +176,7 @@ impl CudaBackend {
             [&keys_s, &mut xs_s, &npos]
         )?;
         drop((keys_g, keys_s));
-        let mut t = RectTermTwo {
+        let mut t = TermTwo {
             xs_g,
             xs_s,
             pstart,
@@ -268,7 +199,7 @@ impl CudaBackend {
         &self,
         inp: &RectQuad<'_>,
         margin2: f64,
-        t: &mut RectTermTwo,
+        t: &mut TermTwo,
         stats_pass: bool,
         part: &mut CudaSlice<f64>,
         w: &mut CudaSlice<f32>,
@@ -312,7 +243,7 @@ impl CudaBackend {
         &self,
         inp: &RectQuad<'_>,
         margin2: f64,
-        t: &RectTermTwo,
+        t: &TermTwo,
         stats_pass: bool,
         part: &mut CudaSlice<f64>,
         w: &mut CudaSlice<f32>,

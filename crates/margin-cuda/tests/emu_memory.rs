@@ -40,22 +40,33 @@ fn peak_of(cuda: &CudaBackend, loss: &Loss, input: &LossInput<'_>) -> usize {
     peak_bytes(false).unwrap_or(0)
 }
 
-#[test]
-fn quadruplet_chunks_drop_the_second_matrix() {
-    let Some(whole) = cuda_or_skip() else { return };
+/// Two backends on the emulator, the second with a stream budget of `budget` bytes; `None`
+/// (having said why) without CUDA or on a real driver.
+fn emulated_pair(budget: usize) -> Option<(CudaBackend, CudaBackend)> {
+    let whole = cuda_or_skip()?;
     if peak_bytes(true).is_none() {
         println!("skipping: the loaded libcuda is not the emulator's (no peak counter)");
-        return;
+        return None;
     }
-    let Some(chunked) = cuda_or_skip() else {
+    let chunked = cuda_or_skip()?.with_stream_budget(budget);
+    Some((whole, chunked))
+}
+
+/// `len` values in [-1, 1) with no two neighbours alike (`k` sets the pattern).
+fn wave(len: usize, k: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * k % 101) as f32 / 50.0) - 1.0)
+        .collect()
+}
+
+#[test]
+fn quadruplet_chunks_drop_the_second_matrix() {
+    // 8 KiB: chunks of 21 rows at N = 96, whose 36 KiB matrix is past it.
+    let Some((whole, chunked)) = emulated_pair(8 << 10) else {
         return;
     };
-    // 8 KiB: chunks of 21 rows at N = 96, whose 36 KiB matrix is past it.
-    let chunked = chunked.with_stream_budget(8 << 10);
     let (n, d) = (96, 8);
-    let x: Vec<f32> = (0..n * d)
-        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-        .collect();
+    let x = wave(n * d, 37);
     let labels: Vec<i64> = (0..n).map(|i| (i % 6) as i64).collect();
     let input = LossInput::from_slices(&x, n, d, &labels, None).unwrap();
     let matrix = n * n * 4;
@@ -79,22 +90,11 @@ fn quadruplet_chunks_drop_the_second_matrix() {
 
 #[test]
 fn reference_sets_keep_one_matrix() {
-    let Some(whole) = cuda_or_skip() else { return };
-    if peak_bytes(true).is_none() {
-        println!("skipping: the loaded libcuda is not the emulator's (no peak counter)");
-        return;
-    }
-    let Some(chunked) = cuda_or_skip() else {
-        return;
-    };
     // 16 KiB: chunks of 6 rows of the 94 KiB N x M matrix.
-    let chunked = chunked.with_stream_budget(16 << 10);
-    let (n, m, d) = (40, 600, 4);
-    let wave = |len: usize, k: usize| -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * k % 101) as f32 / 50.0) - 1.0)
-            .collect()
+    let Some((whole, chunked)) = emulated_pair(16 << 10) else {
+        return;
     };
+    let (n, m, d) = (40, 600, 4);
     let (x, r) = (wave(n * d, 37), wave(m * d, 53));
     let labels: Vec<i64> = (0..n).map(|i| (i % 5) as i64).collect();
     let ref_labels: Vec<i64> = (0..m).map(|j| (j % 6) as i64).collect();
