@@ -69,9 +69,9 @@ impl CudaBackend {
         let mut stats = self.reduce_stats(&part, n, 4, 2)?;
         self.safe_inverse(&mut stats, 1, 4)?;
         self.safe_inverse(&mut stats, 3, 5)?;
-        // At most 256 blocks (about two per SM of an H100 / H200), each moving the row it
-        // rewrites to its slice of `keep`: O(256 N) scratch, not a second N x N matrix.
-        let blocks = n.clamp(1, 256);
+        // Each block moves the row it rewrites to its slice of `keep`: O(blocks N) scratch, not
+        // a second N x N matrix.
+        let blocks = self.keep_blocks(n, n);
         let mut keep = self.zeros::<f32>(blocks * n)?;
         let (s1, s2) = (4i32, 5i32);
         launch!(
@@ -102,5 +102,15 @@ impl CudaBackend {
             scales: (-1, -1),
             finish: Finish::Contrastive,
         })
+    }
+}
+
+impl CudaBackend {
+    /// Blocks of `quad_hard_inplace_f32` over `rows` rows of `cols` columns: at most 256 (about
+    /// two per SM of an H100 / H200), and no more rows of `keep` than the stream budget holds
+    /// (with a reference set of N <= 256 rows, 256 rows would be the whole N x M matrix again).
+    pub(crate) fn keep_blocks(&self, rows: usize, cols: usize) -> usize {
+        let fit = (self.stream_bytes / (4 * cols.max(1))).max(1);
+        rows.clamp(1, 256).min(fit)
     }
 }

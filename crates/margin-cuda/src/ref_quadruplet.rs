@@ -346,8 +346,8 @@ impl CudaBackend {
         let mut stats = self.reduce_stats(&part, n, 4, 2)?;
         self.safe_inverse(&mut stats, 1, 4)?;
         self.safe_inverse(&mut stats, 3, 5)?;
-        // As quad_hard.rs: at most 256 blocks, each keeping the row it rewrites.
-        let blocks = n.clamp(1, 256);
+        // As quad_hard.rs: each block keeps the row it rewrites.
+        let blocks = self.keep_blocks(n, inp.m);
         let mut keep = self.zeros::<f32>(blocks * inp.m)?;
         let (s1, s2) = (4i32, 5i32);
         launch!(
