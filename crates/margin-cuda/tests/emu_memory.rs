@@ -13,6 +13,7 @@ use margin_core::{
     ReferenceSet,
 };
 use margin_cuda::CudaBackend;
+use std::sync::Mutex;
 
 /// The emulator's peak-bytes counter (reset: start a new measurement), or `None` when the loaded
 /// libcuda is not the emulator's.
@@ -40,6 +41,10 @@ fn peak_of(cuda: &CudaBackend, loss: &Loss, input: &LossInput<'_>) -> usize {
     peak_bytes(false).unwrap_or(0)
 }
 
+/// The peak counter is one per process: the tests of this file take turns (cargo runs tests on
+/// several threads).
+static COUNTER: Mutex<()> = Mutex::new(());
+
 /// Two backends on the emulator, the second with a stream budget of `budget` bytes; `None`
 /// (having said why) without CUDA or on a real driver.
 fn emulated_pair(budget: usize) -> Option<(CudaBackend, CudaBackend)> {
@@ -62,6 +67,7 @@ fn wave(len: usize, k: usize) -> Vec<f32> {
 #[test]
 fn quadruplet_chunks_drop_the_second_matrix() {
     // 8 KiB: chunks of 21 rows at N = 96, whose 36 KiB matrix is past it.
+    let _turn = COUNTER.lock().unwrap_or_else(|e| e.into_inner());
     let Some((whole, chunked)) = emulated_pair(8 << 10) else {
         return;
     };
@@ -91,6 +97,7 @@ fn quadruplet_chunks_drop_the_second_matrix() {
 #[test]
 fn reference_sets_keep_one_matrix() {
     // 16 KiB: chunks of 6 rows of the 94 KiB N x M matrix.
+    let _turn = COUNTER.lock().unwrap_or_else(|e| e.into_inner());
     let Some((whole, chunked)) = emulated_pair(16 << 10) else {
         return;
     };
