@@ -69,34 +69,15 @@ impl CudaBackend {
         let mut stats = self.reduce_stats(&part, n, 4, 2)?;
         self.safe_inverse(&mut stats, 1, 4)?;
         self.safe_inverse(&mut stats, 3, 5)?;
-        // Each block moves the row it rewrites to its slice of `keep`: O(blocks N) scratch, not
-        // a second N x N matrix.
-        let blocks = self.keep_blocks(n, n);
-        let mut keep = self.zeros::<f32>(blocks * n)?;
-        let (s1, s2) = (4i32, 5i32);
-        launch!(
-            self,
-            "quad_hard_inplace_f32",
-            rows_cfg(blocks)?,
-            [
-                &mut *dw,
-                inp.lab,
-                inp.lab,
-                &ni,
-                &ni,
-                &inp.sg,
-                &inp.euclid,
-                &sel,
-                &stats,
-                &s1,
-                &s2,
-                &active2,
-                &ck,
-                &cl,
-                &ci,
-                &mut keep
-            ]
-        )?;
+        let picks = HardPicks {
+            sel: &sel,
+            stats: &stats,
+            active2: &active2,
+            ck: &ck,
+            cl: &cl,
+            classes: ci,
+        };
+        self.quad_hard_rewrite(dw, (inp.lab, inp.lab), (n, n), (inp.sg, inp.euclid), &picks)?;
         Ok(StageThree {
             stats,
             scales: (-1, -1),
@@ -105,12 +86,45 @@ impl CudaBackend {
     }
 }
 
+/// What step 4 of the hard quadruplet reads beside the distances: each anchor's picks and
+/// flags (`sel`), the stats with both AvgNonZero factors (slots 4 and 5), and per class the
+/// number of anchors with an active term 2 and its best pair (`ck`, `cl`).
+pub(crate) struct HardPicks<'a> {
+    pub sel: &'a CudaSlice<i32>,
+    pub stats: &'a CudaSlice<f64>,
+    pub active2: &'a CudaSlice<i32>,
+    pub ck: &'a CudaSlice<i32>,
+    pub cl: &'a CudaSlice<i32>,
+    pub classes: i32,
+}
+
 impl CudaBackend {
-    /// Blocks of `quad_hard_inplace_f32` over `rows` rows of `cols` columns: at most 256 (about
-    /// two per SM of an H100 / H200), and no more rows of `keep` than the stream budget holds
-    /// (with a reference set of N <= 256 rows, 256 rows would be the whole N x M matrix again).
-    pub(crate) fn keep_blocks(&self, rows: usize, cols: usize) -> usize {
-        let fit = (self.stream_bytes / (4 * cols.max(1))).max(1);
-        rows.clamp(1, 256).min(fit)
+    /// Step 4 in place over the `n x m` distances `dw` (`quad_hard_inplace_f32`; the square case
+    /// passes `lab` twice and `m = n`). Each block moves the row it rewrites to its slice of
+    /// `keep`: at most 256 blocks (about two per SM of an H100 / H200), and no more rows of
+    /// `keep` than the stream budget holds (with a reference set of N <= 256 rows, 256 rows
+    /// would be the whole N x M matrix again).
+    pub(crate) fn quad_hard_rewrite(
+        &self,
+        dw: &mut CudaSlice<f32>,
+        (lab, rlab): (&CudaSlice<i32>, &CudaSlice<i32>),
+        (n, m): (usize, usize),
+        (sg, euclid): (f32, i32),
+        p: &HardPicks<'_>,
+    ) -> Result<()> {
+        let fit = (self.stream_bytes / (4 * m.max(1))).max(1);
+        let blocks = n.clamp(1, 256).min(fit);
+        let mut keep = self.zeros::<f32>(blocks * m)?;
+        let (ni, mi) = (as_i32(n, "N")?, as_i32(m, "M")?);
+        let (s1, s2) = (4i32, 5i32);
+        launch!(
+            self,
+            "quad_hard_inplace_f32",
+            rows_cfg(blocks)?,
+            [
+                dw, lab, rlab, &ni, &mi, &sg, &euclid, p.sel, p.stats, &s1, &s2, p.active2, p.ck,
+                p.cl, &p.classes, &mut keep
+            ]
+        )
     }
 }

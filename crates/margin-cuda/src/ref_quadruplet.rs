@@ -13,6 +13,7 @@ use crate::device::{CudaBackend, as_i32, dev_err, elems_cfg, rows_cfg};
 use crate::launch::launch;
 use crate::losses::{Finish, StageThree};
 use crate::quad_chunks::{ChunkRows, TermTwo};
+use crate::quad_hard::HardPicks;
 use crate::ref_losses::RectTripletPass;
 use crate::reference::{RectInput, RectQuad};
 use cudarc::driver::CudaSlice;
@@ -346,33 +347,15 @@ impl CudaBackend {
         let mut stats = self.reduce_stats(&part, n, 4, 2)?;
         self.safe_inverse(&mut stats, 1, 4)?;
         self.safe_inverse(&mut stats, 3, 5)?;
-        // As quad_hard.rs: each block keeps the row it rewrites.
-        let blocks = self.keep_blocks(n, inp.m);
-        let mut keep = self.zeros::<f32>(blocks * inp.m)?;
-        let (s1, s2) = (4i32, 5i32);
-        launch!(
-            self,
-            "quad_hard_inplace_f32",
-            rows_cfg(blocks)?,
-            [
-                &mut *w,
-                lab,
-                rlab,
-                &ni,
-                &mi,
-                &sg,
-                &inp.euclid,
-                &sel,
-                &stats,
-                &s1,
-                &s2,
-                &active2,
-                &ck,
-                &cl,
-                &ci,
-                &mut keep
-            ]
-        )?;
+        let picks = HardPicks {
+            sel: &sel,
+            stats: &stats,
+            active2: &active2,
+            ck: &ck,
+            cl: &cl,
+            classes: ci,
+        };
+        self.quad_hard_rewrite(w, (lab, rlab), (n, inp.m), (sg, inp.euclid), &picks)?;
         Ok(StageThree {
             stats,
             scales: (-1, -1),
