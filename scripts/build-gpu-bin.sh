@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries that scripts/gpu-check.sh runs on a GPU machine without a Rust toolchain:
-# the `margin` CLI, the margin-cuda and generic test executables, and the pytorch-metric-learning
-# wheels, copied into out/gpu-bin/.
+# the `margin` CLI, the margin-cuda and generic test executables, the pytorch-metric-learning
+# wheels and Debian's Vulkan loader package, copied into out/gpu-bin/.
 #   scripts/build-gpu-bin.sh            # uses $CARGO_TARGET_DIR or ./target
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,5 +60,10 @@ strip "$DEST"/* 2>/dev/null || true
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip download -q --no-deps pytorch-metric-learning==2.9.0 tqdm -d "$DEST/wheels" \
     || echo "warning: could not download the PML wheels; the GPU check will skip PML"
-ls -l "$DEST"
+# Debian's Vulkan loader (libvulkan.so.1, ~120 KB) for the wgpu steps: the GPU image may have the
+# NVIDIA Vulkan driver but no loader. gpu-check.sh unpacks it into a private folder when needed.
+mkdir -p "$DEST/debs"
+(cd "$DEST/debs" && apt-get download libvulkan1 >/dev/null 2>&1) \
+    || echo "warning: could not download libvulkan1; the GPU check needs the machine's own loader"
+ls -l "$DEST" "$DEST/debs"
 du -sh "$DEST"

@@ -8,6 +8,7 @@
 #      a synchronize: what a trainer on the GPU pays) of pairwise, contrastive and triplet for N
 #      in {4096, 16384, 65536} and D in {128, 512}, every other loss at N in {4096, 16384} and
 #      D = 128, beside torch.cdist and pytorch-metric-learning (where it fits) timed the same way,
+#      and pairwise, contrastive and triplet on the WGSL backend (Vulkan) at N <= 16384, D = 128,
 # and prints a summary table last. Logs go under $OUT (default ./out). Whole run < 8 minutes:
 # every step has a timeout and later steps are skipped when the overall budget is spent.
 set -u
@@ -50,10 +51,32 @@ for base in $PYSITE; do
     done
 done
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}$NVRTC_DIRS"
+# Vulkan for the wgpu steps. The image may have NVIDIA's Vulkan driver without the loader
+# (libvulkan.so.1): build-gpu-bin.sh carries Debian's libvulkan1, unpacked here into a private
+# folder (never into /). The driver's ICD file may sit only under the driver's mount.
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
+    deb=$(ls "$BIN"/debs/libvulkan1_*.deb 2>/dev/null | head -n 1)
+    if [ -n "$deb" ] && command -v dpkg-deb >/dev/null; then
+        VKROOT=$(mktemp -d)
+        dpkg-deb -x "$deb" "$VKROOT" \
+            && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$VKROOT/usr/lib/x86_64-linux-gnu" \
+            && echo "Vulkan loader: unpacked $(basename "$deb") (the machine has none)"
+    else
+        echo "Vulkan loader: none on the machine and none carried; wgpu steps will skip"
+    fi
+fi
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] \
+    && ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json \
+        /usr/local/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
+        /usr/local/nvidia/etc/vulkan/icd.d/nvidia_icd.json; do
+        [ -f "$icd" ] && export VK_DRIVER_FILES="$icd" && echo "Vulkan ICD: $icd" && break
+    done
+fi
 # Compiled kernels are cached on disk (crates/margin-cuda/src/cache.rs): NVRTC runs once per
 # program, not once per process (the parity step starts a few hundred processes).
 export MARGIN_CUDA_CACHE_DIR=${MARGIN_CUDA_CACHE_DIR:-$(mktemp -d)/margin-cuda-cache}
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee "$OUT/env.log"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH VK_DRIVER_FILES=${VK_DRIVER_FILES:-}" | tee "$OUT/env.log"
 command -v nvidia-smi >/dev/null && nvidia-smi >>"$OUT/env.log" 2>&1
 [ -x "$BIN/margin" ] && "$BIN/margin" devices >>"$OUT/env.log" 2>&1
 cat "$OUT/env.log"
@@ -303,6 +326,34 @@ for n in 4096 16384 65536; do
         done
     done
 done
+# The batch-all quadruplet's chunked path (taken past the stream budget: its last pass in place in
+# chunks of rows, one more triplet pass), forced at N = 16384 by a 64 MiB budget, to set beside
+# its one-pass row above.
+if [ -x "$BIN/margin" ]; then
+    name=bench-quadruplet-chunked-16384-128
+    run_capped "$name" 60 "$BIN/margin" bench quadruplet --n 16384 --d 128 --backend cuda \
+        --on-device --warmup 1 --reps 3 --stream-budget-mib 64 >"$OUT/$name.log" 2>&1 \
+        && tail -n 1 "$OUT/$name.log" >>"$BENCH"
+fi
+# The WGSL backend on the same GPU (Vulkan), where an adapter exists: the three headline kernels
+# at N <= 16384, D = 128, after the CUDA rows so that a slow or missing adapter costs them nothing.
+if [ -x "$BIN/margin" ] && "$BIN/margin" devices 2>/dev/null | grep -Eq '^wgpu +available .*Vulkan'; then
+    for n in 4096 16384; do
+        for what in pairwise contrastive triplet; do
+            name="bench-wgpu-$what-$n-128"
+            run_capped "$name" 60 "$BIN/margin" bench "$what" --n "$n" --d 128 --backend wgpu \
+                --on-device --warmup 1 --reps 3 >"$OUT/$name.log" 2>&1
+            rc=$?
+            if [ $rc -eq 0 ]; then
+                tail -n 1 "$OUT/$name.log" >>"$BENCH"
+            else
+                echo "{\"what\": \"$what\", \"backend\": \"wgpu\", \"n\": $n, \"d\": 128, \"error\": \"exit $rc\"}" >>"$BENCH"
+            fi
+        done
+    done
+else
+    note bench-wgpu SKIP "no Vulkan adapter listed by margin devices"
+fi
 run_capped torch-cdist 90 "$PY" - >"$OUT/torch-cdist.jsonl" 2>"$OUT/torch-cdist.err" <<'PYEOF'
 import json, time
 import torch
@@ -411,7 +462,12 @@ for r in rows(bench):
     m, am = ms(r), ms(a)
     name = (a or {}).get("anchor", "torch.cdist" if key[0] == "pairwise" else "-")
     ratio = f"{am / m:.1f}x" if m and am else (a or {}).get("error", "-")[:24]
-    print(f"{key[0]:<29} {key[1]:>6} {key[2]:>4} "
+    # Rows of another backend than CUDA (the WGSL rows) carry its name.
+    label = f"{key[0]} [wgpu]" if str(r.get("backend", "")).startswith("wgpu") else key[0]
+    if r.get("stream_budget_mib"):
+        label += f" [{r['stream_budget_mib']} MiB]"
+        a, am, name, ratio = None, None, "-", "-"
+    print(f"{label:<29} {key[1]:>6} {key[2]:>4} "
           f"{(f'{m:.2f}' if m is not None else r.get('error', '-')):>10} {name[:12]:<12} "
           f"{(f'{am:.2f}' if am is not None else '-'):>10} {ratio:>13}")
 PYEOF

@@ -19,38 +19,72 @@ pub struct DeviceReport {
 
 /// Builds the backend the user asked for.
 pub fn select(choice: BackendChoice) -> Result<Box<dyn HostBackend>, CliError> {
+    select_with_budget(choice, None)
+}
+
+/// [`select`] with `--stream-budget-mib`: the chunk buffers of the GPU backends' streamed passes
+/// (`with_stream_budget`), or the CPU backend's working-memory budget, in MiB. `None` keeps each
+/// backend's default.
+pub fn select_with_budget(
+    choice: BackendChoice,
+    budget_mib: Option<u64>,
+) -> Result<Box<dyn HostBackend>, CliError> {
+    let bytes = budget_mib.map(|mib| mib.saturating_mul(1 << 20));
     match choice {
-        BackendChoice::Cpu => Ok(Box::new(CpuBackend::new())),
+        BackendChoice::Cpu => Ok(Box::new(cpu_backend(bytes))),
         BackendChoice::Reference => Ok(Box::new(ReferenceBackend)),
-        BackendChoice::Wgpu => wgpu_backend().map_err(CliError::from),
-        BackendChoice::Cuda => cuda_backend().map_err(CliError::from),
-        BackendChoice::Auto => Ok(cuda_backend()
-            .or_else(|_| wgpu_hardware_backend())
-            .unwrap_or_else(|_| Box::new(CpuBackend::new()))),
+        BackendChoice::Wgpu => wgpu_backend(bytes).map_err(CliError::from),
+        BackendChoice::Cuda => cuda_backend(bytes).map_err(CliError::from),
+        BackendChoice::Auto => Ok(cuda_backend(bytes)
+            .or_else(|_| wgpu_hardware_backend(bytes))
+            .unwrap_or_else(|_| Box::new(cpu_backend(bytes)))),
+    }
+}
+
+/// Bytes as `usize`, saturating on 32-bit targets.
+fn usize_bytes(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
+fn cpu_backend(bytes: Option<u64>) -> CpuBackend {
+    bytes.map_or_else(CpuBackend::new, |b| {
+        CpuBackend::with_memory_budget(usize_bytes(b))
+    })
+}
+
+fn with_wgpu_budget(b: margin_wgpu::WgpuBackend, bytes: Option<u64>) -> Box<dyn HostBackend> {
+    match bytes {
+        Some(bytes) => Box::new(b.with_stream_budget(bytes)),
+        None => Box::new(b),
     }
 }
 
 /// `--backend wgpu`: the adapter named by `MARGIN_WGPU_ADAPTER`, else the best hardware adapter,
 /// else lavapipe (a software adapter is used only when wgpu is asked for explicitly).
-fn wgpu_backend() -> margin_core::Result<Box<dyn HostBackend>> {
-    wgpu_hardware_backend().or_else(|hw_err| {
+fn wgpu_backend(bytes: Option<u64>) -> margin_core::Result<Box<dyn HostBackend>> {
+    wgpu_hardware_backend(bytes).or_else(|hw_err| {
         match margin_wgpu::WgpuBackend::with_adapter("llvmpipe") {
-            Ok(b) => Ok(Box::new(b) as Box<dyn HostBackend>),
+            Ok(b) => Ok(with_wgpu_budget(b, bytes)),
             Err(_) => Err(hw_err),
         }
     })
 }
 
 /// `MARGIN_WGPU_ADAPTER` when set (any adapter, by name), else the best hardware adapter.
-fn wgpu_hardware_backend() -> margin_core::Result<Box<dyn HostBackend>> {
-    if let Ok(name) = std::env::var("MARGIN_WGPU_ADAPTER") {
-        return margin_wgpu::WgpuBackend::with_adapter(&name).map(|b| Box::new(b) as _);
-    }
-    margin_wgpu::WgpuBackend::new().map(|b| Box::new(b) as _)
+fn wgpu_hardware_backend(bytes: Option<u64>) -> margin_core::Result<Box<dyn HostBackend>> {
+    let backend = match std::env::var("MARGIN_WGPU_ADAPTER") {
+        Ok(name) => margin_wgpu::WgpuBackend::with_adapter(&name)?,
+        Err(_) => margin_wgpu::WgpuBackend::new()?,
+    };
+    Ok(with_wgpu_budget(backend, bytes))
 }
 
-fn cuda_backend() -> margin_core::Result<Box<dyn HostBackend>> {
-    margin_cuda::CudaBackend::new(0).map(|b| Box::new(b) as _)
+fn cuda_backend(bytes: Option<u64>) -> margin_core::Result<Box<dyn HostBackend>> {
+    let backend = margin_cuda::CudaBackend::new(0)?;
+    Ok(match bytes {
+        Some(bytes) => Box::new(backend.with_stream_budget(usize_bytes(bytes))),
+        None => Box::new(backend),
+    })
 }
 
 /// Every backend, available or not, with the reason.
