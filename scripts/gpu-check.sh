@@ -21,9 +21,13 @@ PY=${PYTHON:-python3}
 BUDGET_S=${GPU_CHECK_BUDGET_S:-470}
 START=$(date +%s)
 SUMMARY="$OUT/gpu-check-summary.tsv"
+BENCH="$OUT/bench.jsonl"
 : >"$SUMMARY"
 
 left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+# GPU_CHECK_STEPS=a,b: only those steps (tests, parity, eval, bench), e.g. to rerun the benches
+# alone after a run that spent its budget; unset runs all four.
+want() { [ -z "${GPU_CHECK_STEPS:-}" ] || [[ ",$GPU_CHECK_STEPS," == *",$1,"* ]]; }
 note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$SUMMARY"; echo "[$1] $2: $3"; }
 # run_capped NAME SECONDS CMD...: runs CMD with a timeout capped by the remaining budget.
 run_capped() {
@@ -81,6 +85,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi >>"$OUT/env.log" 2>&1
 [ -x "$BIN/margin" ] && "$BIN/margin" devices >>"$OUT/env.log" 2>&1
 cat "$OUT/env.log"
 
+if want tests; then
 # 1. Test binaries. A test that prints "skipping:" did not run on the GPU: counted as a failure.
 for t in margin_cuda_nvrtc_compile margin_cuda_equivalence margin_cuda_unit margin_cuda_reference_sets \
     margin_cuda_knn margin_cuda_device_limits; do
@@ -143,7 +148,9 @@ for t in reference_sets cross_batch_memory knn; do
         note "$t-cuda" PASS "$(grep -E '^test result' "$OUT/$t-cuda.log" | tail -1)"
     fi
 done
+fi  # tests
 
+if want parity; then
 # 2. CLI parity against the PML fixtures.
 if [ -x "$BIN/margin" ] && ls tests/fixtures/pml/*.json >/dev/null 2>&1; then
     # Square fixtures and reference-set fixtures (--ref-embeddings); eval --k on the fused k-NN.
@@ -227,7 +234,9 @@ PYEOF
 else
     note cli-parity SKIP "no margin binary or no tests/fixtures/pml/*.json"
 fi
+fi  # parity
 
+if want eval; then
 # 2b. Retrieval with --k (the fused distance + top-k kernel) against PML's AccuracyCalculator(k),
 # then 100k x 100k at D = 128, k = 10, beside torch (blocked cdist + topk).
 if [ -x "$BIN/margin" ] && [ -f tests/fixtures/eval/knn.json ]; then
@@ -298,9 +307,10 @@ PYEOF
 else
     note eval-knn SKIP "no margin binary or no tests/fixtures/eval/knn.json"
 fi
+fi  # eval
 
+if want bench; then
 # 3. Benchmarks: margin (JSON lines) and torch.cdist.
-BENCH="$OUT/bench.jsonl"
 : >"$BENCH"
 for n in 4096 16384 65536; do
     for d in 128 512; do
@@ -432,6 +442,7 @@ if grep -q median_ms "$OUT/pml-cuda.jsonl" 2>/dev/null; then
 else
     note pml-cuda SKIP "no timings: $(tail -n 1 "$OUT/pml-cuda.err" 2>/dev/null)"
 fi
+fi  # bench
 
 # Summary table, last: each margin figure beside its anchor (torch.cdist for pairwise, PML for
 # the losses it has), same GPU, same N and D, both timed on the device.

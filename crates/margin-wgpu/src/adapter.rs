@@ -14,11 +14,29 @@ pub struct AdapterSummary {
     pub backend: String,
     /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" or "Other".
     pub device_type: String,
+    /// The largest buffer a kernel can bind on it, in bytes (the storage-binding and buffer-size
+    /// limits): a loss needs its N x N (or N x M) f32 matrix in one binding.
+    pub max_binding: u64,
+}
+
+impl AdapterSummary {
+    /// The largest N whose N x N f32 matrix fits one binding: the largest square loss batch.
+    pub fn max_square_rows(&self) -> u64 {
+        (self.max_binding / 4).isqrt()
+    }
 }
 
 impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+        write!(
+            f,
+            "{} ({}, {}; binds {}: losses up to N = {})",
+            self.name,
+            self.backend,
+            self.device_type,
+            crate::context::human_bytes(self.max_binding),
+            self.max_square_rows()
+        )
     }
 }
 
@@ -36,10 +54,14 @@ fn adapters() -> Vec<wgpu::Adapter> {
 
 fn summary(a: &wgpu::Adapter) -> AdapterSummary {
     let info = a.get_info();
+    let limits = a.limits();
     AdapterSummary {
         name: info.name,
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
+        max_binding: limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size),
     }
 }
 

@@ -391,7 +391,7 @@ impl Batch<'_> {
 }
 
 /// `bytes` as "12.5 MiB" (B, KiB, MiB or GiB), for limit messages.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
     let mut unit = 0;

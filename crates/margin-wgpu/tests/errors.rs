@@ -122,3 +122,39 @@ fn oversize_matrix_is_out_of_memory() {
         .unwrap_err();
     assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
 }
+
+/// `margin devices` tells how large a square batch fits an adapter (`max_square_rows`, from the
+/// binding limit it lists); one row more is refused with `OutOfMemory`, before any work.
+#[test]
+fn listed_binding_limit_is_the_enforced_one() {
+    let Some(b) = backend() else { return };
+    let listed = list_adapters()
+        .into_iter()
+        .find(|a| b.name() == format!("wgpu ({}, {})", a.name, a.backend))
+        .unwrap_or_else(|| panic!("{} is not among the listed adapters", b.name()));
+    assert!(listed.max_binding > 0, "{listed}");
+    let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
+    let x = b.upload(&normal(&mut rng(5), n, 1)).unwrap();
+    let mut g = b.alloc_zeros(n).unwrap();
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let input = DeviceLossInput {
+        embeddings: &x,
+        n,
+        d: 1,
+        labels: &labels,
+        centers: None,
+        reference: None,
+    };
+    let err = b
+        .loss_on_device(
+            &Loss::default_for(LossKind::Contrastive),
+            input,
+            &mut g,
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, MarginError::OutOfMemory(_)),
+        "{listed}: {err}"
+    );
+}
