@@ -58,7 +58,8 @@ export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}$NVRTC_DIRS"
 # Vulkan for the wgpu steps. The image may have NVIDIA's Vulkan driver without the loader
 # (libvulkan.so.1): build-gpu-bin.sh carries Debian's libvulkan1, unpacked here into a private
 # folder (never into /). The driver's ICD file may sit only under the driver's mount.
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
+LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
+if ! "$LDCONFIG" -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
     deb=$(ls "$BIN"/debs/libvulkan1_*.deb 2>/dev/null | head -n 1)
     if [ -n "$deb" ] && command -v dpkg-deb >/dev/null; then
         VKROOT=$(mktemp -d)
@@ -347,7 +348,7 @@ if [ -x "$BIN/margin" ]; then
 fi
 # The WGSL backend on the same GPU (Vulkan), where an adapter exists: the three headline kernels
 # at N <= 16384, D = 128, after the CUDA rows so that a slow or missing adapter costs them nothing.
-if [ -x "$BIN/margin" ] && "$BIN/margin" devices 2>/dev/null | grep -Eq '^wgpu +available .*Vulkan'; then
+if [ -x "$BIN/margin" ] && "$BIN/margin" devices 2>/dev/null | grep -Eq '^wgpu +available .*\(Vulkan, (DiscreteGpu|IntegratedGpu|VirtualGpu|Other)'; then
     for n in 4096 16384; do
         for what in pairwise contrastive triplet; do
             name="bench-wgpu-$what-$n-128"
@@ -362,7 +363,7 @@ if [ -x "$BIN/margin" ] && "$BIN/margin" devices 2>/dev/null | grep -Eq '^wgpu +
         done
     done
 else
-    note bench-wgpu SKIP "no Vulkan adapter listed by margin devices"
+    note bench-wgpu SKIP "no hardware Vulkan adapter listed by margin devices"
 fi
 run_capped torch-cdist 90 "$PY" - >"$OUT/torch-cdist.jsonl" 2>"$OUT/torch-cdist.err" <<'PYEOF'
 import json, time

@@ -6,6 +6,7 @@
 //! Each suite uses only part of it.
 #![allow(dead_code)]
 
+pub mod compare;
 pub mod golden;
 pub mod knn;
 pub mod losses;

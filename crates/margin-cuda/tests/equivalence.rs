@@ -17,6 +17,7 @@ use margin_cuda::CudaBackend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
+use support::compare::compare_outputs;
 use support::losses::every_config;
 
 fn normal(len: usize, seed: u64) -> Vec<f32> {
@@ -65,20 +66,18 @@ fn compare(
     let emb = Embeddings::new(&x, n, d).map_err(|e| e.to_string())?;
     let input = LossInput::new(emb, &labels, c).map_err(|e| e.to_string())?;
     let c = against_oracle(cuda, oracle, loss, &input)?;
-    let cgrad_err = match (&c.got.center_grad, &c.want.center_grad) {
-        (Some(g), Some(w)) => rel_norm_err(g, w),
-        _ => 0.0,
-    };
-    if !c.value_ok || c.grad_err > 1e-3 || cgrad_err > 1e-3 {
-        return Err(format!(
-            "{loss:?} n={n} d={d} classes={classes}: {}, center grad err {cgrad_err:e}, stats \
-             {:?} vs {:?}",
+    // The SPEC's bounds, with the shared allowance for a term that f32 moved across a selection
+    // boundary (tests/support/compare.rs), as every backend's suite applies them.
+    compare_outputs(
+        &c.got,
+        &c.want,
+        &format!(
+            "{loss:?} n={n} d={d} classes={classes}: {}, stats {:?} vs {:?}",
             c.summary(),
             c.got.stats,
             c.want.stats
-        ));
-    }
-    Ok(())
+        ),
+    )
 }
 
 #[test]

@@ -21,6 +21,7 @@ use margin_cuda::CudaBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
+use support::compare::compare_outputs;
 use support::losses::every_config;
 
 /// A batch, a reference set holding copies of some batch rows, and the self index naming them.
@@ -91,17 +92,23 @@ fn compare(cuda: &CudaBackend, loss: &Loss, t: &Rect) -> Result<(), String> {
         .and_then(|i| i.with_reference(reference))
         .map_err(|e| e.to_string())?;
     let c = against_oracle(cuda, &ReferenceBackend, loss, &input)?;
-    if !c.value_ok || c.grad_err > 1e-3 || c.got.stats.active_terms != c.want.stats.active_terms {
-        return Err(format!(
-            "{loss:?} n={} m={} d={} self={}: {}, stats {:?} vs {:?}",
-            t.n,
-            t.m,
-            t.d,
-            t.sigma.is_some(),
-            c.summary(),
-            c.got.stats,
-            c.want.stats
-        ));
+    let case = format!(
+        "{loss:?} n={} m={} d={} self={}: {}, stats {:?} vs {:?}",
+        t.n,
+        t.m,
+        t.d,
+        t.sigma.is_some(),
+        c.summary(),
+        c.got.stats,
+        c.want.stats
+    );
+    // The SPEC's bounds, with the shared allowance for a term that f32 moved across a selection
+    // boundary (semihard's d_an > d_ap); without such a flip each term's count must agree.
+    compare_outputs(&c.got, &c.want, &case)?;
+    if c.got.stats.active == c.want.stats.active
+        && c.got.stats.active_terms != c.want.stats.active_terms
+    {
+        return Err(format!("active terms differ: {case}"));
     }
     Ok(())
 }
