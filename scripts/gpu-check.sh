@@ -27,6 +27,11 @@ BENCH="$OUT/bench.jsonl"
 left() { echo $((BUDGET_S - ($(date +%s) - START))); }
 # GPU_CHECK_STEPS=a,b: only those steps (tests, parity, eval, bench), e.g. to rerun the benches
 # alone after a run that spent its budget; unset runs all four.
+# GPU_CHECK_CAP_SCALE multiplies every step's time cap and GPU_CHECK_KNN_N sets the large k-NN's
+# size (100000): scripts/gpu-check-rehearsal.sh runs the check on the CPU-emulated driver.
+export GPU_CHECK_CAP_SCALE=${GPU_CHECK_CAP_SCALE:-1}
+CAP_SCALE=$GPU_CHECK_CAP_SCALE
+export GPU_CHECK_KNN_N=${GPU_CHECK_KNN_N:-100000}
 want() { [ -z "${GPU_CHECK_STEPS:-}" ] || [[ ",$GPU_CHECK_STEPS," == *",$1,"* ]]; }
 note() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$SUMMARY"; echo "[$1] $2: $3"; }
 # run_capped NAME SECONDS CMD...: runs CMD with a timeout capped by the remaining budget.
@@ -39,6 +44,7 @@ run_capped() {
         note "$name" SKIP "out of time budget"
         return 124
     fi
+    cap=$((cap * CAP_SCALE))
     [ "$cap" -gt "$rest" ] && cap=$rest
     timeout --kill-after=5 "$cap" "$@"
 }
@@ -198,7 +204,8 @@ def check(index):
         else:
             cmd += ["--" + key.replace("_", "-"), str(value)]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        res = subprocess.run(cmd, capture_output=True, text=True,
+                             timeout=60 * int(os.environ["GPU_CHECK_CAP_SCALE"]))
     except subprocess.TimeoutExpired:
         return False, f"FAIL {case['name']} timed out after 60 s"
     if res.returncode != 0:
@@ -250,6 +257,7 @@ os.makedirs(work, exist_ok=True)
 def run(cmd, timeout):
     """subprocess.run that reports a timeout as a failed result instead of aborting the step."""
     try:
+        timeout *= int(os.environ["GPU_CHECK_CAP_SCALE"])
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout} s")
@@ -276,7 +284,7 @@ for case in json.load(open("tests/fixtures/eval/knn.json"))["cases"]:
     bad += not ok
     print("ok  " if ok else "FAIL", case["name"], res.stderr.strip()[:200])
 print(f"EVAL-K {total - bad}/{total} passed")
-n, d, k = 100_000, 128, 10
+n, d, k = int(os.environ["GPU_CHECK_KNN_N"]), 128, 10
 rng = np.random.default_rng(0)
 x = rng.standard_normal((n, d), dtype=np.float32)
 y = rng.integers(0, 1000, n)
@@ -285,7 +293,7 @@ np.save(q, x); np.save(ql, y)
 t = time.perf_counter()
 res = run([margin, "eval", "--query", q, "--query-labels", ql, "--backend", "cuda",
            "--k", str(k)], 120)
-print(f"KNN100K margin cuda: {(time.perf_counter() - t) * 1e3:.0f} ms (process incl. npy load), rc {res.returncode}", res.stdout.strip()[:300], res.stderr.strip()[:300])
+print(f"KNN{n // 1000}K margin cuda: {(time.perf_counter() - t) * 1e3:.0f} ms (process incl. npy load), rc {res.returncode}", res.stdout.strip()[:300], res.stderr.strip()[:300])
 try:
     import torch
     dev = torch.device("cuda")
@@ -298,13 +306,13 @@ try:
             dist[torch.arange(dist.shape[0], device=dev), torch.arange(s, s + dist.shape[0], device=dev)] = float("inf")
             idx.append(torch.topk(dist, k, largest=False).indices)
         torch.cuda.synchronize()
-    print(f"KNN100K torch blocked cdist+topk: {(time.perf_counter() - t) * 1e3:.0f} ms (on-device only)")
+    print(f"KNN{n // 1000}K torch blocked cdist+topk: {(time.perf_counter() - t) * 1e3:.0f} ms (on-device only)")
 except Exception as e:
-    print("KNN100K torch: skipped:", e)
+    print(f"KNN{n // 1000}K torch: skipped:", e)
 sys.exit(1 if bad else 0)
 PYEOF
     rc=$?
-    note eval-knn "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$( (grep -m1 EVAL-K "$OUT/eval-knn.log"; grep KNN100K "$OUT/eval-knn.log") | tr '\n' ' ')"
+    note eval-knn "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" "$( (grep -m1 EVAL-K "$OUT/eval-knn.log"; grep -E '^KNN[0-9]+K' "$OUT/eval-knn.log") | tr '\n' ' ')"
 else
     note eval-knn SKIP "no margin binary or no tests/fixtures/eval/knn.json"
 fi

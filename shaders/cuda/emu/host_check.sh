@@ -11,20 +11,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
-BUILD=${BUILD_DIR:-$(mktemp -d)}
-cat "$SRC/common.cuh" "$SRC/distance.cu" "$SRC/chain.cu" "$SRC/reduce.cu" "$SRC/pair_losses.cu" \
-    "$SRC/triplet.cu" "$SRC/quadruplet.cu" "$SRC/pml_losses.cu" "$SRC/quad_hard.cu" \
-    "$SRC/knn.cu" >"$BUILD/all.cu"
-{
-    echo '#define KERNELS(X) \'
-    grep -ho 'extern "C" __global__ void [a-z0-9_]*' "$BUILD/all.cu" \
-        | awk '{print "    X(" $5 ") \\"}'
-    echo
-} >"$BUILD/kernel_table.inc"
-g++ -std=c++20 -O2 -pthread -w -fPIC -shared -I"$BUILD" -I"$HERE" -I"$SRC" \
-    "$HERE/fake_driver.cpp" -o "$BUILD/libcuda.so.1"
-ln -sf libcuda.so.1 "$BUILD/libcuda.so"
-echo "fake libcuda: $BUILD/libcuda.so.1 ($(grep -c 'X(' "$BUILD/kernel_table.inc") kernels)"
+BUILD=$("$HERE/build_fake_driver.sh" "${BUILD_DIR:-$(mktemp -d)}" | tail -n 1)
 cd "$SRC/../.."
 nvrtc_dir=$(scripts/install-test-deps.sh | tail -n 1)
 LD_LIBRARY_PATH="$BUILD:$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" MARGIN_REQUIRE_CUDA=1 \
