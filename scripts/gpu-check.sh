@@ -321,6 +321,20 @@ fi  # eval
 if want bench; then
 # 3. Benchmarks: margin (JSON lines) and torch.cdist.
 : >"$BENCH"
+# bench_row NAME BACKEND WHAT N D [FLAGS...]: one `margin bench --on-device` run, its JSON line
+# (or an error line naming the exit code) appended to $BENCH.
+bench_row() {
+    local name=$1 backend=$2 what=$3 n=$4 d=$5
+    shift 5
+    run_capped "$name" 60 "$BIN/margin" bench "$what" --n "$n" --d "$d" --backend "$backend" \
+        --on-device --warmup 1 --reps 3 "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    if [ $rc -eq 0 ]; then
+        tail -n 1 "$OUT/$name.log" >>"$BENCH"
+    else
+        echo "{\"what\": \"$what\", \"backend\": \"$backend\", \"n\": $n, \"d\": $d, \"flags\": \"$*\", \"error\": \"exit $rc\"}" >>"$BENCH"
+    fi
+}
 for n in 4096 16384 65536; do
     for d in 128 512; do
         for what in pairwise contrastive triplet triplet-center n-pair quadruplet lifted-structure \
@@ -333,41 +347,21 @@ for n in 4096 16384 65536; do
                 *) { [ "$n" -gt 16384 ] || [ "$d" != 128 ]; } && continue ;;
             esac
             [ -x "$BIN/margin" ] || continue
-            name="bench-$what-$n-$d"
-            run_capped "$name" 60 "$BIN/margin" bench "$what" --n "$n" --d "$d" --backend cuda \
-                --on-device --warmup 1 --reps 3 >"$OUT/$name.log" 2>&1
-            rc=$?
-            if [ $rc -eq 0 ]; then
-                tail -n 1 "$OUT/$name.log" >>"$BENCH"
-            else
-                echo "{\"what\": \"$what\", \"n\": $n, \"d\": $d, \"error\": \"exit $rc\"}" >>"$BENCH"
-            fi
+            bench_row "bench-$what-$n-$d" cuda "$what" "$n" "$d"
         done
     done
 done
 # The batch-all quadruplet's chunked path (taken past the stream budget: its last pass in place in
 # chunks of rows, one more triplet pass), forced at N = 16384 by a 64 MiB budget, to set beside
 # its one-pass row above.
-if [ -x "$BIN/margin" ]; then
-    name=bench-quadruplet-chunked-16384-128
-    run_capped "$name" 60 "$BIN/margin" bench quadruplet --n 16384 --d 128 --backend cuda \
-        --on-device --warmup 1 --reps 3 --stream-budget-mib 64 >"$OUT/$name.log" 2>&1 \
-        && tail -n 1 "$OUT/$name.log" >>"$BENCH"
-fi
+[ -x "$BIN/margin" ] \
+    && bench_row bench-quadruplet-chunked-16384-128 cuda quadruplet 16384 128 --stream-budget-mib 64
 # The WGSL backend on the same GPU (Vulkan), where an adapter exists: the three headline kernels
 # at N <= 16384, D = 128, after the CUDA rows so that a slow or missing adapter costs them nothing.
 if [ -x "$BIN/margin" ] && "$BIN/margin" devices 2>/dev/null | grep -Eq '^wgpu +available .*\(Vulkan, (DiscreteGpu|IntegratedGpu|VirtualGpu|Other)'; then
     for n in 4096 16384; do
         for what in pairwise contrastive triplet; do
-            name="bench-wgpu-$what-$n-128"
-            run_capped "$name" 60 "$BIN/margin" bench "$what" --n "$n" --d 128 --backend wgpu \
-                --on-device --warmup 1 --reps 3 >"$OUT/$name.log" 2>&1
-            rc=$?
-            if [ $rc -eq 0 ]; then
-                tail -n 1 "$OUT/$name.log" >>"$BENCH"
-            else
-                echo "{\"what\": \"$what\", \"backend\": \"wgpu\", \"n\": $n, \"d\": 128, \"error\": \"exit $rc\"}" >>"$BENCH"
-            fi
+            bench_row "bench-wgpu-$what-$n-128" wgpu "$what" "$n" 128
         done
     done
 else
@@ -484,8 +478,8 @@ for r in rows(bench):
     ratio = f"{am / m:.1f}x" if m and am else (a or {}).get("error", "-")[:24]
     # Rows of another backend than CUDA (the WGSL rows) carry its name.
     label = f"{key[0]} [wgpu]" if str(r.get("backend", "")).startswith("wgpu") else key[0]
-    if r.get("stream_budget_mib"):
-        label += f" [{r['stream_budget_mib']} MiB]"
+    if r.get("stream_budget_mib") or r.get("flags"):
+        label += f" [{r['stream_budget_mib']} MiB]" if r.get("stream_budget_mib") else f" [{r['flags']}]"
         a, am, name, ratio = None, None, "-", "-"
     print(f"{label:<29} {key[1]:>6} {key[2]:>4} "
           f"{(f'{m:.2f}' if m is not None else r.get('error', '-')):>10} {name[:12]:<12} "

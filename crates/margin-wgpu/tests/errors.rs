@@ -102,25 +102,29 @@ fn oversize_matrix_is_out_of_memory() {
         ),
         "{err}"
     );
-    let mut g = b.alloc_zeros(70_000).unwrap();
-    let labels = vec![0i64; 70_000];
+    let err = contrastive_on_device(&b, &x, 70_000).unwrap_err();
+    assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
+}
+
+/// The default contrastive loss over `n` rows of width 1 already on the device, labels `i % 3`.
+fn contrastive_on_device(b: &WgpuBackend, x: &wgpu::Buffer, n: usize) -> Result<(), MarginError> {
+    let mut g = b.alloc_zeros(n)?;
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
     let input = DeviceLossInput {
-        embeddings: &x,
-        n: 70_000,
+        embeddings: x,
+        n,
         d: 1,
         labels: &labels,
         centers: None,
         reference: None,
     };
-    let err = b
-        .loss_on_device(
-            &Loss::default_for(LossKind::Contrastive),
-            input,
-            &mut g,
-            None,
-        )
-        .unwrap_err();
-    assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
+    b.loss_on_device(
+        &Loss::default_for(LossKind::Contrastive),
+        input,
+        &mut g,
+        None,
+    )
+    .map(|_| ())
 }
 
 /// `margin devices` tells how large a square batch fits an adapter (`max_square_rows`, from the
@@ -135,24 +139,7 @@ fn listed_binding_limit_is_the_enforced_one() {
     assert!(listed.max_binding > 0, "{listed}");
     let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
     let x = b.upload(&normal(&mut rng(5), n, 1)).unwrap();
-    let mut g = b.alloc_zeros(n).unwrap();
-    let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
-    let input = DeviceLossInput {
-        embeddings: &x,
-        n,
-        d: 1,
-        labels: &labels,
-        centers: None,
-        reference: None,
-    };
-    let err = b
-        .loss_on_device(
-            &Loss::default_for(LossKind::Contrastive),
-            input,
-            &mut g,
-            None,
-        )
-        .unwrap_err();
+    let err = contrastive_on_device(&b, &x, n).unwrap_err();
     assert!(
         matches!(err, MarginError::OutOfMemory(_)),
         "{listed}: {err}"
