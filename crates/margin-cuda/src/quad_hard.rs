@@ -66,32 +66,24 @@ impl CudaBackend {
                 &mut active2
             ]
         )?;
-        let mut stats = self.reduce_stats(&part, n, 4, 2)?;
-        self.safe_inverse(&mut stats, 1, 4)?;
-        self.safe_inverse(&mut stats, 3, 5)?;
         let picks = HardPicks {
             sel: &sel,
-            stats: &stats,
+            part: &part,
             active2: &active2,
             ck: &ck,
             cl: &cl,
             classes: ci,
         };
-        self.quad_hard_rewrite(dw, (inp.lab, inp.lab), (n, n), (inp.sg, inp.euclid), &picks)?;
-        Ok(StageThree {
-            stats,
-            scales: (-1, -1),
-            finish: Finish::Contrastive,
-        })
+        self.quad_hard_finish(dw, (inp.lab, inp.lab), (n, n), (inp.sg, inp.euclid), &picks)
     }
 }
 
-/// What step 4 of the hard quadruplet reads beside the distances: each anchor's picks and
-/// flags (`sel`), the stats with both AvgNonZero factors (slots 4 and 5), and per class the
+/// What steps 4 and 5 of the hard quadruplet read beside the distances: each anchor's picks and
+/// flags (`sel`), its loss and count partials (`part`: 4 per row, 2 terms), and per class the
 /// number of anchors with an active term 2 and its best pair (`ck`, `cl`).
 pub(crate) struct HardPicks<'a> {
     pub sel: &'a CudaSlice<i32>,
-    pub stats: &'a CudaSlice<f64>,
+    pub part: &'a CudaSlice<f64>,
     pub active2: &'a CudaSlice<i32>,
     pub ck: &'a CudaSlice<i32>,
     pub cl: &'a CudaSlice<i32>,
@@ -99,32 +91,42 @@ pub(crate) struct HardPicks<'a> {
 }
 
 impl CudaBackend {
-    /// Step 4 in place over the `n x m` distances `dw` (`quad_hard_inplace_f32`; the square case
-    /// passes `lab` twice and `m = n`). Each block moves the row it rewrites to its slice of
-    /// `keep`: at most 256 blocks (about two per SM of an H100 / H200), and no more rows of
-    /// `keep` than the stream budget holds (with a reference set of N <= 256 rows, 256 rows
-    /// would be the whole N x M matrix again).
-    pub(crate) fn quad_hard_rewrite(
+    /// The last steps, shared by the square and the reference-set cases: the stats with both
+    /// AvgNonZero factors (slots 4 and 5), then the weights in place over the `n x m` distances
+    /// `dw` (`quad_hard_inplace_f32`; the square case passes `lab` twice and `m = n`), final
+    /// (`scales` -1) and divided for the euclidean chain. Each block moves the row it rewrites
+    /// to its slice of `keep`: at most 256 blocks (about two per SM of an H100 / H200), and no
+    /// more rows of `keep` than the stream budget holds (with a reference set of N <= 256 rows,
+    /// 256 rows would be the whole N x M matrix again).
+    pub(crate) fn quad_hard_finish(
         &self,
         dw: &mut CudaSlice<f32>,
         (lab, rlab): (&CudaSlice<i32>, &CudaSlice<i32>),
         (n, m): (usize, usize),
         (sg, euclid): (f32, i32),
         p: &HardPicks<'_>,
-    ) -> Result<()> {
+    ) -> Result<StageThree> {
+        let (s1, s2) = (4i32, 5i32);
+        let mut stats = self.reduce_stats(p.part, n, 4, 2)?;
+        self.safe_inverse(&mut stats, 1, s1)?;
+        self.safe_inverse(&mut stats, 3, s2)?;
         let fit = (self.stream_bytes / (4 * m.max(1))).max(1);
         let blocks = n.clamp(1, 256).min(fit);
         let mut keep = self.zeros::<f32>(blocks * m)?;
         let (ni, mi) = (as_i32(n, "N")?, as_i32(m, "M")?);
-        let (s1, s2) = (4i32, 5i32);
         launch!(
             self,
             "quad_hard_inplace_f32",
             rows_cfg(blocks)?,
             [
-                dw, lab, rlab, &ni, &mi, &sg, &euclid, p.sel, p.stats, &s1, &s2, p.active2, p.ck,
+                dw, lab, rlab, &ni, &mi, &sg, &euclid, p.sel, &stats, &s1, &s2, p.active2, p.ck,
                 p.cl, &p.classes, &mut keep
             ]
-        )
+        )?;
+        Ok(StageThree {
+            stats,
+            scales: (-1, -1),
+            finish: Finish::Contrastive,
+        })
     }
 }

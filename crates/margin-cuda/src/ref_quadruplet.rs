@@ -344,22 +344,14 @@ impl CudaBackend {
                 &mut active2
             ]
         )?;
-        let mut stats = self.reduce_stats(&part, n, 4, 2)?;
-        self.safe_inverse(&mut stats, 1, 4)?;
-        self.safe_inverse(&mut stats, 3, 5)?;
         let picks = HardPicks {
             sel: &sel,
-            stats: &stats,
+            part: &part,
             active2: &active2,
             ck: &ck,
             cl: &cl,
             classes: ci,
         };
-        self.quad_hard_rewrite(w, (lab, rlab), (n, inp.m), (sg, inp.euclid), &picks)?;
-        Ok(StageThree {
-            stats,
-            scales: (-1, -1),
-            finish: Finish::Contrastive,
-        })
+        self.quad_hard_finish(w, (lab, rlab), (n, inp.m), (sg, inp.euclid), &picks)
     }
 }
