@@ -89,6 +89,17 @@ pub struct LossFlags {
     pub temperature: Option<f64>,
 }
 
+/// `--stream-budget-mib`, shared by `loss` and `bench`.
+#[derive(Debug, Args)]
+pub struct BudgetFlag {
+    /// Caps, in MiB, the chunk buffers of the GPU backends' streamed passes (default 1024 on
+    /// cuda, 256 on wgpu; past it the batch-all quadruplet runs its last pass in place in chunks
+    /// of rows) or the cpu backend's working memory (default 1024). Bounds memory; the result
+    /// does not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_budget_mib: Option<u64>,
+}
+
 #[derive(Debug, Args)]
 pub struct LossCmd {
     /// contrastive | triplet | triplet-center | n-pair | quadruplet | lifted-structure |
@@ -118,12 +129,8 @@ pub struct LossCmd {
     pub flags: LossFlags,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
-    /// Caps, in MiB, the chunk buffers of the GPU backends' streamed passes (default 1024 on
-    /// cuda, 256 on wgpu; past it the batch-all quadruplet runs its last pass in place in chunks
-    /// of rows) or the cpu backend's working memory (default 1024). Bounds memory; the result
-    /// does not depend on it.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub stream_budget_mib: Option<u64>,
+    #[command(flatten)]
+    pub budget: BudgetFlag,
     /// Where to write dL/dX (float32 .npy).
     #[arg(long)]
     pub grad_out: Option<PathBuf>,
@@ -197,12 +204,8 @@ pub struct BenchCmd {
     pub flags: LossFlags,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
-    /// Caps, in MiB, the chunk buffers of the GPU backends' streamed passes (default 1024 on
-    /// cuda, 256 on wgpu; past it the batch-all quadruplet runs its last pass in place in chunks
-    /// of rows) or the cpu backend's working memory (default 1024). Bounds memory; the result
-    /// does not depend on it.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub stream_budget_mib: Option<u64>,
+    #[command(flatten)]
+    pub budget: BudgetFlag,
     /// Untimed runs first.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,

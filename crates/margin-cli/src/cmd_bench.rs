@@ -77,7 +77,7 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
     let x = random_normal(cmd.n, cmd.d, cmd.seed, "the embeddings")?;
     let labels = filled(cmd.n, 1, "the labels", |i| (i % classes) as i64)?;
     let centers = random_normal(classes.max(2), cmd.d, cmd.seed + 1, "the centers")?;
-    let backend = backends::select_with_budget(cmd.backend, cmd.stream_budget_mib)?;
+    let backend = backends::select_with_budget(cmd.backend, cmd.budget.stream_budget_mib)?;
     let embeddings = Embeddings::new(&x, cmd.n, cmd.d)?;
     let center_view = Embeddings::named(&centers, classes.max(2), cmd.d, "centers")?;
     let mut input = LossInput::new(
@@ -145,7 +145,7 @@ pub fn run(cmd: &BenchCmd) -> Result<serde_json::Value, CliError> {
         "distance": metric.distance.name(),
         "normalize": metric.normalizes(),
         "reps": cmd.reps,
-        "stream_budget_mib": cmd.stream_budget_mib,
+        "stream_budget_mib": cmd.budget.stream_budget_mib,
         "timing": if cmd.on_device { "device" } else { "host" },
         "median_ms": median,
         "min_ms": times[0],

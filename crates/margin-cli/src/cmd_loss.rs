@@ -41,7 +41,7 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
         })?;
     }
     loss.validate_input(&input)?;
-    let backend = backends::select_with_budget(cmd.backend, cmd.stream_budget_mib)?;
+    let backend = backends::select_with_budget(cmd.backend, cmd.budget.stream_budget_mib)?;
     let out = backend.host_loss(&loss, &input)?;
     if !out.stats.loss.is_finite() {
         return Err(CliError::runtime(format!(
