@@ -1,12 +1,28 @@
 // Stage 4b: G = alpha * (A B) + beta * diag(rs) X, tiled through workgroup memory.
 // A is P.n x P.k (or, with P.flags & 1, stored transposed as P.k x P.n), B is P.k x P.m,
 // X and G are P.n x P.m. alpha = P.f0, beta = P.f1 (beta = 0 never reads rs or X).
+// Row r of the product lands in row P.off + r of G and reads row P.off + r of X (a slab of rows
+// of a taller G, losses/slabs.rs); with P.flags & 2 it is added to what G holds.
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> rs: array<f32>;
 @group(0) @binding(4) var<storage, read> x: array<f32>;
 @group(0) @binding(5) var<storage, read_write> g: array<f32>;
+
+// G[P.off + row, col] (+)= alpha * acc + beta * rs[row] * X[P.off + row, col].
+fn write_out(row: u32, col: u32, acc: f32) {
+    let m = P.m;
+    let at = (P.off + row) * m + col;
+    var v = P.f0 * acc;
+    if (P.f1 != 0.0) {
+        v += P.f1 * rs[row] * x[at];
+    }
+    if ((P.flags & 2u) != 0u) {
+        v += g[at];
+    }
+    g[at] = v;
+}
 
 var<workgroup> ta: array<array<f32, 17>, 16>;
 var<workgroup> tb: array<array<f32, 17>, 16>;
@@ -47,11 +63,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         workgroupBarrier();
     }
     if (row < n && col < m) {
-        var v = P.f0 * acc;
-        if (P.f1 != 0.0) {
-            v += P.f1 * rs[row] * x[row * m + col];
-        }
-        g[row * m + col] = v;
+        write_out(row, col, acc);
     }
 }
 
@@ -77,9 +89,5 @@ fn direct(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         acc += va * b[t * m + col];
     }
-    var v = P.f0 * acc;
-    if (P.f1 != 0.0) {
-        v += P.f1 * rs[row] * x[row * m + col];
-    }
-    g[row * m + col] = v;
+    write_out(row, col, acc);
 }

@@ -15,12 +15,14 @@ pub struct AdapterSummary {
     /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" or "Other".
     pub device_type: String,
     /// The largest buffer a kernel can bind on it, in bytes (the storage-binding and buffer-size
-    /// limits): a loss needs its N x N (or N x M) f32 matrix in one binding.
+    /// limits): lifted structure and the quadruplet need their N x N (or N x M) f32 matrix in
+    /// one binding; the other losses run in slabs of rows beyond it.
     pub max_binding: u64,
 }
 
 impl AdapterSummary {
-    /// The largest N whose N x N f32 matrix fits one binding: the largest square loss batch.
+    /// The largest N whose N x N f32 matrix fits one binding: the largest square batch of the
+    /// losses that need the whole matrix, and the last that runs in one piece.
     pub fn max_square_rows(&self) -> u64 {
         (self.max_binding / 4).isqrt()
     }
@@ -30,7 +32,7 @@ impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ({}, {}; binds {}: losses up to N = {})",
+            "{} ({}, {}; binds {}: one piece up to N = {}, slabs beyond)",
             self.name,
             self.backend,
             self.device_type,

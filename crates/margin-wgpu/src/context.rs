@@ -379,6 +379,12 @@ impl Batch<'_> {
             .copy_buffer_to_buffer(src, 0, dst, 0, len as u64 * 4);
     }
 
+    /// Records a copy of `len` f32 values of `src` from value `from` into the start of `dst`.
+    pub fn copy_from(&mut self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, len: usize) {
+        self.encoder
+            .copy_buffer_to_buffer(src, from as u64 * 4, dst, 0, len as u64 * 4);
+    }
+
     /// Records zero-filling of a whole buffer.
     pub fn clear(&mut self, buffer: &wgpu::Buffer) {
         self.encoder.clear_buffer(buffer, 0, None);

@@ -27,8 +27,12 @@
 //! whose term 2 reads E until both terms' counts are known, keeps its term-1 weights in a second
 //! matrix while one fits that budget (one pass) and otherwise runs its last pass in chunks
 //! (one more pass); its term 2 adds four sort buffers of `next_power_of_two(positive pairs)`
-//! values and two histograms. Each buffer must fit one storage binding; when the adapter's
-//! binding limit is smaller the call returns `MarginError::OutOfMemory` saying so.
+//! values and two histograms. Each buffer must fit one storage binding. When the N x M matrix
+//! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), the row-local
+//! losses (contrastive, triplet, multi-similarity, circle, NT-Xent, SupCon, generalized lifted
+//! structure) run in slabs of rows that each fit (`losses/slabs.rs`: one more pass over the
+//! slabs for contrastive when its two counts differ); lifted structure and the quadruplet, which
+//! need the whole matrix, return `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 
 mod adapter;

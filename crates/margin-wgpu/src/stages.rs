@@ -226,7 +226,8 @@ pub fn col_sums(
     b.run(&gpu.kernels.col_sums, p, &[a, out], per_thread(cols))
 }
 
-/// One gradient product `G = alpha A B + beta diag(rs) X`.
+/// One gradient product `G = alpha A B + beta diag(rs) X`, into rows `out_row..` of `out` (and
+/// reading those rows of `x`), added to what `out` holds when `accumulate`.
 #[derive(Debug)]
 pub struct Product<'a> {
     /// `rows x inner`, or `inner x rows` stored when `transposed`.
@@ -244,6 +245,9 @@ pub struct Product<'a> {
     pub inner: usize,
     pub alpha: f32,
     pub beta: f32,
+    /// First row of `out` and `x` the product's rows map to (0 but for slabs of rows).
+    pub out_row: usize,
+    pub accumulate: bool,
 }
 
 /// Records a [`Product`].
@@ -252,9 +256,11 @@ pub fn matmul(gpu: &Gpu, b: &mut Batch<'_>, g: &Product<'_>) -> Result<()> {
         n: u32_of(g.rows, "rows")?,
         m: u32_of(g.cols, "cols")?,
         k: u32_of(g.inner, "inner")?,
-        flags: u32::from(g.transposed),
+        flags: u32::from(g.transposed) | (2 * u32::from(g.accumulate)),
+        off: u32_of(g.out_row, "first row")?,
         ..Default::default()
     };
+    u32_of((g.out_row + g.rows) * g.cols, "gradient size")?;
     p.f[0] = g.alpha;
     p.f[1] = g.beta;
     b.run(

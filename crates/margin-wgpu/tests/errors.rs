@@ -2,8 +2,10 @@
 
 mod common;
 
-use common::{backend, normal, rng};
-use margin_core::{Backend, DeviceLossInput, Loss, LossKind, MarginError, TripletCenterConfig};
+use common::{backend, loss_close, normal, rel_norm, rng};
+use margin_core::{
+    Backend, DeviceLossInput, Loss, LossKind, LossStats, MarginError, TripletCenterConfig,
+};
 use margin_wgpu::{WgpuBackend, list_adapters};
 
 #[test]
@@ -102,12 +104,17 @@ fn oversize_matrix_is_out_of_memory() {
         ),
         "{err}"
     );
-    let err = contrastive_on_device(&b, &x, 70_000).unwrap_err();
+    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, 70_000).unwrap_err();
     assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
 }
 
-/// The default contrastive loss over `n` rows of width 1 already on the device, labels `i % 3`.
-fn contrastive_on_device(b: &WgpuBackend, x: &wgpu::Buffer, n: usize) -> Result<(), MarginError> {
+/// The default `kind` loss over `n` rows of width 1 already on the device, labels `i % 3`.
+fn loss_on_device(
+    b: &WgpuBackend,
+    kind: LossKind,
+    x: &wgpu::Buffer,
+    n: usize,
+) -> Result<(LossStats, Vec<f32>), MarginError> {
     let mut g = b.alloc_zeros(n)?;
     let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
     let input = DeviceLossInput {
@@ -118,17 +125,15 @@ fn contrastive_on_device(b: &WgpuBackend, x: &wgpu::Buffer, n: usize) -> Result<
         centers: None,
         reference: None,
     };
-    b.loss_on_device(
-        &Loss::default_for(LossKind::Contrastive),
-        input,
-        &mut g,
-        None,
-    )
-    .map(|_| ())
+    let stats = b.loss_on_device(&Loss::default_for(kind), input, &mut g, None)?;
+    Ok((stats, b.download(&g)?))
 }
 
-/// `margin devices` tells how large a square batch fits an adapter (`max_square_rows`, from the
-/// binding limit it lists); one row more is refused with `OutOfMemory`, before any work.
+/// `margin devices` tells how large a square batch fits an adapter in one piece
+/// (`max_square_rows`, from the binding limit it lists). One row more, lifted structure (which
+/// needs the whole matrix) is refused with `OutOfMemory` before any work, and the row-local
+/// contrastive loss runs in two slabs of rows (src/losses/slabs.rs; about 5 s on lavapipe at
+/// N = 5793) and matches the f64 reference.
 #[test]
 fn listed_binding_limit_is_the_enforced_one() {
     let Some(b) = backend() else { return };
@@ -138,10 +143,29 @@ fn listed_binding_limit_is_the_enforced_one() {
         .unwrap_or_else(|| panic!("{} is not among the listed adapters", b.name()));
     assert!(listed.max_binding > 0, "{listed}");
     let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
-    let x = b.upload(&normal(&mut rng(5), n, 1)).unwrap();
-    let err = contrastive_on_device(&b, &x, n).unwrap_err();
+    let xs = normal(&mut rng(5), n, 1);
+    let x = b.upload(&xs).unwrap();
+    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, n).unwrap_err();
     assert!(
         matches!(err, MarginError::OutOfMemory(_)),
         "{listed}: {err}"
     );
+    if n > 20_000 {
+        // A GPU: the f64 reference at this size would take minutes.
+        return;
+    }
+    let t = std::time::Instant::now();
+    let (stats, grad) = loss_on_device(&b, LossKind::Contrastive, &x, n).unwrap();
+    println!("contrastive in slabs, n = {n}: {:?}", t.elapsed());
+    let x64: Vec<f64> = xs.iter().map(|&v| f64::from(v)).collect();
+    let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let loss = Loss::default_for(LossKind::Contrastive);
+    let want = margin_cpu::reference::evaluate(&loss, &x64, n, 1, &y, None).unwrap();
+    assert!(
+        loss_close(stats.loss, want.stats.loss),
+        "{stats:?} vs {:?}",
+        want.stats
+    );
+    let gerr = rel_norm(&grad, &want.grad);
+    assert!(gerr <= 1e-3, "gradient rel err {gerr}");
 }

@@ -50,3 +50,54 @@ fn stage_timings() {
         println!("{kind} n={n}: {:?}", t.elapsed());
     }
 }
+
+/// The cost of slabs (src/losses/slabs.rs): each row-local loss at N = 1200, D = 32 in one piece,
+/// then with the binding capped so that its matrix takes 4 slabs of rows.
+#[test]
+#[ignore]
+fn slab_timings() {
+    let Some(b) = backend() else { return };
+    let (n, d) = (1200, 32);
+    let mut r = rng(2);
+    let xs = normal(&mut r, n, d);
+    let y = labels(&mut r, n, 30);
+    let capped = common::backend()
+        .unwrap()
+        .with_binding_cap((n * n) as u64 + 64);
+    for kind in [
+        LossKind::Contrastive,
+        LossKind::Triplet,
+        LossKind::MultiSimilarity,
+        LossKind::SupCon,
+    ] {
+        let mut times = Vec::new();
+        for backend in [&b, &capped] {
+            let x = backend.upload(&xs).unwrap();
+            let mut g = backend.alloc_zeros(n * d).unwrap();
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let input = DeviceLossInput {
+                    embeddings: &x,
+                    n,
+                    d,
+                    labels: &y,
+                    centers: None,
+                    reference: None,
+                };
+                let t = Instant::now();
+                backend
+                    .loss_on_device(&Loss::default_for(kind), input, &mut g, None)
+                    .unwrap();
+                backend.synchronize().unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            times.push(best);
+        }
+        println!(
+            "{kind} n={n} d={d}: one piece {:.3} s, 4 slabs {:.3} s ({:.2}x)",
+            times[0],
+            times[1],
+            times[1] / times[0]
+        );
+    }
+}

@@ -55,6 +55,8 @@ pub(super) fn cross_products(
             inner: r.rows,
             alpha,
             beta,
+            out_row: 0,
+            accumulate: false,
         },
     )?;
     if let Some(gr) = gr {
@@ -73,6 +75,8 @@ pub(super) fn cross_products(
                 inner: q.rows,
                 alpha,
                 beta,
+                out_row: 0,
+                accumulate: false,
             },
         )?;
     }

@@ -5,6 +5,8 @@
 mod cross;
 mod quad_hard;
 mod quadruplet;
+mod row_local;
+mod slabs;
 mod softmax;
 mod triplet;
 
@@ -68,6 +70,24 @@ impl Layout {
         let rows: Vec<u32> = labels.iter().map(|&l| id(l)).collect();
         let cols: Vec<u32> = ref_labels.iter().map(|&l| id(l)).collect();
         let classes = map.len();
+        Self::from_ids(rows, cols, sigma, classes, rect)
+    }
+
+    /// Rows `range` of this layout against all its columns, with the same group ids and
+    /// semantics (a slab of rows, slabs.rs).
+    pub fn slab(&self, range: std::ops::Range<usize>) -> Self {
+        let rows = self.rows[range.clone()].to_vec();
+        let sigma = self.sigma[range].to_vec();
+        Self::from_ids(rows, self.cols.clone(), sigma, self.classes, self.rect)
+    }
+
+    fn from_ids(
+        rows: Vec<u32>,
+        cols: Vec<u32>,
+        sigma: Vec<u32>,
+        classes: usize,
+        rect: bool,
+    ) -> Self {
         let mut row_count = vec![0u64; classes];
         let mut col_count = vec![0u64; classes];
         let mut self_count = vec![0u64; classes];
@@ -129,6 +149,15 @@ impl Layout {
 pub(crate) struct RowTotals {
     pub loss: [f64; 2],
     pub count: [u64; 2],
+}
+
+impl std::ops::AddAssign for RowTotals {
+    fn add_assign(&mut self, o: Self) {
+        for k in 0..2 {
+            self.loss[k] += o.loss[k];
+            self.count[k] += o.count[k];
+        }
+    }
 }
 
 /// Buffers shared by the weight kernels of one call: the N x M matrix E (M = N without a
@@ -218,6 +247,14 @@ fn tiny_pair_set(loss: &Loss, layout: &Layout) -> bool {
     loss.is_pair_loss() && layout.positive_pairs() <= 1 && layout.negative_pairs() <= 1
 }
 
+/// True when `loss` gives 0 with no active term whatever the embeddings: rule 2.3 for the pair
+/// losses against a reference set, NT-Xent and SupCon without a positive or a negative pair.
+fn nothing_to_do(loss: &Loss, layout: &Layout) -> bool {
+    let both = layout.positive_pairs() > 0 && layout.negative_pairs() > 0;
+    (layout.rect && tiny_pair_set(loss, layout))
+        || (matches!(loss, Loss::NTXent(_) | Loss::SupCon(_)) && !both)
+}
+
 /// A loss over the N x N matrix, or over the N x M matrix against a reference set (every loss but
 /// triplet-center and n-pair): stages 1-5. With a reference set R is normalized without a
 /// gradient, the chain has no `W + W^T` and the gradient is for the batch only
@@ -239,14 +276,22 @@ pub(crate) fn square_loss(
         Some(r) => Layout::rect(labels, r.labels, r.self_index),
     };
     let m = layout.m;
-    gpu.check_size("the N x M distance matrix", (n as u64) * (m as u64) * 4)?;
     stages::u32_of(2 * n + m, "the label count")?;
-    if layout.rect && tiny_pair_set(loss, &layout) {
+    if nothing_to_do(loss, &layout) {
         let mut b = gpu.batch();
         b.clear(grad);
         b.submit();
         return Ok(LossStats::empty());
     }
+    let matrix = (n as u64) * (m as u64) * 4;
+    if matrix > gpu.max_binding() && row_local::is_row_local(loss) {
+        return slabs::slab_loss(gpu, loss, x, n, d, layout, reference, grad);
+    }
+    gpu.check_size(
+        "the N x M distance matrix (lifted structure and the quadruplet need it whole; the other \
+         losses run in slabs of rows)",
+        matrix,
+    )?;
     let xh = gpu.scratch("xh", n * d)?;
     let norms = gpu.scratch("norms", n)?;
     let sq = gpu.scratch("sq", n)?;
@@ -283,22 +328,14 @@ pub(crate) fn square_loss(
     b.submit();
 
     let (stats, s_pos, s_neg) = match loss {
-        Loss::Contrastive(c) => contrastive(&sq_, c.pos_margin, c.neg_margin)?,
-        Loss::Triplet(c) => triplet::triplet(&sq_, c)?,
         Loss::Quadruplet(c) if c.mining == margin_core::Mining::Hard => {
             quad_hard::quad_hard(&sq_, c)?
         }
         Loss::Quadruplet(c) => quadruplet::quadruplet(&sq_, c)?,
         Loss::LiftedStructure(c) => lifted(&sq_, c.pos_margin, c.neg_margin)?,
-        Loss::MultiSimilarity(c) => softmax::multi_similarity(&sq_, c)?,
-        Loss::Circle(c) => softmax::circle(&sq_, c)?,
-        Loss::NTXent(c) => softmax::ntxent(&sq_, c)?,
-        Loss::SupCon(c) => softmax::supcon(&sq_, c)?,
-        Loss::GeneralizedLiftedStructure(c) => softmax::generalized_lifted(&sq_, c)?,
-        Loss::TripletCenter(_) | Loss::NPair(_) => {
-            return Err(margin_core::MarginError::device(
-                "internal: this loss does not use the square path",
-            ));
+        _ => {
+            row_local::weights(&sq_, loss)?;
+            row_local::finish(loss, &sq_.layout, &sq_.totals()?)?
         }
     };
 
@@ -330,6 +367,8 @@ pub(crate) fn square_loss(
                     inner: n,
                     alpha: if distance { -1.0 } else { 1.0 },
                     beta: if distance { 1.0 } else { 0.0 },
+                    out_row: 0,
+                    accumulate: false,
                 },
             )?;
         }
@@ -353,27 +392,6 @@ pub(crate) fn square_loss(
     }
     b.submit();
     Ok(stats)
-}
-
-fn contrastive(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {
-    let mut p = s.params();
-    p.f[0] = (s.sign() * pos) as f32;
-    p.f[1] = (s.sign() * neg) as f32;
-    let mut b = s.gpu.batch();
-    b.run(
-        &s.gpu.kernels.contrastive,
-        p,
-        &[&s.e, &s.grp, &s.rstat, &s.rcnt],
-        s.rows(),
-    )?;
-    b.submit();
-    let t = s.totals()?;
-    let loss = avg(t.loss[0], t.count[0]) + avg(t.loss[1], t.count[1]);
-    Ok((
-        LossStats::new(loss, t.count[0], t.count[1]),
-        inv(t.count[0]),
-        inv(t.count[1]),
-    ))
 }
 
 fn lifted(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {

@@ -2,13 +2,15 @@
 //! softplus by an O(N^2)-per-anchor loop, batch-hard by per-row arg-max / arg-min. All in place
 //! over E (the quadruplet runs the hinge kernel over a copy).
 
-use super::{Square, avg, inv};
+use super::{RowTotals, Square, avg, inv};
 use crate::context::{Batch, Groups, Params};
 use crate::kernels::Kernel;
 use crate::kernels::LOCAL_SORT_LEN;
 use margin_core::{LossStats, Mining, Result, TripletConfig};
 
-pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f32, f32)> {
+/// Writes the triplet weights (raw counts, scaled by [`finish`]'s AvgNonZero denominator in the
+/// chain) over the rows of `s`, in place over E.
+pub(crate) fn weights(s: &Square<'_>, c: &TripletConfig) -> Result<()> {
     let margin = c.margin as f32;
     match (c.mining, c.smooth) {
         (Mining::Hard, smooth) => {
@@ -24,17 +26,21 @@ pub(crate) fn triplet(s: &Square<'_>, c: &TripletConfig) -> Result<(LossStats, f
                 s.rows(),
             )?;
             b.submit();
+            Ok(())
         }
-        (mining, true) => smooth(s, margin, mining == Mining::SemiHard)?,
-        (mining, false) => sorted_counts(s, &s.e, margin, mining == Mining::SemiHard, 0)?,
+        (mining, true) => smooth(s, margin, mining == Mining::SemiHard),
+        (mining, false) => sorted_counts(s, &s.e, margin, mining == Mining::SemiHard, 0),
     }
-    let t = s.totals()?;
+}
+
+/// The loss (mean over active triplets), its count and the chain scales from the per-row totals.
+pub(crate) fn finish(t: &RowTotals) -> (LossStats, f32, f32) {
     let scale = inv(t.count[0]);
-    Ok((
+    (
         LossStats::new(avg(t.loss[0], t.count[0]), t.count[0], 0),
         scale,
         scale,
-    ))
+    )
 }
 
 /// Runs `kernel` over all anchors in chunks: every anchor of a chunk gets a scratch slot of

@@ -1,0 +1,206 @@
+//! Row-local losses (row_local.rs) whose N x M matrix exceeds one storage binding (beyond
+//! N ≈ 23k on GPUs that bind 2 GiB, N ≈ 5.8k on lavapipe's 128 MiB): the rows run in slabs that
+//! each fit one binding. A slab of rows is the same problem as a reference set: its rows against
+//! all M columns, each row excluding its own column (the diagonal in the square case), so stages 2
+//! and 3 run unchanged on it. Stage 4 splits as `W + Wᵀ` does: the slab's rows get `C X̂`
+//! (`out_row` of the product), and without a reference set every row gets `Cᵀ X̂_slab` (added).
+//!
+//! The reducer's scales (AvgNonZero counts) are known only after the last slab, so the gradient
+//! is built with unit scales and multiplied by the scale at the end, which is exact when the
+//! positive and negative weights share one scale (every row-local loss but contrastive, whose
+//! first pass only counts; a second pass recomputes its slabs with the final scales). The matrix is never held
+//! whole: one slab of E, one slab of normalized rows.
+
+use super::{Layout, RowTotals, Square, row_local};
+use crate::context::Gpu;
+use crate::stages::{self, PairMode, Product};
+use margin_core::{DeviceReference, Loss, LossStats, Result};
+use wgpu::Buffer;
+
+/// What every slab of one call shares: the normalized rows and columns and the slab buffers.
+struct Slabs<'a> {
+    gpu: &'a Gpu,
+    loss: &'a Loss,
+    layout: &'a Layout,
+    /// Rows per slab.
+    rows: usize,
+    d: usize,
+    /// Normalized batch rows (N x D) and their squared norms.
+    xh: &'a Buffer,
+    sq: &'a Buffer,
+    /// Normalized columns: the batch again, or the reference rows.
+    ch: &'a Buffer,
+    csq: &'a Buffer,
+    /// One slab of the batch rows and their squared norms.
+    slab_xh: Buffer,
+    slab_sq: Buffer,
+    e: Buffer,
+}
+
+/// Runs a row-local loss in slabs of rows; `layout` is the whole call's.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn slab_loss(
+    gpu: &Gpu,
+    loss: &Loss,
+    x: &Buffer,
+    n: usize,
+    d: usize,
+    layout: Layout,
+    reference: Option<DeviceReference<'_, Buffer>>,
+    grad: &Buffer,
+) -> Result<LossStats> {
+    let metric = loss.metric();
+    let m = layout.m;
+    gpu.check_size("one row of the distance matrix", m as u64 * 4)?;
+    let rows = ((gpu.max_binding() / (m as u64 * 4)) as usize).clamp(1, n);
+    let on = metric.normalizes();
+    let xh = gpu.scratch("xh", n * d)?;
+    let norms = gpu.scratch("norms", n)?;
+    let sq = gpu.scratch("sq", n)?;
+    let mut b = gpu.batch();
+    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
+    let columns = match &reference {
+        None => None,
+        Some(r) => {
+            let rh = gpu.scratch("ch", m * d)?;
+            let rn = gpu.scratch("cnorms", m)?;
+            let rs = gpu.scratch("csq", m)?;
+            stages::normalize(gpu, &mut b, r.embeddings, m, d, on, &rh, &rn, &rs)?;
+            Some((rh, rs))
+        }
+    };
+    b.clear(grad);
+    b.submit();
+    let (ch, csq) = columns.as_ref().map_or((&xh, &sq), |(h, s)| (h, s));
+    let slabs = Slabs {
+        gpu,
+        loss,
+        layout: &layout,
+        rows,
+        d,
+        xh: &xh,
+        sq: &sq,
+        ch,
+        csq,
+        slab_xh: gpu.scratch("slab_xh", rows * d)?,
+        slab_sq: gpu.scratch("slab_sq", rows)?,
+        e: gpu.scratch("e", rows * m)?,
+    };
+    // Contrastive scales its positive and negative weights by their own counts: its first pass
+    // only counts. The others' one scale multiplies the gradient at the end.
+    let split_scales = matches!(loss, Loss::Contrastive(_));
+    let mut total = RowTotals::default();
+    for r0 in (0..n).step_by(rows) {
+        let s = slabs.weights(r0)?;
+        total += s.totals()?;
+        if !split_scales {
+            slabs.gradient(&s, r0, (1.0, 1.0), grad)?;
+        }
+    }
+    let (stats, s_pos, s_neg) = row_local::finish(loss, &layout, &total)?;
+    let mut b = gpu.batch();
+    if !split_scales && s_pos == s_neg {
+        // The chain kernel's elementwise mode 3 with both scales s: grad *= s.
+        let unread = gpu.scratch("unread", 1)?;
+        stages::chain_cross(gpu, &mut b, grad, &unread, n, d, 3, s_pos, s_pos)?;
+    } else {
+        b.clear(grad);
+        b.submit();
+        for r0 in (0..n).step_by(rows) {
+            let s = slabs.weights(r0)?;
+            slabs.gradient(&s, r0, (s_pos, s_neg), grad)?;
+        }
+        b = gpu.batch();
+    }
+    if on {
+        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+    }
+    b.submit();
+    Ok(stats)
+}
+
+impl Slabs<'_> {
+    /// Stages 2 and 3 for the slab of rows from `r0`: its distances, then its weights over them.
+    fn weights(&self, r0: usize) -> Result<Square<'_>> {
+        let (gpu, d) = (self.gpu, self.d);
+        let len = self.rows.min(self.layout.n - r0);
+        let layout = self.layout.slab(r0..r0 + len);
+        let s = Square {
+            gpu,
+            n: len,
+            m: layout.m,
+            metric: self.loss.metric(),
+            e: self.e.clone(),
+            grp: gpu.upload("groups", &layout.packed())?,
+            rstat: gpu.scratch("rstat", 2 * len)?,
+            rcnt: gpu.scratch("rcnt", 4 * len)?,
+            layout,
+        };
+        let mut b = gpu.batch();
+        b.copy_from(self.xh, r0 * d, &self.slab_xh, len * d);
+        b.copy_from(self.sq, r0, &self.slab_sq, len);
+        let mode = PairMode::for_loss(s.metric);
+        let rows = (&self.slab_xh, &self.slab_sq, len);
+        stages::pairwise(gpu, &mut b, rows, (self.ch, self.csq, s.m), d, mode, &s.e)?;
+        b.submit();
+        row_local::weights(&s, self.loss)?;
+        Ok(s)
+    }
+
+    /// Stage 4 for the slab `s` from row `r0`: the chain with `(positive, negative)` scales, then
+    /// the slab's terms of the gradient added into `grad`.
+    fn gradient(&self, s: &Square<'_>, r0: usize, scales: (f32, f32), grad: &Buffer) -> Result<()> {
+        let (gpu, len, m, d) = (self.gpu, s.n, s.m, self.d);
+        let mut b = gpu.batch();
+        let unread = gpu.scratch("unread", 1)?;
+        let mode = stages::chain_mode(s.metric, true);
+        stages::chain_cross(gpu, &mut b, &s.e, &unread, len, m, mode, scales.0, scales.1)?;
+        let distance = !s.metric.is_similarity();
+        let (alpha, beta) = if distance { (-1.0, 1.0) } else { (1.0, 0.0) };
+        let rsum = gpu.scratch("rs", len)?;
+        if distance {
+            stages::row_sums(gpu, &mut b, &s.e, len, m, &rsum)?;
+        }
+        let rows_part = Product {
+            a: &s.e,
+            transposed: false,
+            b: self.ch,
+            rs: &rsum,
+            x: self.xh,
+            out: grad,
+            rows: len,
+            cols: d,
+            inner: m,
+            alpha,
+            beta,
+            out_row: r0,
+            accumulate: true,
+        };
+        stages::matmul(gpu, &mut b, &rows_part)?;
+        if !self.layout.rect {
+            // The transposed half: every row j gets the slab's column j of the multiplier.
+            let csum = gpu.scratch("cs", m)?;
+            if distance {
+                stages::col_sums(gpu, &mut b, &s.e, len, m, &csum)?;
+            }
+            let cols_part = Product {
+                a: &s.e,
+                transposed: true,
+                b: &self.slab_xh,
+                rs: &csum,
+                x: self.xh,
+                out: grad,
+                rows: m,
+                cols: d,
+                inner: len,
+                alpha,
+                beta,
+                out_row: 0,
+                accumulate: true,
+            };
+            stages::matmul(gpu, &mut b, &cols_part)?;
+        }
+        b.submit();
+        Ok(())
+    }
+}

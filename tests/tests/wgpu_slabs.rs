@@ -1,0 +1,120 @@
+//! The wgpu backend's losses beyond one storage binding (crates/margin-wgpu/src/losses/slabs.rs):
+//! with the binding capped at 4 KiB (1024 floats), a 67-row loss matrix takes five slabs of rows
+//! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of the row-local losses must
+//! then match the f64 reference as it does in one piece, square and against a reference set;
+//! lifted structure and the quadruplet, which need the whole matrix, are refused with
+//! `OutOfMemory` naming it.
+
+use margin_core::{Backend, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError};
+use margin_tests::ref_random::{RefLayout, check_loss_with_reference, reference_loss_configs};
+use margin_tests::{Labels, all_loss_configs, assert_all, check_loss, concrete_or_skip};
+use margin_wgpu::{Tiling, WgpuBackend};
+
+/// The binding cap: far below every case's N x M matrix, above its N x D rows.
+const CAP: u64 = 4 << 10;
+
+/// The losses whose weights in a row read only that row (src/losses/row_local.rs).
+const ROW_LOCAL: [LossKind; 7] = [
+    LossKind::Contrastive,
+    LossKind::Triplet,
+    LossKind::MultiSimilarity,
+    LossKind::Circle,
+    LossKind::NTXent,
+    LossKind::SupCon,
+    LossKind::GeneralizedLiftedStructure,
+];
+
+/// The test adapter with its binding capped, once per matrix-product variant (the GPU one, with
+/// workgroup memory, and the direct one CPU adapters get), or none when skipping.
+fn capped() -> Vec<WgpuBackend> {
+    let Some(b) = concrete_or_skip(margin_tests::wgpu_concrete(), "MARGIN_REQUIRE_WGPU") else {
+        return Vec::new();
+    };
+    // name() is "wgpu (<adapter name>, <backend>)".
+    let name = b.name();
+    let adapter = name
+        .strip_prefix("wgpu (")
+        .and_then(|s| s.rsplit_once(", "))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| panic!("unexpected backend name {name}"));
+    [Tiling::Direct, Tiling::Workgroup]
+        .map(|t| {
+            WgpuBackend::with_adapter_tiling(&adapter, t)
+                .unwrap_or_else(|e| panic!("{adapter}: {e}"))
+                .with_binding_cap(CAP)
+        })
+        .into()
+}
+
+fn row_local(configs: Vec<Loss>) -> Vec<Loss> {
+    configs
+        .into_iter()
+        .filter(|l| ROW_LOCAL.contains(&l.kind()))
+        .collect()
+}
+
+#[test]
+fn row_local_losses_in_slabs_match_the_reference() {
+    for b in capped() {
+        row_local_square_cases(&b);
+    }
+}
+
+fn row_local_square_cases(b: &WgpuBackend) {
+    let configs = row_local(all_loss_configs());
+    assert!(configs.len() > 30, "{} configurations", configs.len());
+    let shapes = [
+        (67, 5, Labels::Classes(5)),
+        (40, 3, Labels::OneClass),
+        (37, 4, Labels::AllDistinct),
+    ];
+    assert_all(configs.iter().enumerate().flat_map(|(i, loss)| {
+        let b = b as &dyn HostBackend;
+        shapes.map(|(n, d, labels)| check_loss(b, loss, n, d, labels, 500 + i as u64))
+    }));
+    assert_slabbed(b);
+}
+
+/// The slab path ran: its slab of rows is held, and no buffer exceeds the cap.
+fn assert_slabbed(b: &WgpuBackend) {
+    let held = b.scratch_buffers();
+    assert!(held.iter().any(|&(name, _)| name == "slab_xh"), "{held:?}");
+    assert!(held.iter().all(|&(_, size)| size <= CAP), "{held:?}");
+}
+
+#[test]
+fn reference_sets_in_slabs_match_the_reference() {
+    for b in capped() {
+        reference_set_cases(&b);
+    }
+}
+
+fn reference_set_cases(b: &WgpuBackend) {
+    let configs = row_local(reference_loss_configs());
+    let layouts = [
+        (50, RefLayout::Memory { extra: 13 }),
+        (45, RefLayout::Independent { m: 70, classes: 4 }),
+    ];
+    assert_all(configs.iter().enumerate().flat_map(|(i, loss)| {
+        let b = b as &dyn HostBackend;
+        layouts.map(|(n, layout)| {
+            let labels = Labels::Classes(3);
+            check_loss_with_reference(b, loss, n, 4, labels, layout, 700 + i as u64)
+        })
+    }));
+    assert_slabbed(b);
+}
+
+#[test]
+fn whole_matrix_losses_say_they_need_it() {
+    let Some(b) = capped().pop() else { return };
+    let (n, d) = (40, 3);
+    let x = margin_tests::random_normal(n * d, 9);
+    let y: Vec<i64> = (0..n as i64).map(|i| i % 4).collect();
+    let input = LossInput::new(Embeddings::new(&x, n, d).unwrap(), &y, None).unwrap();
+    for kind in [LossKind::LiftedStructure, LossKind::Quadruplet] {
+        let err = b.host_loss(&Loss::default_for(kind), &input).unwrap_err();
+        assert!(matches!(err, MarginError::OutOfMemory(_)), "{kind}: {err}");
+        assert!(err.to_string().contains("whole"), "{kind}: {err}");
+    }
+}
