@@ -48,7 +48,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let rect = (P.flags & 1u) != 0u;
     let gk = grp[k];
     let sk = grp[n + nc + k];
-    let lk = lse[k];
+    // Row k of E is row P.off + k of the call (a slab of rows, square case only); lse holds
+    // every row's.
+    let lk = lse[P.off + k];
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
     var coef = 0.0;
@@ -60,7 +62,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let v = e[k * nc + j];
         if (j != sk) {
             var lj = -BIG;
-            if (j < n && j != k) {
+            if (!rect) {
+                // Every column is a row, and j != sk is j != P.off + k.
+                lj = lse[j];
+            } else if (j < n && j != k) {
                 lj = lse[j];
             }
             let big_l = lae(lk, lj);

@@ -1,6 +1,6 @@
 // Stage 3a, lifted structure: per row i, lse_i = logsumexp over negatives k of (P.f0 - e_ik)
 // (P.f0 = sign-adjusted neg_margin) over the row's M columns (P.cols); -BIG when the row has no
-// negative. Workgroup per row.
+// negative. Workgroup per row; row i of E is row P.off + i of the call (a slab of rows).
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read> grp: array<u32>;
@@ -33,6 +33,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let rs = reduce_sum_f(lid, s);
     if (lid == 0u) {
-        lse[i] = select(-BIG, rmx + log(rs), rmx > -BIG);
+        lse[P.off + i] = select(-BIG, rmx + log(rs), rmx > -BIG);
     }
 }

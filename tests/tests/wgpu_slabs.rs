@@ -1,11 +1,13 @@
 //! The wgpu backend's losses beyond one storage binding (crates/margin-wgpu/src/losses/slabs.rs):
 //! with the binding capped at 4 KiB (1024 floats), a 67-row loss matrix takes five slabs of rows
 //! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of the row-local losses must
-//! then match the f64 reference as it does in one piece, square and against a reference set;
-//! lifted structure and the quadruplet, which need the whole matrix, are refused with
-//! `OutOfMemory` naming it.
+//! then match the f64 reference as it does in one piece, square and against a reference set, and
+//! lifted structure's too in the square case; the quadruplet, and lifted structure against a
+//! reference set, which need the whole matrix, are refused with `OutOfMemory` naming it.
 
-use margin_core::{Backend, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError};
+use margin_core::{
+    Backend, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, ReferenceSet,
+};
 use margin_tests::ref_random::{RefLayout, check_loss_with_reference, reference_loss_configs};
 use margin_tests::{Labels, all_loss_configs, assert_all, check_loss, concrete_or_skip};
 use margin_wgpu::{Tiling, WgpuBackend};
@@ -61,7 +63,9 @@ fn row_local_losses_in_slabs_match_the_reference() {
 }
 
 fn row_local_square_cases(b: &WgpuBackend) {
-    let configs = row_local(all_loss_configs());
+    let mut configs = row_local(all_loss_configs());
+    let lifted = all_loss_configs().into_iter();
+    configs.extend(lifted.filter(|l| l.kind() == LossKind::LiftedStructure));
     assert!(configs.len() > 30, "{} configurations", configs.len());
     let shapes = [
         (67, 5, Labels::Classes(5)),
@@ -108,12 +112,26 @@ fn reference_set_cases(b: &WgpuBackend) {
 #[test]
 fn whole_matrix_losses_say_they_need_it() {
     let Some(b) = capped().pop() else { return };
-    let (n, d) = (40, 3);
+    let (n, m, d) = (40, 30, 3);
     let x = margin_tests::random_normal(n * d, 9);
+    let r = margin_tests::random_normal(m * d, 10);
     let y: Vec<i64> = (0..n as i64).map(|i| i % 4).collect();
+    let ry: Vec<i64> = (0..m as i64).map(|i| i % 4).collect();
     let input = LossInput::new(Embeddings::new(&x, n, d).unwrap(), &y, None).unwrap();
-    for kind in [LossKind::LiftedStructure, LossKind::Quadruplet] {
-        let err = b.host_loss(&Loss::default_for(kind), &input).unwrap_err();
+    let against = input
+        .with_reference(ReferenceSet {
+            embeddings: Embeddings::new(&r, m, d).unwrap(),
+            labels: &ry,
+            self_index: None,
+        })
+        .unwrap();
+    let cases = [
+        (LossKind::Quadruplet, &input),
+        (LossKind::Quadruplet, &against),
+        (LossKind::LiftedStructure, &against),
+    ];
+    for (kind, input) in cases {
+        let err = b.host_loss(&Loss::default_for(kind), input).unwrap_err();
         assert!(matches!(err, MarginError::OutOfMemory(_)), "{kind}: {err}");
         assert!(err.to_string().contains("whole"), "{kind}: {err}");
     }

@@ -28,11 +28,11 @@
 //! matrix while one fits that budget (one pass) and otherwise runs its last pass in chunks
 //! (one more pass); its term 2 adds four sort buffers of `next_power_of_two(positive pairs)`
 //! values and two histograms. Each buffer must fit one storage binding. When the N x M matrix
-//! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), the row-local
-//! losses (contrastive, triplet, multi-similarity, circle, NT-Xent, SupCon, generalized lifted
-//! structure) run in slabs of rows that each fit (`losses/slabs.rs`: one more pass over the
-//! slabs for contrastive when its two counts differ); lifted structure and the quadruplet, which
-//! need the whole matrix, return `MarginError::OutOfMemory` saying so.
+//! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), every loss but
+//! the quadruplet runs in slabs of rows that each fit (`losses/slabs.rs`; one more pass over the
+//! slabs for contrastive's two counts and for lifted structure's log-sum-exps); the quadruplet,
+//! and lifted structure against a reference set, need the whole matrix and return
+//! `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 
 mod adapter;

@@ -104,7 +104,7 @@ fn oversize_matrix_is_out_of_memory() {
         ),
         "{err}"
     );
-    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, 70_000).unwrap_err();
+    let err = loss_on_device(&b, LossKind::Quadruplet, &x, 70_000).unwrap_err();
     assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
 }
 
@@ -130,10 +130,10 @@ fn loss_on_device(
 }
 
 /// `margin devices` tells how large a square batch fits an adapter in one piece
-/// (`max_square_rows`, from the binding limit it lists). One row more, lifted structure (which
-/// needs the whole matrix) is refused with `OutOfMemory` before any work, and the row-local
-/// contrastive loss runs in two slabs of rows (src/losses/slabs.rs; about 5 s on lavapipe at
-/// N = 5793) and matches the f64 reference.
+/// (`max_square_rows`, from the binding limit it lists). One row more, the quadruplet (which
+/// needs the whole matrix) is refused with `OutOfMemory` before any work, and contrastive runs
+/// in two slabs of rows (src/losses/slabs.rs; about 3 s on lavapipe at N = 5793) and matches
+/// the f64 reference.
 #[test]
 fn listed_binding_limit_is_the_enforced_one() {
     let Some(b) = backend() else { return };
@@ -145,7 +145,7 @@ fn listed_binding_limit_is_the_enforced_one() {
     let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
     let xs = normal(&mut rng(5), n, 1);
     let x = b.upload(&xs).unwrap();
-    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, n).unwrap_err();
+    let err = loss_on_device(&b, LossKind::Quadruplet, &x, n).unwrap_err();
     assert!(
         matches!(err, MarginError::OutOfMemory(_)),
         "{listed}: {err}"

@@ -51,7 +51,7 @@ fn stage_timings() {
     }
 }
 
-/// The cost of slabs (src/losses/slabs.rs): each row-local loss at N = 1200, D = 32 in one piece,
+/// The cost of slabs (src/losses/slabs.rs): losses at N = 1200, D = 32 in one piece,
 /// then with the binding capped so that its matrix takes 4 slabs of rows.
 #[test]
 #[ignore]
@@ -67,6 +67,7 @@ fn slab_timings() {
     for kind in [
         LossKind::Contrastive,
         LossKind::Triplet,
+        LossKind::LiftedStructure,
         LossKind::MultiSimilarity,
         LossKind::SupCon,
     ] {

@@ -3,6 +3,7 @@
 //! between anchors and positives) have their own paths in [`cross`].
 
 mod cross;
+mod lifted;
 mod quad_hard;
 mod quadruplet;
 mod row_local;
@@ -217,14 +218,6 @@ impl Square<'_> {
             ..Default::default()
         }
     }
-
-    /// Zero weights and nothing active.
-    pub fn nothing(&self) -> Result<(LossStats, f32, f32)> {
-        let mut b = self.gpu.batch();
-        b.clear(&self.e);
-        b.submit();
-        Ok((LossStats::empty(), 0.0, 0.0))
-    }
 }
 
 /// `sum / count`, 0 when nothing is active (AvgNonZero / Mean).
@@ -248,11 +241,15 @@ fn tiny_pair_set(loss: &Loss, layout: &Layout) -> bool {
 }
 
 /// True when `loss` gives 0 with no active term whatever the embeddings: rule 2.3 for the pair
-/// losses against a reference set, NT-Xent and SupCon without a positive or a negative pair.
+/// losses against a reference set; lifted structure, NT-Xent and SupCon without a positive or a
+/// negative pair.
 fn nothing_to_do(loss: &Loss, layout: &Layout) -> bool {
     let both = layout.positive_pairs() > 0 && layout.negative_pairs() > 0;
-    (layout.rect && tiny_pair_set(loss, layout))
-        || (matches!(loss, Loss::NTXent(_) | Loss::SupCon(_)) && !both)
+    let needs_both = matches!(
+        loss,
+        Loss::LiftedStructure(_) | Loss::NTXent(_) | Loss::SupCon(_)
+    );
+    (layout.rect && tiny_pair_set(loss, layout)) || (needs_both && !both)
 }
 
 /// A loss over the N x N matrix, or over the N x M matrix against a reference set (every loss but
@@ -284,12 +281,12 @@ pub(crate) fn square_loss(
         return Ok(LossStats::empty());
     }
     let matrix = (n as u64) * (m as u64) * 4;
-    if matrix > gpu.max_binding() && row_local::is_row_local(loss) {
+    if matrix > gpu.max_binding() && slabs::fits_slabs(loss, &layout) {
         return slabs::slab_loss(gpu, loss, x, n, d, layout, reference, grad);
     }
     gpu.check_size(
-        "the N x M distance matrix (lifted structure and the quadruplet need it whole; the other \
-         losses run in slabs of rows)",
+        "the N x M distance matrix (the quadruplet, and lifted structure with a reference set, \
+         need it whole; the other losses run in slabs of rows)",
         matrix,
     )?;
     let xh = gpu.scratch("xh", n * d)?;
@@ -332,7 +329,7 @@ pub(crate) fn square_loss(
             quad_hard::quad_hard(&sq_, c)?
         }
         Loss::Quadruplet(c) => quadruplet::quadruplet(&sq_, c)?,
-        Loss::LiftedStructure(c) => lifted(&sq_, c.pos_margin, c.neg_margin)?,
+        Loss::LiftedStructure(c) => lifted::lifted(&sq_, c)?,
         _ => {
             row_local::weights(&sq_, loss)?;
             row_local::finish(loss, &sq_.layout, &sq_.totals()?)?
@@ -392,39 +389,4 @@ pub(crate) fn square_loss(
     }
     b.submit();
     Ok(stats)
-}
-
-fn lifted(s: &Square<'_>, pos: f64, neg: f64) -> Result<(LossStats, f32, f32)> {
-    let pairs = s.layout.positive_pairs();
-    if pairs == 0 || s.layout.negative_pairs() == 0 {
-        return s.nothing();
-    }
-    let lse = s.gpu.scratch("lse", s.n)?;
-    let mut p = s.params();
-    p.flags = u32::from(s.layout.rect);
-    p.f[0] = (s.sign() * neg) as f32;
-    p.f[1] = (s.sign() * pos) as f32;
-    p.f[2] = inv(pairs);
-    // Per row k, the pairs (i, k) of a reference set that alias row k's negatives, summed from
-    // column k before the in-place pass overwrites it (lifted.wgsl `alias_sums`).
-    let acoef = s.gpu.scratch("lifted_alias", s.n)?;
-    let mut b = s.gpu.batch();
-    b.run(
-        &s.gpu.kernels.lifted_lse,
-        p,
-        &[&s.e, &s.grp, &lse],
-        s.rows(),
-    )?;
-    let bufs = [&s.e, &s.grp, &lse, &acoef, &s.rstat, &s.rcnt];
-    if s.layout.rect {
-        b.run(&s.gpu.kernels.lifted_alias, p, &bufs, s.rows())?;
-    }
-    b.run(&s.gpu.kernels.lifted, p, &bufs, s.rows())?;
-    b.submit();
-    let t = s.totals()?;
-    Ok((
-        LossStats::new(avg(t.loss[0], pairs), t.count[0], 0),
-        1.0,
-        1.0,
-    ))
 }

@@ -2,8 +2,8 @@
 //! the labels (contrastive, triplet in every mining mode, and the softmax-style losses). Their
 //! stage 3 is split into [`weights`] (per rows, in place over E) and [`finish`] (the reduction of
 //! the per-row totals over all rows), so that they run unchanged over slabs of rows when the whole
-//! matrix exceeds one storage binding (slabs.rs). Lifted structure (other rows' log-sum-exps) and
-//! the quadruplet (a sort of every negative pair) are not row-local.
+//! matrix exceeds one storage binding (slabs.rs). Lifted structure (other rows' log-sum-exps,
+//! lifted.rs) and the quadruplet (a sort of every negative pair) are not row-local.
 
 use super::{Layout, RowTotals, Square, avg, inv, softmax, triplet};
 use margin_core::{Loss, LossStats, MarginError, Result};

@@ -1,4 +1,6 @@
-//! Row-local losses (row_local.rs) whose N x M matrix exceeds one storage binding (beyond
+//! Row-local losses (row_local.rs), and lifted structure without a reference set (lifted.rs: a
+//! first pass over the slabs fills every row's log-sum-exp), whose N x M matrix exceeds one
+//! storage binding (beyond
 //! N ≈ 23k on GPUs that bind 2 GiB, N ≈ 5.8k on lavapipe's 128 MiB): the rows run in slabs that
 //! each fit one binding. A slab of rows is the same problem as a reference set: its rows against
 //! all M columns, each row excluding its own column (the diagonal in the square case), so stages 2
@@ -11,6 +13,7 @@
 //! first pass only counts; a second pass recomputes its slabs with the final scales). The matrix is never held
 //! whole: one slab of E, one slab of normalized rows.
 
+use super::lifted::{self, Lifted};
 use super::{Layout, RowTotals, Square, row_local};
 use crate::context::Gpu;
 use crate::stages::{self, PairMode, Product};
@@ -35,6 +38,13 @@ struct Slabs<'a> {
     slab_xh: Buffer,
     slab_sq: Buffer,
     e: Buffer,
+    /// Lifted structure: every row's log-sum-exp over its negatives.
+    lse: Option<Buffer>,
+}
+
+/// True when `loss` can run in slabs of rows on `layout`.
+pub(crate) fn fits_slabs(loss: &Loss, layout: &Layout) -> bool {
+    row_local::is_row_local(loss) || (matches!(loss, Loss::LiftedStructure(_)) && !layout.rect)
 }
 
 /// Runs a row-local loss in slabs of rows; `layout` is the whole call's.
@@ -72,7 +82,7 @@ pub(crate) fn slab_loss(
     b.clear(grad);
     b.submit();
     let (ch, csq) = columns.as_ref().map_or((&xh, &sq), |(h, s)| (h, s));
-    let slabs = Slabs {
+    let mut slabs = Slabs {
         gpu,
         loss,
         layout: &layout,
@@ -85,7 +95,16 @@ pub(crate) fn slab_loss(
         slab_xh: gpu.scratch("slab_xh", rows * d)?,
         slab_sq: gpu.scratch("slab_sq", rows)?,
         e: gpu.scratch("e", rows * m)?,
+        lse: None,
     };
+    if let Loss::LiftedStructure(c) = loss {
+        let lse = gpu.scratch("lse", n)?;
+        for r0 in (0..n).step_by(rows) {
+            let s = slabs.distances(r0)?;
+            Lifted::new(&s, c, &layout).lse(&s, r0, &lse)?;
+        }
+        slabs.lse = Some(lse);
+    }
     // Contrastive scales its positive and negative weights by their own counts: its first pass
     // only counts. The others' one scale multiplies the gradient at the end.
     let split_scales = matches!(loss, Loss::Contrastive(_));
@@ -97,12 +116,17 @@ pub(crate) fn slab_loss(
             slabs.gradient(&s, r0, (1.0, 1.0), grad)?;
         }
     }
-    let (stats, s_pos, s_neg) = row_local::finish(loss, &layout, &total)?;
+    let (stats, s_pos, s_neg) = match loss {
+        Loss::LiftedStructure(_) => lifted::finish(&layout, &total),
+        _ => row_local::finish(loss, &layout, &total)?,
+    };
     let mut b = gpu.batch();
     if !split_scales && s_pos == s_neg {
-        // The chain kernel's elementwise mode 3 with both scales s: grad *= s.
-        let unread = gpu.scratch("unread", 1)?;
-        stages::chain_cross(gpu, &mut b, grad, &unread, n, d, 3, s_pos, s_pos)?;
+        if s_pos != 1.0 {
+            // The chain kernel's elementwise mode 3 with both scales s: grad *= s.
+            let unread = gpu.scratch("unread", 1)?;
+            stages::chain_cross(gpu, &mut b, grad, &unread, n, d, 3, s_pos, s_pos)?;
+        }
     } else {
         b.clear(grad);
         b.submit();
@@ -120,8 +144,8 @@ pub(crate) fn slab_loss(
 }
 
 impl Slabs<'_> {
-    /// Stages 2 and 3 for the slab of rows from `r0`: its distances, then its weights over them.
-    fn weights(&self, r0: usize) -> Result<Square<'_>> {
+    /// Stage 2 for the slab of rows from `r0`: its distances to every column.
+    fn distances(&self, r0: usize) -> Result<Square<'_>> {
         let (gpu, d) = (self.gpu, self.d);
         let len = self.rows.min(self.layout.n - r0);
         let layout = self.layout.slab(r0..r0 + len);
@@ -143,7 +167,18 @@ impl Slabs<'_> {
         let rows = (&self.slab_xh, &self.slab_sq, len);
         stages::pairwise(gpu, &mut b, rows, (self.ch, self.csq, s.m), d, mode, &s.e)?;
         b.submit();
-        row_local::weights(&s, self.loss)?;
+        Ok(s)
+    }
+
+    /// Stages 2 and 3 for the slab of rows from `r0`: its distances, then its weights over them.
+    fn weights(&self, r0: usize) -> Result<Square<'_>> {
+        let s = self.distances(r0)?;
+        match (self.loss, &self.lse) {
+            (Loss::LiftedStructure(c), Some(lse)) => {
+                Lifted::new(&s, c, self.layout).weights(&s, r0, lse)?
+            }
+            _ => row_local::weights(&s, self.loss)?,
+        }
         Ok(s)
     }
 
