@@ -2,11 +2,12 @@
 //! with the binding capped at 4 KiB (1024 floats), a 67-row loss matrix takes five slabs of rows
 //! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of the row-local losses must
 //! then match the f64 reference as it does in one piece, square and against a reference set, and
-//! lifted structure's too in the square case; the quadruplet, and lifted structure against a
-//! reference set, which need the whole matrix, are refused with `OutOfMemory` naming it.
+//! lifted structure's too in the square case; the hard-mined quadruplet's likewise (at 1 KiB,
+//! since its f64 reference is quartic in N). The batch-all quadruplet, and lifted structure
+//! against a reference set, which need the whole matrix, are refused with `OutOfMemory` naming it.
 
 use margin_core::{
-    Backend, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, ReferenceSet,
+    Backend, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, Mining, ReferenceSet,
 };
 use margin_tests::ref_random::{RefLayout, check_loss_with_reference, reference_loss_configs};
 use margin_tests::{Labels, all_loss_configs, assert_all, check_loss, concrete_or_skip};
@@ -14,6 +15,8 @@ use margin_wgpu::{Tiling, WgpuBackend};
 
 /// The binding cap: far below every case's N x M matrix, above its N x D rows.
 const CAP: u64 = 4 << 10;
+/// The same for the quadruplet's smaller cases.
+const QUAD_CAP: u64 = 1 << 10;
 
 /// The losses whose weights in a row read only that row (src/losses/row_local.rs).
 const ROW_LOCAL: [LossKind; 7] = [
@@ -28,7 +31,7 @@ const ROW_LOCAL: [LossKind; 7] = [
 
 /// The test adapter with its binding capped, once per matrix-product variant (the GPU one, with
 /// workgroup memory, and the direct one CPU adapters get), or none when skipping.
-fn capped() -> Vec<WgpuBackend> {
+fn capped(cap: u64) -> Vec<WgpuBackend> {
     let Some(b) = concrete_or_skip(margin_tests::wgpu_concrete(), "MARGIN_REQUIRE_WGPU") else {
         return Vec::new();
     };
@@ -43,7 +46,7 @@ fn capped() -> Vec<WgpuBackend> {
         .map(|t| {
             WgpuBackend::with_adapter_tiling(&adapter, t)
                 .unwrap_or_else(|e| panic!("{adapter}: {e}"))
-                .with_binding_cap(CAP)
+                .with_binding_cap(cap)
         })
         .into()
 }
@@ -57,7 +60,7 @@ fn row_local(configs: Vec<Loss>) -> Vec<Loss> {
 
 #[test]
 fn row_local_losses_in_slabs_match_the_reference() {
-    for b in capped() {
+    for b in capped(CAP) {
         row_local_square_cases(&b);
     }
 }
@@ -76,19 +79,55 @@ fn row_local_square_cases(b: &WgpuBackend) {
         let b = b as &dyn HostBackend;
         shapes.map(|(n, d, labels)| check_loss(b, loss, n, d, labels, 500 + i as u64))
     }));
-    assert_slabbed(b);
+    assert_slabbed(b, CAP);
 }
 
 /// The slab path ran: its slab of rows is held, and no buffer exceeds the cap.
-fn assert_slabbed(b: &WgpuBackend) {
+fn assert_slabbed(b: &WgpuBackend, cap: u64) {
     let held = b.scratch_buffers();
     assert!(held.iter().any(|&(name, _)| name == "slab_xh"), "{held:?}");
-    assert!(held.iter().all(|&(_, size)| size <= CAP), "{held:?}");
+    assert!(held.iter().all(|&(_, size)| size <= cap), "{held:?}");
+}
+
+fn hard_quadruplets(configs: Vec<Loss>) -> Vec<Loss> {
+    let hard = |l: &Loss| matches!(l, Loss::Quadruplet(c) if c.mining == Mining::Hard);
+    configs.into_iter().filter(hard).collect()
+}
+
+/// Slabs of 8 rows (30 x 30) and 9 rows (20 x 27, 20 x 25 against reference sets).
+#[test]
+fn hard_quadruplet_in_slabs_matches_the_reference() {
+    for b in capped(QUAD_CAP) {
+        let hb = &b as &dyn HostBackend;
+        let square = hard_quadruplets(all_loss_configs());
+        assert!(square.len() >= 5, "{square:?}");
+        let shapes = [
+            (30, 4, Labels::Classes(4)),
+            (30, 4, Labels::Classes(2)),
+            (25, 3, Labels::OneClass),
+            (25, 3, Labels::AllDistinct),
+        ];
+        assert_all(square.iter().enumerate().flat_map(|(i, loss)| {
+            shapes.map(|(n, d, labels)| check_loss(hb, loss, n, d, labels, 900 + i as u64))
+        }));
+        let layouts = [
+            RefLayout::Memory { extra: 7 },
+            RefLayout::Independent { m: 25, classes: 4 },
+        ];
+        let against = hard_quadruplets(reference_loss_configs());
+        assert_all(against.iter().enumerate().flat_map(|(i, loss)| {
+            layouts.map(|layout| {
+                let labels = Labels::Classes(3);
+                check_loss_with_reference(hb, loss, 20, 4, labels, layout, 950 + i as u64)
+            })
+        }));
+        assert_slabbed(&b, QUAD_CAP);
+    }
 }
 
 #[test]
 fn reference_sets_in_slabs_match_the_reference() {
-    for b in capped() {
+    for b in capped(CAP) {
         reference_set_cases(&b);
     }
 }
@@ -106,12 +145,12 @@ fn reference_set_cases(b: &WgpuBackend) {
             check_loss_with_reference(b, loss, n, 4, labels, layout, 700 + i as u64)
         })
     }));
-    assert_slabbed(b);
+    assert_slabbed(b, CAP);
 }
 
 #[test]
 fn whole_matrix_losses_say_they_need_it() {
-    let Some(b) = capped().pop() else { return };
+    let Some(b) = capped(CAP).pop() else { return };
     let (n, m, d) = (40, 30, 3);
     let x = margin_tests::random_normal(n * d, 9);
     let r = margin_tests::random_normal(m * d, 10);
@@ -125,13 +164,16 @@ fn whole_matrix_losses_say_they_need_it() {
             self_index: None,
         })
         .unwrap();
+    // The default quadruplet mines all quadruplets.
     let cases = [
         (LossKind::Quadruplet, &input),
         (LossKind::Quadruplet, &against),
         (LossKind::LiftedStructure, &against),
     ];
     for (kind, input) in cases {
-        let err = b.host_loss(&Loss::default_for(kind), input).unwrap_err();
+        let loss = Loss::default_for(kind);
+        assert!(!matches!(loss, Loss::Quadruplet(c) if c.mining == Mining::Hard));
+        let err = b.host_loss(&loss, input).unwrap_err();
         assert!(matches!(err, MarginError::OutOfMemory(_)), "{kind}: {err}");
         assert!(err.to_string().contains("whole"), "{kind}: {err}");
     }

@@ -15,8 +15,8 @@ pub struct AdapterSummary {
     /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" or "Other".
     pub device_type: String,
     /// The largest buffer a kernel can bind on it, in bytes (the storage-binding and buffer-size
-    /// limits): the quadruplet (and lifted structure against a reference set) needs its N x N
-    /// (or N x M) f32 matrix in one binding; the other losses run in slabs of rows beyond it.
+    /// limits): the batch-all quadruplet (and lifted structure against a reference set) needs its
+    /// N x N (or N x M) f32 matrix in one binding; the other losses run in slabs of rows beyond.
     pub max_binding: u64,
 }
 

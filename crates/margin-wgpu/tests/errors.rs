@@ -130,7 +130,7 @@ fn loss_on_device(
 }
 
 /// `margin devices` tells how large a square batch fits an adapter in one piece
-/// (`max_square_rows`, from the binding limit it lists). One row more, the quadruplet (which
+/// (`max_square_rows`, from the binding limit it lists). One row more, the batch-all quadruplet (which
 /// needs the whole matrix) is refused with `OutOfMemory` before any work, and contrastive runs
 /// in two slabs of rows (src/losses/slabs.rs; about 3 s on lavapipe at N = 5793) and matches
 /// the f64 reference.

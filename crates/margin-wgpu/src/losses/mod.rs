@@ -285,8 +285,8 @@ pub(crate) fn square_loss(
         return slabs::slab_loss(gpu, loss, x, n, d, layout, reference, grad);
     }
     gpu.check_size(
-        "the N x M distance matrix (the quadruplet, and lifted structure with a reference set, \
-         need it whole; the other losses run in slabs of rows)",
+        "the N x M distance matrix (the batch-all quadruplet, and lifted structure with a \
+         reference set, need it whole; the other losses run in slabs of rows)",
         matrix,
     )?;
     let xh = gpu.scratch("xh", n * d)?;

@@ -11,8 +11,11 @@
 //!
 //! With a reference set everything is read from the N x M matrix: k is a batch row, l a reference
 //! column, and an anchor whose own copy wins p* has no term (docs/REFERENCE_SETS.md 3.10).
+//!
+//! In slabs of rows (slabs.rs) the candidates of every slab are read back first; the weights,
+//! planned once for the whole call, are then scattered slab by slab.
 
-use super::Square;
+use super::{Layout, Square};
 use crate::context::{Groups, Params};
 use margin_core::{LossStats, QuadrupletConfig, Result};
 use std::collections::BTreeMap;
@@ -21,7 +24,7 @@ const NONE: u32 = u32::MAX;
 
 /// One row's candidates as read back from quad_hard.wgsl.
 #[derive(Debug, Clone, Copy)]
-struct Row {
+pub(crate) struct Row {
     /// Farthest positive and its value.
     p: Option<(u32, f32)>,
     /// Nearest negative.
@@ -92,14 +95,23 @@ fn best_pairs(
     best
 }
 
+/// The whole matrix at once (`s` holds every row).
 pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossStats, f32, f32)> {
-    let (n, m) = (s.n, s.m);
-    let lay = &s.layout;
+    let rows = candidates(s)?;
+    let (stats, weights) = plan(&rows, &s.layout, c, s.params().u6 == 1)?;
+    scatter(s, 0, &weights)?;
+    Ok((stats, 1.0, 1.0))
+}
+
+/// Runs quad_hard.wgsl over the rows of `s` and reads back their candidates (column indices of
+/// the whole matrix).
+pub(crate) fn candidates(s: &Square<'_>) -> Result<Vec<Row>> {
+    let n = s.n;
     let idx = s.gpu.scratch("quad_hard_idx", 4 * n)?;
     let val = s.gpu.scratch("quad_hard_val", 4 * n)?;
     let mut p = s.params();
     // With a reference set the self column competes for p* (REFERENCE_SETS.md 3.10).
-    p.flags = if lay.rect { 4 } else { 0 };
+    p.flags = if s.layout.rect { 4 } else { 0 };
     let mut b = s.gpu.batch();
     b.run(
         &s.gpu.kernels.quad_hard,
@@ -108,13 +120,31 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
         s.rows(),
     )?;
     b.submit();
-    let rows = rows(
+    Ok(rows(
         &s.gpu.read_u32(&idx, 4 * n)?,
         &s.gpu.read_f32(&val, 4 * n)?,
         n,
-    );
+    ))
+}
+
+/// The non-zero weights of a call, ordered by their index `row * M + col` in the whole N x M
+/// matrix, with the values written in place (divided by the distance for the euclidean chain).
+pub(crate) struct Weights {
+    at: Vec<u64>,
+    vals: Vec<f32>,
+}
+
+/// The loss and its weights from the candidates of every row of `lay` (the whole call's layout);
+/// `divide`: in-place weights come divided by their distance (`weight_out` in common.wgsl).
+pub(crate) fn plan(
+    rows: &[Row],
+    lay: &Layout,
+    c: &QuadrupletConfig,
+    divide: bool,
+) -> Result<(LossStats, Weights)> {
+    let m = lay.m;
     let ids = &lay.rows;
-    let best = best_pairs(&rows, ids, &lay.cols, lay.classes);
+    let best = best_pairs(rows, ids, &lay.cols, lay.classes);
 
     // Active terms with the values at their entries: (anchor, p*, n*) for t1 and
     // (anchor, p*, k*, l*) for t2.
@@ -160,33 +190,47 @@ pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSta
         add(a, p, 1.0 / c2 as f64);
         add(k, l, -1.0 / c2 as f64);
     }
-    let divide = s.params().u6 == 1;
     let mut at = Vec::with_capacity(w.len());
     let mut vals = Vec::with_capacity(w.len());
     for (i, (v, dist)) in w {
-        at.push(crate::stages::u32_of(i as usize, "a weight index")?);
+        at.push(i);
         vals.push(match divide {
             true if dist > 0.0 => (v / f64::from(dist)) as f32,
             true => 0.0,
             false => v as f32,
         });
     }
-    let at_buf = s.gpu.upload("quad_hard_at", &at)?;
-    let val_buf = s.gpu.upload("quad_hard_w", &vals)?;
-    // Every value this loss reads is on the host now: the weights replace E in place.
+    let loss = super::avg(sum1, c1) + super::avg(sum2, c2);
+    Ok((LossStats::new(loss, c1, c2), Weights { at, vals }))
+}
+
+/// Clears the E of `s` (rows `row0..` of the call) and writes the weights that fall in it:
+/// every value this loss reads is on the host by then.
+pub(crate) fn scatter(s: &Square<'_>, row0: usize, w: &Weights) -> Result<()> {
+    let m = s.m as u64;
+    let first = row0 as u64 * m;
+    let lo = w.at.partition_point(|&i| i < first);
+    let hi = w.at.partition_point(|&i| i < first + s.n as u64 * m);
+    let at = w.at[lo..hi]
+        .iter()
+        .map(|&i| crate::stages::u32_of((i - first) as usize, "a weight index"))
+        .collect::<Result<Vec<u32>>>()?;
     let mut b = s.gpu.batch();
     b.clear(&s.e);
-    let sp = Params {
-        n: at.len() as u32,
-        ..Default::default()
-    };
-    b.run(
-        &s.gpu.kernels.scatter,
-        sp,
-        &[&s.e, &at_buf, &val_buf],
-        Groups::Linear((at.len() as u64).div_ceil(256)),
-    )?;
+    if !at.is_empty() {
+        let at_buf = s.gpu.upload("quad_hard_at", &at)?;
+        let val_buf = s.gpu.upload("quad_hard_w", &w.vals[lo..hi])?;
+        let sp = Params {
+            n: at.len() as u32,
+            ..Default::default()
+        };
+        b.run(
+            &s.gpu.kernels.scatter,
+            sp,
+            &[&s.e, &at_buf, &val_buf],
+            Groups::Linear((at.len() as u64).div_ceil(256)),
+        )?;
+    }
     b.submit();
-    let loss = super::avg(sum1, c1) + super::avg(sum2, c2);
-    Ok((LossStats::new(loss, c1, c2), 1.0, 1.0))
+    Ok(())
 }

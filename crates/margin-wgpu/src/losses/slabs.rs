@@ -1,23 +1,27 @@
-//! Row-local losses (row_local.rs), and lifted structure without a reference set (lifted.rs: a
-//! first pass over the slabs fills every row's log-sum-exp), whose N x M matrix exceeds one
-//! storage binding (beyond
-//! N ≈ 23k on GPUs that bind 2 GiB, N ≈ 5.8k on lavapipe's 128 MiB): the rows run in slabs that
-//! each fit one binding. A slab of rows is the same problem as a reference set: its rows against
-//! all M columns, each row excluding its own column (the diagonal in the square case), so stages 2
-//! and 3 run unchanged on it. Stage 4 splits as `W + Wᵀ` does: the slab's rows get `C X̂`
-//! (`out_row` of the product), and without a reference set every row gets `Cᵀ X̂_slab` (added).
+//! Losses whose N x M matrix exceeds one storage binding (beyond N ≈ 23k on GPUs that bind
+//! 2 GiB, N ≈ 5.8k on lavapipe's 128 MiB): the rows run in slabs that each fit one binding. A
+//! slab of rows is the same problem as a reference set: its rows against all M columns, each row
+//! excluding its own column (the diagonal in the square case), so stages 2 and 3 run unchanged
+//! on it. Stage 4 splits as `W + Wᵀ` does: the slab's rows get `C X̂` (`out_row` of the product),
+//! and without a reference set every row gets `Cᵀ X̂_slab` (added). The matrix is never held
+//! whole: one slab of E, one slab of normalized rows.
+//!
+//! Which losses ([`fits_slabs`]): the row-local ones (row_local.rs); lifted structure without a
+//! reference set, after a first pass over the slabs fills every row's log-sum-exp (lifted.rs);
+//! the hard quadruplet, whose per-row candidates are read back slab by slab and whose few
+//! weights are planned on the host for the whole call (quad_hard.rs). Not the batch-all
+//! quadruplet (its term 2 rereads every distance after histograms over all negative pairs).
 //!
 //! The reducer's scales (AvgNonZero counts) are known only after the last slab, so the gradient
 //! is built with unit scales and multiplied by the scale at the end, which is exact when the
 //! positive and negative weights share one scale (every row-local loss but contrastive, whose
-//! first pass only counts; a second pass recomputes its slabs with the final scales). The matrix is never held
-//! whole: one slab of E, one slab of normalized rows.
+//! first pass only counts; a second pass recomputes its slabs with the final scales).
 
 use super::lifted::{self, Lifted};
-use super::{Layout, RowTotals, Square, row_local};
+use super::{Layout, RowTotals, Square, quad_hard, row_local};
 use crate::context::Gpu;
 use crate::stages::{self, PairMode, Product};
-use margin_core::{DeviceReference, Loss, LossStats, Result};
+use margin_core::{DeviceReference, Distance, Loss, LossStats, Mining, QuadrupletConfig, Result};
 use wgpu::Buffer;
 
 /// What every slab of one call shares: the normalized rows and columns and the slab buffers.
@@ -38,16 +42,18 @@ struct Slabs<'a> {
     slab_xh: Buffer,
     slab_sq: Buffer,
     e: Buffer,
-    /// Lifted structure: every row's log-sum-exp over its negatives.
-    lse: Option<Buffer>,
 }
 
 /// True when `loss` can run in slabs of rows on `layout`.
 pub(crate) fn fits_slabs(loss: &Loss, layout: &Layout) -> bool {
-    row_local::is_row_local(loss) || (matches!(loss, Loss::LiftedStructure(_)) && !layout.rect)
+    match loss {
+        Loss::LiftedStructure(_) => !layout.rect,
+        Loss::Quadruplet(c) => c.mining == Mining::Hard,
+        _ => row_local::is_row_local(loss),
+    }
 }
 
-/// Runs a row-local loss in slabs of rows; `layout` is the whole call's.
+/// Runs `loss` ([`fits_slabs`]) in slabs of rows; `layout` is the whole call's.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn slab_loss(
     gpu: &Gpu,
@@ -82,7 +88,7 @@ pub(crate) fn slab_loss(
     b.clear(grad);
     b.submit();
     let (ch, csq) = columns.as_ref().map_or((&xh, &sq), |(h, s)| (h, s));
-    let mut slabs = Slabs {
+    let slabs = Slabs {
         gpu,
         loss,
         layout: &layout,
@@ -95,57 +101,22 @@ pub(crate) fn slab_loss(
         slab_xh: gpu.scratch("slab_xh", rows * d)?,
         slab_sq: gpu.scratch("slab_sq", rows)?,
         e: gpu.scratch("e", rows * m)?,
-        lse: None,
     };
-    if let Loss::LiftedStructure(c) = loss {
-        let lse = gpu.scratch("lse", n)?;
-        for r0 in (0..n).step_by(rows) {
-            let s = slabs.distances(r0)?;
-            Lifted::new(&s, c, &layout).lse(&s, r0, &lse)?;
-        }
-        slabs.lse = Some(lse);
-    }
-    // Contrastive scales its positive and negative weights by their own counts: its first pass
-    // only counts. The others' one scale multiplies the gradient at the end.
-    let split_scales = matches!(loss, Loss::Contrastive(_));
-    let mut total = RowTotals::default();
-    for r0 in (0..n).step_by(rows) {
-        let s = slabs.weights(r0)?;
-        total += s.totals()?;
-        if !split_scales {
-            slabs.gradient(&s, r0, (1.0, 1.0), grad)?;
-        }
-    }
-    let (stats, s_pos, s_neg) = match loss {
-        Loss::LiftedStructure(_) => lifted::finish(&layout, &total),
-        _ => row_local::finish(loss, &layout, &total)?,
+    let stats = match loss {
+        Loss::Quadruplet(c) => slabs.hard_quadruplet(c, grad)?,
+        _ => slabs.reduced(grad)?,
     };
-    let mut b = gpu.batch();
-    if !split_scales && s_pos == s_neg {
-        if s_pos != 1.0 {
-            // The chain kernel's elementwise mode 3 with both scales s: grad *= s.
-            let unread = gpu.scratch("unread", 1)?;
-            stages::chain_cross(gpu, &mut b, grad, &unread, n, d, 3, s_pos, s_pos)?;
-        }
-    } else {
-        b.clear(grad);
-        b.submit();
-        for r0 in (0..n).step_by(rows) {
-            let s = slabs.weights(r0)?;
-            slabs.gradient(&s, r0, (s_pos, s_neg), grad)?;
-        }
-        b = gpu.batch();
-    }
     if on {
+        let mut b = gpu.batch();
         stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+        b.submit();
     }
-    b.submit();
     Ok(stats)
 }
 
 impl Slabs<'_> {
-    /// Stage 2 for the slab of rows from `r0`: its distances to every column.
-    fn distances(&self, r0: usize) -> Result<Square<'_>> {
+    /// The slab of rows from `r0` (its rows of the normalized batch copied out), E not written.
+    fn slab(&self, r0: usize) -> Result<Square<'_>> {
         let (gpu, d) = (self.gpu, self.d);
         let len = self.rows.min(self.layout.n - r0);
         let layout = self.layout.slab(r0..r0 + len);
@@ -163,23 +134,104 @@ impl Slabs<'_> {
         let mut b = gpu.batch();
         b.copy_from(self.xh, r0 * d, &self.slab_xh, len * d);
         b.copy_from(self.sq, r0, &self.slab_sq, len);
-        let mode = PairMode::for_loss(s.metric);
-        let rows = (&self.slab_xh, &self.slab_sq, len);
-        stages::pairwise(gpu, &mut b, rows, (self.ch, self.csq, s.m), d, mode, &s.e)?;
         b.submit();
         Ok(s)
     }
 
-    /// Stages 2 and 3 for the slab of rows from `r0`: its distances, then its weights over them.
-    fn weights(&self, r0: usize) -> Result<Square<'_>> {
-        let s = self.distances(r0)?;
-        match (self.loss, &self.lse) {
-            (Loss::LiftedStructure(c), Some(lse)) => {
-                Lifted::new(&s, c, self.layout).weights(&s, r0, lse)?
-            }
-            _ => row_local::weights(&s, self.loss)?,
-        }
+    /// Stage 2 for the slab of rows from `r0`: its distances to every column.
+    fn distances(&self, r0: usize) -> Result<Square<'_>> {
+        let s = self.slab(r0)?;
+        let mut b = self.gpu.batch();
+        let mode = PairMode::for_loss(s.metric);
+        let rows = (&self.slab_xh, &self.slab_sq, s.n);
+        let cols = (self.ch, self.csq, s.m);
+        stages::pairwise(self.gpu, &mut b, rows, cols, self.d, mode, &s.e)?;
+        b.submit();
         Ok(s)
+    }
+
+    /// The first rows of the slabs.
+    fn starts(&self) -> std::iter::StepBy<std::ops::Range<usize>> {
+        (0..self.layout.n).step_by(self.rows)
+    }
+
+    /// A loss reduced from per-row totals (row-local, lifted structure): weights and gradient per
+    /// slab, the reducer's scale applied at the end (or a second pass for contrastive).
+    fn reduced(&self, grad: &Buffer) -> Result<LossStats> {
+        let (gpu, loss, layout) = (self.gpu, self.loss, self.layout);
+        let lse = match loss {
+            Loss::LiftedStructure(c) => {
+                let lse = gpu.scratch("lse", layout.n)?;
+                for r0 in self.starts() {
+                    let s = self.distances(r0)?;
+                    Lifted::new(&s, c, layout).lse(&s, r0, &lse)?;
+                }
+                Some(lse)
+            }
+            _ => None,
+        };
+        let weights = |r0: usize| -> Result<Square<'_>> {
+            let s = self.distances(r0)?;
+            match (loss, &lse) {
+                (Loss::LiftedStructure(c), Some(lse)) => {
+                    Lifted::new(&s, c, layout).weights(&s, r0, lse)?
+                }
+                _ => row_local::weights(&s, loss)?,
+            }
+            Ok(s)
+        };
+        // Contrastive scales its positive and negative weights by their own counts: its first
+        // pass only counts. The others' one scale multiplies the gradient at the end.
+        let split_scales = matches!(loss, Loss::Contrastive(_));
+        let mut total = RowTotals::default();
+        for r0 in self.starts() {
+            let s = weights(r0)?;
+            total += s.totals()?;
+            if !split_scales {
+                self.gradient(&s, r0, (1.0, 1.0), grad)?;
+            }
+        }
+        let (stats, s_pos, s_neg) = match loss {
+            Loss::LiftedStructure(_) => lifted::finish(layout, &total),
+            _ => row_local::finish(loss, layout, &total)?,
+        };
+        if !split_scales && s_pos == s_neg {
+            if s_pos != 1.0 {
+                // The chain kernel's elementwise mode 3 with both scales s: grad *= s.
+                let mut b = gpu.batch();
+                let unread = gpu.scratch("unread", 1)?;
+                let (n, d) = (layout.n, self.d);
+                stages::chain_cross(gpu, &mut b, grad, &unread, n, d, 3, s_pos, s_pos)?;
+                b.submit();
+            }
+        } else {
+            let mut b = gpu.batch();
+            b.clear(grad);
+            b.submit();
+            for r0 in self.starts() {
+                let s = weights(r0)?;
+                self.gradient(&s, r0, (s_pos, s_neg), grad)?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The hard-mined quadruplet: every slab's candidates, the weights planned on the host for
+    /// the whole call (quad_hard.rs), then scattered and chained slab by slab (E not recomputed:
+    /// in-place weights read no distance).
+    fn hard_quadruplet(&self, c: &QuadrupletConfig, grad: &Buffer) -> Result<LossStats> {
+        let mut rows = Vec::with_capacity(self.layout.n);
+        for r0 in self.starts() {
+            rows.extend(quad_hard::candidates(&self.distances(r0)?)?);
+        }
+        let divide = self.loss.metric().distance == Distance::Euclidean;
+        let (stats, weights) = quad_hard::plan(&rows, self.layout, c, divide)?;
+        for r0 in self.starts() {
+            let s = self.slab(r0)?;
+            quad_hard::scatter(&s, r0, &weights)?;
+            self.gradient(&s, r0, (1.0, 1.0), grad)?;
+        }
+        Ok(stats)
     }
 
     /// Stage 4 for the slab `s` from row `r0`: the chain with `(positive, negative)` scales, then
