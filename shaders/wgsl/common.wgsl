@@ -20,6 +20,11 @@ struct Params {
     f5: f32,
     f6: f32,
     f7: f32,
+    // First row of the call held in E when E is a slab of rows (quad_keys, quad_pairs), else 0.
+    row0: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;

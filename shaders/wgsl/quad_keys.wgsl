@@ -6,7 +6,8 @@
 // column. Indices [P.m, P.d) are padding (key 0xffffffff, value BIG).
 // aux = packed labels (2N + M), per label [segment start, length] (2G), poff (N), column rank (M).
 // P.n = N, P.cols = M, P.k = G, P.m = number of positive pairs, P.d = padded list length.
-// Workgroups 0..N write row i; the rest write the padding.
+// Workgroup w writes row P.off + w while that is below N (E holds the rows from P.row0: a slab of
+// rows, or all of them), the padding from there.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read> aux: array<u32>;
@@ -18,7 +19,7 @@
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = wg_index(wid, nwg);
+    let g = P.off + wg_index(wid, nwg);
     let n = P.n;
     let nc = P.cols;
     if (g >= n) {
@@ -48,7 +49,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         let r = aux[rank + j];
         let idx = base + r - select(0u, 1u, r > srank);
-        let v = e[i * nc + j];
+        let v = e[(i - P.row0) * nc + j];
         keys_g[idx] = 0u;
         vals_g[idx] = v;
         keys_s[idx] = gi;

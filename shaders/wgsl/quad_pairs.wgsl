@@ -16,7 +16,9 @@
 // triplet kernel's last pass adds to term 1's in place (losses/quadruplet.rs). With P.flags & 8
 // `add` holds term 1's weights of every row instead (computed over a copy of E) and it writes
 // E = P.f1 * add + weight_out(P.f2 * (cnt or -q)) in place (each entry by the thread that read it).
-// aux as in quad_keys; P.n = N, P.cols = M, P.k = G, P.m = positive pairs, P.f0 = m2.
+// aux as in quad_keys; P.n = N, P.cols = M, P.k = G, P.m = positive pairs, P.f0 = m2. Row i of the
+// call is row i - P.row0 of E (a slab of rows from P.row0, or all of them); rstat and rcnt hold
+// every row of the call.
 
 @group(0) @binding(1) var<storage, read_write> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> add: array<f32>;
@@ -111,7 +113,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var cnt = vec2<u32>(0u, 0u);
     for (var j = lid; j < nc; j += WG) {
         var w2 = 0.0;
-        let at = i * nc + j;
+        let at = (i - P.row0) * nc + j;
         let v = e[at];
         if (j != si) {
             let gj = aux[n + j];

@@ -15,14 +15,14 @@ pub struct AdapterSummary {
     /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" or "Other".
     pub device_type: String,
     /// The largest buffer a kernel can bind on it, in bytes (the storage-binding and buffer-size
-    /// limits): the batch-all quadruplet (and lifted structure against a reference set) needs its
-    /// N x N (or N x M) f32 matrix in one binding; the other losses run in slabs of rows beyond.
+    /// limits): losses up to an N x N (or N x M) f32 matrix of this size run in one piece, beyond
+    /// it in slabs of rows (but lifted structure against a reference set, which needs it whole).
     pub max_binding: u64,
 }
 
 impl AdapterSummary {
-    /// The largest N whose N x N f32 matrix fits one binding: the largest square batch of the
-    /// losses that need the whole matrix, and the last that runs in one piece.
+    /// The largest N whose N x N f32 matrix fits one binding: the last square batch that runs in
+    /// one piece.
     pub fn max_square_rows(&self) -> u64 {
         (self.max_binding / 4).isqrt()
     }

@@ -23,6 +23,11 @@ pub struct Params {
     /// Columns of the loss matrix (M with a reference set, else N) for the per-row weight kernels.
     pub cols: u32,
     pub f: [f32; 8],
+    /// First row of the call held in E when E is a slab of rows (the quadruplet's term-2
+    /// kernels, which index their tables by the call's rows), else 0.
+    pub row0: u32,
+    /// Pads the block to a multiple of 16 bytes (uniform layout).
+    pub pad: [u32; 3],
 }
 
 /// How many workgroups a dispatch launches.

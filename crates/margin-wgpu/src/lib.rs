@@ -28,11 +28,11 @@
 //! matrix while one fits that budget (one pass) and otherwise runs its last pass in chunks
 //! (one more pass); its term 2 adds four sort buffers of `next_power_of_two(positive pairs)`
 //! values and two histograms. Each buffer must fit one storage binding. When the N x M matrix
-//! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), every loss but
-//! the batch-all quadruplet runs in slabs of rows that each fit (`losses/slabs.rs`; one more
-//! pass over the slabs for contrastive's two counts, lifted structure's log-sum-exps and the hard
-//! quadruplet's candidates); the batch-all quadruplet, and lifted structure against a reference
-//! set, need the whole matrix and return `MarginError::OutOfMemory` saying so.
+//! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), every loss runs
+//! in slabs of rows that each fit (`losses/slabs.rs`; more passes over the slabs for
+//! contrastive's two counts, lifted structure's log-sum-exps and the quadruplet's steps), except
+//! lifted structure against a reference set, which needs the whole matrix and returns
+//! `MarginError::OutOfMemory` saying so, as does any other buffer beyond the limit.
 //! Device allocation failures and validation errors are caught with error scopes.
 
 mod adapter;

@@ -4,7 +4,8 @@ mod common;
 
 use common::{backend, loss_close, normal, rel_norm, rng};
 use margin_core::{
-    Backend, DeviceLossInput, Loss, LossKind, LossStats, MarginError, TripletCenterConfig,
+    Backend, DeviceLossInput, DeviceReference, Loss, LossKind, LossStats, MarginError,
+    TripletCenterConfig,
 };
 use margin_wgpu::{WgpuBackend, list_adapters};
 
@@ -104,36 +105,46 @@ fn oversize_matrix_is_out_of_memory() {
         ),
         "{err}"
     );
-    let err = loss_on_device(&b, LossKind::Quadruplet, &x, 70_000).unwrap_err();
+    // Lifted structure against a reference set needs its matrix whole (every other loss would run
+    // in slabs of rows, slowly on a CPU adapter).
+    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, 70_000, true).unwrap_err();
     assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
 }
 
-/// The default `kind` loss over `n` rows of width 1 already on the device, labels `i % 3`.
+/// The default `kind` loss over `n` rows of width 1 already on the device, labels `i % 3`, and
+/// when `against_itself` against the same rows as a reference set.
 fn loss_on_device(
     b: &WgpuBackend,
     kind: LossKind,
     x: &wgpu::Buffer,
     n: usize,
+    against_itself: bool,
 ) -> Result<(LossStats, Vec<f32>), MarginError> {
     let mut g = b.alloc_zeros(n)?;
     let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let reference = against_itself.then_some(DeviceReference {
+        embeddings: x,
+        m: n,
+        labels: &labels,
+        self_index: None,
+    });
     let input = DeviceLossInput {
         embeddings: x,
         n,
         d: 1,
         labels: &labels,
         centers: None,
-        reference: None,
+        reference,
     };
     let stats = b.loss_on_device(&Loss::default_for(kind), input, &mut g, None)?;
     Ok((stats, b.download(&g)?))
 }
 
 /// `margin devices` tells how large a square batch fits an adapter in one piece
-/// (`max_square_rows`, from the binding limit it lists). One row more, the batch-all quadruplet (which
-/// needs the whole matrix) is refused with `OutOfMemory` before any work, and contrastive runs
-/// in two slabs of rows (src/losses/slabs.rs; about 3 s on lavapipe at N = 5793) and matches
-/// the f64 reference.
+/// (`max_square_rows`, from the binding limit it lists). One row more, lifted structure against
+/// a reference set (which needs the whole matrix) is refused with `OutOfMemory` before any work,
+/// and contrastive runs in two slabs of rows (src/losses/slabs.rs; about 3 s on lavapipe at
+/// N = 5793) and matches the f64 reference.
 #[test]
 fn listed_binding_limit_is_the_enforced_one() {
     let Some(b) = backend() else { return };
@@ -145,7 +156,7 @@ fn listed_binding_limit_is_the_enforced_one() {
     let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
     let xs = normal(&mut rng(5), n, 1);
     let x = b.upload(&xs).unwrap();
-    let err = loss_on_device(&b, LossKind::Quadruplet, &x, n).unwrap_err();
+    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, n, true).unwrap_err();
     assert!(
         matches!(err, MarginError::OutOfMemory(_)),
         "{listed}: {err}"
@@ -155,7 +166,7 @@ fn listed_binding_limit_is_the_enforced_one() {
         return;
     }
     let t = std::time::Instant::now();
-    let (stats, grad) = loss_on_device(&b, LossKind::Contrastive, &x, n).unwrap();
+    let (stats, grad) = loss_on_device(&b, LossKind::Contrastive, &x, n, false).unwrap();
     println!("contrastive in slabs, n = {n}: {:?}", t.elapsed());
     let x64: Vec<f64> = xs.iter().map(|&v| f64::from(v)).collect();
     let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();

@@ -70,6 +70,7 @@ fn slab_timings() {
         LossKind::LiftedStructure,
         LossKind::MultiSimilarity,
         LossKind::SupCon,
+        LossKind::Quadruplet,
     ] {
         let mut times = Vec::new();
         for backend in [&b, &capped] {

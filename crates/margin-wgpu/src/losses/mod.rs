@@ -152,6 +152,25 @@ pub(crate) struct RowTotals {
     pub count: [u64; 2],
 }
 
+impl RowTotals {
+    /// Reads back and adds the sums (`rstat`, 2 per row) and counts (`rcnt`, 2 u64 per row) of
+    /// `rows` rows.
+    pub fn read(gpu: &Gpu, rstat: &Buffer, rcnt: &Buffer, rows: usize) -> Result<Self> {
+        let s = gpu.read_f32(rstat, 2 * rows)?;
+        let c = gpu.read_u32(rcnt, 4 * rows)?;
+        let mut t = RowTotals::default();
+        for i in 0..rows {
+            for k in 0..2 {
+                t.loss[k] += f64::from(s[2 * i + k]);
+                let lo = u64::from(c[4 * i + 2 * k]);
+                let hi = u64::from(c[4 * i + 2 * k + 1]);
+                t.count[k] += lo | (hi << 32);
+            }
+        }
+        Ok(t)
+    }
+}
+
 impl std::ops::AddAssign for RowTotals {
     fn add_assign(&mut self, o: Self) {
         for k in 0..2 {
@@ -179,18 +198,7 @@ pub(crate) struct Square<'a> {
 impl Square<'_> {
     /// Reads back and adds the per-row sums and counts of the last weight kernel.
     pub fn totals(&self) -> Result<RowTotals> {
-        let s = self.gpu.read_f32(&self.rstat, 2 * self.n)?;
-        let c = self.gpu.read_u32(&self.rcnt, 4 * self.n)?;
-        let mut t = RowTotals::default();
-        for i in 0..self.n {
-            for k in 0..2 {
-                t.loss[k] += f64::from(s[2 * i + k]);
-                let lo = u64::from(c[4 * i + 2 * k]);
-                let hi = u64::from(c[4 * i + 2 * k + 1]);
-                t.count[k] += lo | (hi << 32);
-            }
-        }
-        Ok(t)
+        RowTotals::read(self.gpu, &self.rstat, &self.rcnt, self.n)
     }
 
     /// Sign that turns a margin written for distances into the one for E = -similarity.
@@ -285,8 +293,8 @@ pub(crate) fn square_loss(
         return slabs::slab_loss(gpu, loss, x, n, d, layout, reference, grad);
     }
     gpu.check_size(
-        "the N x M distance matrix (the batch-all quadruplet, and lifted structure with a \
-         reference set, need it whole; the other losses run in slabs of rows)",
+        "the N x M distance matrix (lifted structure with a reference set needs it whole; the \
+         other losses run in slabs of rows)",
         matrix,
     )?;
     let xh = gpu.scratch("xh", n * d)?;

@@ -11,13 +11,16 @@
 //! writes its weights into a copy of E (one pass) and the last term-2 pass combines them into E.
 //! Beyond it E is the only N x M matrix (SPEC, Cost): term 1 counts first without writing, and
 //! the last pass runs in chunks of rows, term 2's weights of a chunk into a chunk buffer and then
-//! the triplet kernel once more over the chunk, adding them as it rewrites E.
+//! the triplet kernel once more over the chunk, adding them as it rewrites E. Beyond one storage
+//! binding the same steps run over slabs of rows ([`in_slabs`]), term 2's kernels told the first
+//! row E holds (`P.row0`) and keeping their per-row sums for every row of the call.
 
+use super::slabs::Slabs;
 use super::triplet::{QUAD_FINAL, STATS_ONLY, Sorted, sorted_counts};
 use super::{Layout, NONE, RowTotals, Square, avg, inv};
-use crate::context::{Batch, Groups, Params};
+use crate::context::{Batch, Gpu, Groups, Params};
 use crate::stages::{self, u32_of};
-use margin_core::{LossStats, QuadrupletConfig, Result};
+use margin_core::{LossStats, MarginError, QuadrupletConfig, Result};
 use wgpu::Buffer;
 
 /// `quad_pairs.wgsl` flags.
@@ -32,10 +35,7 @@ pub(crate) fn quadruplet(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSt
     if tables.total == 0 || s.layout.negative_pairs() == 0 {
         // No term 2: the triplet's own in-place pass.
         sorted_counts(s, &s.e, margin, false, 0)?;
-        let t1 = s.totals()?;
-        let scale = inv(t1.count[0]);
-        let stats = LossStats::new(avg(t1.loss[0], t1.count[0]), t1.count[0], 0);
-        return Ok((stats, scale, scale));
+        return Ok(term_one_only(&s.totals()?));
     }
     let matrix = (s.n as u64) * (s.m as u64) * 4;
     let whole = matrix <= s.gpu.stream_budget();
@@ -49,135 +49,276 @@ pub(crate) fn quadruplet(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossSt
         (s.totals()?, add)
     } else {
         sorted_counts(s, &s.e, margin, false, STATS_ONLY)?;
-        let t1 = s.totals()?;
-        let chunk = Sorted::new(s, margin, false, QUAD_FINAL).chunk(s, s.m)?;
-        (t1, s.gpu.scratch("quad_add", chunk * s.m)?)
+        (s.totals()?, chunk_buffer(s, margin)?)
     };
-    let mut term2 = TermTwo::new(s, &tables, c.margin2 as f32, add)?;
-    let (sum2, count2) = term2.stats()?;
+    let rows = (s.rstat.clone(), s.rcnt.clone());
+    let (gpu, lay, m2) = (s.gpu, &s.layout, c.margin2 as f32);
+    let mut term2 = TermTwo::new(gpu, s.params(), lay, &tables, m2, add, rows)?;
+    let mut b = s.gpu.batch();
+    term2.keys(&mut b, &s.e, 0, s.n)?;
+    term2.sort(&mut b)?;
+    term2.run(&mut b, BUILD, &s.e, 0, 0, s.n)?;
+    term2.scan(&mut b)?;
+    term2.run(&mut b, POS_STATS, &s.e, 0, 0, s.n)?;
+    b.submit();
+    let (sum2, count2) = term2.totals()?;
     term2.p.f[1] = inv(t1.count[0]);
     term2.p.f[2] = inv(count2);
     if whole {
-        term2.combine()?;
+        let mut b = s.gpu.batch();
+        term2.run(&mut b, COMBINE, &s.e, 0, 0, s.n)?;
+        b.submit();
     } else {
-        term2.in_chunks(margin)?;
+        term2.in_chunks(s, 0, margin)?;
     }
     let loss = avg(t1.loss[0], t1.count[0]) + avg(sum2, count2);
     Ok((LossStats::new(loss, t1.count[0], count2), 1.0, 1.0))
 }
 
-/// The buffers of term 2 (quad_keys.wgsl, quad_pairs.wgsl) and their parameter block.
-struct TermTwo<'s, 'g> {
-    s: &'s Square<'g>,
+/// The batch-all quadruplet over slabs of rows (slabs.rs): four passes over the slabs, each
+/// recomputing the slab's distances, in the order the whole-matrix path takes its steps: term 1's
+/// counts and the positive-pair lists; the negative pairs' histograms; the positive pairs'
+/// counts; then the weights (term 2's of a chunk, then the triplet kernel adding them) and the
+/// slab's share of the gradient.
+pub(crate) fn in_slabs(sl: &Slabs<'_>, c: &QuadrupletConfig, grad: &Buffer) -> Result<LossStats> {
+    let (gpu, lay) = (sl.gpu(), sl.layout());
+    let margin = c.margin as f32;
+    let tables = PositiveTables::new(lay);
+    if tables.total == 0 || lay.negative_pairs() == 0 {
+        let mut t = RowTotals::default();
+        for r0 in sl.starts() {
+            let s = sl.distances(r0)?;
+            sorted_counts(&s, &s.e, margin, false, 0)?;
+            t += s.totals()?;
+            sl.gradient(&s, r0, (1.0, 1.0), grad)?;
+        }
+        let (stats, scale, _) = term_one_only(&t);
+        sl.scale_gradient(grad, scale)?;
+        return Ok(stats);
+    }
+    let rows = (
+        gpu.scratch("quad_rstat", 2 * lay.n)?,
+        gpu.scratch("quad_rcnt", 4 * lay.n)?,
+    );
+    let mut term2: Option<TermTwo<'_>> = None;
+    let mut t1 = RowTotals::default();
+    for r0 in sl.starts() {
+        let s = sl.distances(r0)?;
+        sorted_counts(&s, &s.e, margin, false, STATS_ONLY)?;
+        t1 += s.totals()?;
+        if term2.is_none() {
+            let add = chunk_buffer(&s, margin)?;
+            let m2 = c.margin2 as f32;
+            let t = TermTwo::new(gpu, s.params(), lay, &tables, m2, add, rows.clone())?;
+            term2 = Some(t);
+        }
+        let t = term2
+            .as_ref()
+            .ok_or_else(|| MarginError::device("internal: no slab"))?;
+        let mut b = gpu.batch();
+        t.keys(&mut b, &s.e, r0, s.n)?;
+        b.submit();
+    }
+    let mut term2 = term2.ok_or_else(|| MarginError::device("internal: no slab"))?;
+    let mut b = gpu.batch();
+    term2.sort(&mut b)?;
+    b.submit();
+    for flags in [BUILD, POS_STATS] {
+        for r0 in sl.starts() {
+            let s = sl.distances(r0)?;
+            let mut b = gpu.batch();
+            term2.run(&mut b, flags, &s.e, r0, r0, s.n)?;
+            b.submit();
+        }
+        if flags == BUILD {
+            let mut b = gpu.batch();
+            term2.scan(&mut b)?;
+            b.submit();
+        }
+    }
+    let (sum2, count2) = term2.totals()?;
+    term2.p.f[1] = inv(t1.count[0]);
+    term2.p.f[2] = inv(count2);
+    for r0 in sl.starts() {
+        let s = sl.distances(r0)?;
+        term2.in_chunks(&s, r0, margin)?;
+        sl.gradient(&s, r0, (1.0, 1.0), grad)?;
+    }
+    let loss = avg(t1.loss[0], t1.count[0]) + avg(sum2, count2);
+    Ok(LossStats::new(loss, t1.count[0], count2))
+}
+
+/// The loss and scale when there is no term 2 (no positive or no negative pair): term 1 alone.
+fn term_one_only(t1: &RowTotals) -> (LossStats, f32, f32) {
+    let scale = inv(t1.count[0]);
+    let stats = LossStats::new(avg(t1.loss[0], t1.count[0]), t1.count[0], 0);
+    (stats, scale, scale)
+}
+
+/// The chunk buffer of the last pass in chunks: term 2's weights of one chunk of rows of `s`.
+fn chunk_buffer(s: &Square<'_>, margin: f32) -> Result<Buffer> {
+    let chunk = Sorted::new(s, margin, false, QUAD_FINAL).chunk(s, s.m)?;
+    s.gpu.scratch("quad_add", chunk * s.m)
+}
+
+/// The buffers of term 2 (quad_keys.wgsl, quad_pairs.wgsl) and their parameter block, for every
+/// row of the call; E is passed to each step with its first row (a slab, or all rows from 0).
+struct TermTwo<'g> {
+    gpu: &'g Gpu,
     p: Params,
-    /// Sorted positive values: all of them, and grouped by label.
+    /// Sorted positive values: all of them, and grouped by label, with their sort keys.
+    keys_g: Buffer,
     vals_g: Buffer,
+    keys_s: Buffer,
     vals_s: Buffer,
     /// Global then per-label histograms of the negative pairs' lower bounds, 2 (npos + 1) long.
     hist: Buffer,
     aux: Buffer,
     /// Term 1's weights (whole) or the chunk buffer of term 2's weights (in chunks).
     add: Buffer,
+    /// Per-row sums and counts of every row of the call.
+    rstat: Buffer,
+    rcnt: Buffer,
 }
 
-impl<'s, 'g> TermTwo<'s, 'g> {
-    /// Writes and sorts the positive-pair lists.
-    fn new(s: &'s Square<'g>, tables: &PositiveTables, margin2: f32, add: Buffer) -> Result<Self> {
+impl<'g> TermTwo<'g> {
+    /// The lists, histograms (cleared) and tables for the call's layout `lay`; `base` is the
+    /// parameter block of any of its slabs (`Square::params`: the columns, the in-place divide).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gpu: &'g Gpu,
+        base: Params,
+        lay: &Layout,
+        tables: &PositiveTables,
+        margin2: f32,
+        add: Buffer,
+        (rstat, rcnt): (Buffer, Buffer),
+    ) -> Result<Self> {
         let npos = usize::try_from(tables.total).unwrap_or(usize::MAX);
         let len = npos.next_power_of_two();
         u32_of(len, "the quadruplet's positive-pair sort")?;
         u32_of(2 * npos + 2, "the quadruplet's histograms")?;
-        let kg = s.gpu.scratch("quad_keys_g", len)?;
-        let vals_g = s.gpu.scratch("quad_vals_g", len)?;
-        let ks = s.gpu.scratch("quad_keys_s", len)?;
-        let vals_s = s.gpu.scratch("quad_vals_s", len)?;
-        let hist = s.gpu.scratch("quad_hist", 2 * npos + 2)?;
-        let aux = s.gpu.upload("quad_aux", &tables.aux(&s.layout))?;
-        let mut p = s.params();
-        p.k = s.layout.classes as u32;
-        p.m = npos as u32;
-        p.d = len as u32;
-        p.f[0] = margin2;
-        let mut b = s.gpu.batch();
-        let pad_groups = ((len - npos) as u64).div_ceil(256);
-        b.run(
-            &s.gpu.kernels.quad_keys,
-            p,
-            &[&s.e, &aux, &kg, &vals_g, &ks, &vals_s],
-            Groups::Linear(s.n as u64 + pad_groups),
-        )?;
-        stages::bitonic_sort(s.gpu, &mut b, &kg, &vals_g, len)?;
-        stages::bitonic_sort(s.gpu, &mut b, &ks, &vals_s, len)?;
+        let hist = gpu.scratch("quad_hist", 2 * npos + 2)?;
+        let p = Params {
+            n: lay.n as u32,
+            k: lay.classes as u32,
+            m: npos as u32,
+            d: len as u32,
+            ..base
+        };
+        let mut b = gpu.batch();
+        b.clear(&hist);
         b.submit();
-        Ok(Self {
-            s,
+        let mut t = Self {
+            gpu,
             p,
-            vals_g,
-            vals_s,
+            keys_g: gpu.scratch("quad_keys_g", len)?,
+            vals_g: gpu.scratch("quad_vals_g", len)?,
+            keys_s: gpu.scratch("quad_keys_s", len)?,
+            vals_s: gpu.scratch("quad_vals_s", len)?,
             hist,
-            aux,
+            aux: gpu.upload("quad_aux", &tables.aux(lay))?,
             add,
-        })
+            rstat,
+            rcnt,
+        };
+        t.p.f[0] = margin2;
+        Ok(t)
     }
 
-    fn run(&self, b: &mut Batch<'_>, flags: u32, off: usize, rows: usize) -> Result<()> {
-        let s = self.s;
+    /// Writes the positive pairs of the `rows` rows of `e`, the call's rows from `row0`.
+    fn keys(&self, b: &mut Batch<'_>, e: &Buffer, row0: usize, rows: usize) -> Result<()> {
+        let mut p = self.p;
+        p.off = row0 as u32;
+        p.row0 = row0 as u32;
+        self.run_keys(b, e, p, rows as u64)
+    }
+
+    /// Pads both lists, then sorts them.
+    fn sort(&self, b: &mut Batch<'_>) -> Result<()> {
+        let (npos, len) = (self.p.m as usize, self.p.d as usize);
+        let mut p = self.p;
+        p.off = p.n;
+        let unread = self.gpu.scratch("unread", 1)?;
+        self.run_keys(b, &unread, p, ((len - npos) as u64).div_ceil(256))?;
+        stages::bitonic_sort(self.gpu, b, &self.keys_g, &self.vals_g, len)?;
+        stages::bitonic_sort(self.gpu, b, &self.keys_s, &self.vals_s, len)
+    }
+
+    fn run_keys(&self, b: &mut Batch<'_>, e: &Buffer, p: Params, groups: u64) -> Result<()> {
+        let bufs = [
+            e,
+            &self.aux,
+            &self.keys_g,
+            &self.vals_g,
+            &self.keys_s,
+            &self.vals_s,
+        ];
+        b.run(
+            &self.gpu.kernels.quad_keys,
+            p,
+            &bufs,
+            Groups::Linear(groups),
+        )
+    }
+
+    /// quad_pairs.wgsl with `flags` over the call's rows `[off, off + rows)`, E holding the
+    /// call's rows from `row0`.
+    fn run(
+        &self,
+        b: &mut Batch<'_>,
+        flags: u32,
+        e: &Buffer,
+        row0: usize,
+        off: usize,
+        rows: usize,
+    ) -> Result<()> {
         let mut p = self.p;
         p.flags = flags;
         p.off = off as u32;
+        p.row0 = row0 as u32;
         let bufs = [
-            &s.e,
+            e,
             &self.add,
             &self.aux,
             &self.vals_g,
             &self.vals_s,
             &self.hist,
-            &s.rstat,
-            &s.rcnt,
+            &self.rstat,
+            &self.rcnt,
         ];
         b.run(
-            &s.gpu.kernels.quad_pairs,
+            &self.gpu.kernels.quad_pairs,
             p,
             &bufs,
             Groups::Linear(rows as u64),
         )
     }
 
-    /// Histograms, their prefix sums and both sides' sums: (loss sum, active quadruplets).
-    fn stats(&mut self) -> Result<(f64, u64)> {
-        let s = self.s;
-        let mut b = s.gpu.batch();
-        b.clear(&self.hist);
-        self.run(&mut b, BUILD, 0, s.n)?;
-        stages::exclusive_scan_u32(s.gpu, &mut b, &self.hist, 2 * self.p.m as usize + 2)?;
-        self.run(&mut b, POS_STATS, 0, s.n)?;
-        b.submit();
+    /// The exclusive prefix sums of the histograms (after every row's BUILD).
+    fn scan(&self, b: &mut Batch<'_>) -> Result<()> {
+        stages::exclusive_scan_u32(self.gpu, b, &self.hist, 2 * self.p.m as usize + 2)
+    }
+
+    /// Both sides' sums after BUILD and POS_STATS: (loss sum, active quadruplets).
+    fn totals(&self) -> Result<(f64, u64)> {
         // Slot 0: the negative-pair side (-sum q z, sum q); slot 1: the positive-pair side
         // (sum cnt (x + m2), sum cnt). Both count every active quadruplet once.
-        let t: RowTotals = s.totals()?;
+        let t = RowTotals::read(self.gpu, &self.rstat, &self.rcnt, self.p.n as usize)?;
         debug_assert_eq!(t.count[0], t.count[1], "quadruplet term-2 counts disagree");
         Ok((t.loss[0] + t.loss[1], t.count[0]))
     }
 
-    /// E = P.f1 * term 1 (in `add`) + P.f2 * term 2, in place.
-    fn combine(&self) -> Result<()> {
-        let mut b = self.s.gpu.batch();
-        self.run(&mut b, COMBINE, 0, self.s.n)?;
-        b.submit();
-        Ok(())
-    }
-
-    /// Per chunk of rows: term 2's weights into `add`, then the triplet kernel rewrites the rows
-    /// of E with P.f1 * its counts plus them.
-    fn in_chunks(&self, margin: f32) -> Result<()> {
-        let s = self.s;
+    /// Per chunk of the rows of `s` (the call's rows from `row0`): term 2's weights into `add`,
+    /// then the triplet kernel rewrites the rows of E with P.f1 * its counts plus them.
+    fn in_chunks(&self, s: &Square<'_>, row0: usize, margin: f32) -> Result<()> {
         let last = Sorted::new(s, margin, false, QUAD_FINAL).with_scale(self.p.f[1]);
         let chunk = last.chunk(s, s.m)?;
         let scratch = last.scratch(s, chunk)?;
         let mut b = s.gpu.batch();
         for off in (0..s.n).step_by(chunk) {
             let rows = chunk.min(s.n - off);
-            self.run(&mut b, WRITE, off, rows)?;
+            self.run(&mut b, WRITE, &s.e, row0, row0 + off, rows)?;
             last.record(s, &mut b, &s.e, off, rows, &scratch, &self.add)?;
         }
         b.submit();

@@ -9,8 +9,9 @@
 //! Which losses ([`fits_slabs`]): the row-local ones (row_local.rs); lifted structure without a
 //! reference set, after a first pass over the slabs fills every row's log-sum-exp (lifted.rs);
 //! the hard quadruplet, whose per-row candidates are read back slab by slab and whose few
-//! weights are planned on the host for the whole call (quad_hard.rs). Not the batch-all
-//! quadruplet (its term 2 rereads every distance after histograms over all negative pairs).
+//! weights are planned on the host for the whole call (quad_hard.rs); the batch-all quadruplet,
+//! its steps as passes over the slabs (quadruplet.rs `in_slabs`). Not lifted structure against
+//! a reference set, whose aliased pairs are summed down whole columns.
 //!
 //! The reducer's scales (AvgNonZero counts) are known only after the last slab, so the gradient
 //! is built with unit scales and multiplied by the scale at the end, which is exact when the
@@ -18,14 +19,14 @@
 //! first pass only counts; a second pass recomputes its slabs with the final scales).
 
 use super::lifted::{self, Lifted};
-use super::{Layout, RowTotals, Square, quad_hard, row_local};
+use super::{Layout, RowTotals, Square, quad_hard, quadruplet, row_local};
 use crate::context::Gpu;
 use crate::stages::{self, PairMode, Product};
 use margin_core::{DeviceReference, Distance, Loss, LossStats, Mining, QuadrupletConfig, Result};
 use wgpu::Buffer;
 
 /// What every slab of one call shares: the normalized rows and columns and the slab buffers.
-struct Slabs<'a> {
+pub(crate) struct Slabs<'a> {
     gpu: &'a Gpu,
     loss: &'a Loss,
     layout: &'a Layout,
@@ -48,7 +49,7 @@ struct Slabs<'a> {
 pub(crate) fn fits_slabs(loss: &Loss, layout: &Layout) -> bool {
     match loss {
         Loss::LiftedStructure(_) => !layout.rect,
-        Loss::Quadruplet(c) => c.mining == Mining::Hard,
+        Loss::Quadruplet(_) => true,
         _ => row_local::is_row_local(loss),
     }
 }
@@ -103,7 +104,8 @@ pub(crate) fn slab_loss(
         e: gpu.scratch("e", rows * m)?,
     };
     let stats = match loss {
-        Loss::Quadruplet(c) => slabs.hard_quadruplet(c, grad)?,
+        Loss::Quadruplet(c) if c.mining == Mining::Hard => slabs.hard_quadruplet(c, grad)?,
+        Loss::Quadruplet(c) => quadruplet::in_slabs(&slabs, c, grad)?,
         _ => slabs.reduced(grad)?,
     };
     if on {
@@ -115,6 +117,15 @@ pub(crate) fn slab_loss(
 }
 
 impl Slabs<'_> {
+    pub fn gpu(&self) -> &Gpu {
+        self.gpu
+    }
+
+    /// The whole call's layout.
+    pub fn layout(&self) -> &Layout {
+        self.layout
+    }
+
     /// The slab of rows from `r0` (its rows of the normalized batch copied out), E not written.
     fn slab(&self, r0: usize) -> Result<Square<'_>> {
         let (gpu, d) = (self.gpu, self.d);
@@ -139,7 +150,7 @@ impl Slabs<'_> {
     }
 
     /// Stage 2 for the slab of rows from `r0`: its distances to every column.
-    fn distances(&self, r0: usize) -> Result<Square<'_>> {
+    pub fn distances(&self, r0: usize) -> Result<Square<'_>> {
         let s = self.slab(r0)?;
         let mut b = self.gpu.batch();
         let mode = PairMode::for_loss(s.metric);
@@ -151,7 +162,7 @@ impl Slabs<'_> {
     }
 
     /// The first rows of the slabs.
-    fn starts(&self) -> std::iter::StepBy<std::ops::Range<usize>> {
+    pub fn starts(&self) -> std::iter::StepBy<std::ops::Range<usize>> {
         (0..self.layout.n).step_by(self.rows)
     }
 
@@ -196,14 +207,7 @@ impl Slabs<'_> {
             _ => row_local::finish(loss, layout, &total)?,
         };
         if !split_scales && s_pos == s_neg {
-            if s_pos != 1.0 {
-                // The chain kernel's elementwise mode 3 with both scales s: grad *= s.
-                let mut b = gpu.batch();
-                let unread = gpu.scratch("unread", 1)?;
-                let (n, d) = (layout.n, self.d);
-                stages::chain_cross(gpu, &mut b, grad, &unread, n, d, 3, s_pos, s_pos)?;
-                b.submit();
-            }
+            self.scale_gradient(grad, s_pos)?;
         } else {
             let mut b = gpu.batch();
             b.clear(grad);
@@ -214,6 +218,18 @@ impl Slabs<'_> {
             }
         }
         Ok(stats)
+    }
+
+    /// `grad *= scale` (the chain kernel's elementwise mode 3 with both scales `scale`).
+    pub fn scale_gradient(&self, grad: &Buffer, scale: f32) -> Result<()> {
+        if scale != 1.0 {
+            let mut b = self.gpu.batch();
+            let unread = self.gpu.scratch("unread", 1)?;
+            let (n, d) = (self.layout.n, self.d);
+            stages::chain_cross(self.gpu, &mut b, grad, &unread, n, d, 3, scale, scale)?;
+            b.submit();
+        }
+        Ok(())
     }
 
     /// The hard-mined quadruplet: every slab's candidates, the weights planned on the host for
@@ -236,7 +252,13 @@ impl Slabs<'_> {
 
     /// Stage 4 for the slab `s` from row `r0`: the chain with `(positive, negative)` scales, then
     /// the slab's terms of the gradient added into `grad`.
-    fn gradient(&self, s: &Square<'_>, r0: usize, scales: (f32, f32), grad: &Buffer) -> Result<()> {
+    pub fn gradient(
+        &self,
+        s: &Square<'_>,
+        r0: usize,
+        scales: (f32, f32),
+        grad: &Buffer,
+    ) -> Result<()> {
         let (gpu, len, m, d) = (self.gpu, s.n, s.m, self.d);
         let mut b = gpu.batch();
         let unread = gpu.scratch("unread", 1)?;
