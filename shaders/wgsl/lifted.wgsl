@@ -12,6 +12,9 @@
 // `alias_sums` entry point into acoef[k], dispatched before `main`, because `main` works in
 // place: the weights overwrite E (weight_out in common.wgsl), so column k is gone once other rows
 // are done.
+// Slabs of rows (losses/slabs.rs): E holds rows P.off .. P.off + P.n of the call's P.k rows (grp
+// packed for those rows); lse and acoef hold every row's. `alias_sums` then runs once per slab
+// before any `main`, each adding its rows' share to acoef (the first slab, P.off = 0, writes).
 
 @group(0) @binding(1) var<storage, read_write> e: array<f32>;
 @group(0) @binding(2) var<storage, read> grp: array<u32>;
@@ -48,9 +51,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let rect = (P.flags & 1u) != 0u;
     let gk = grp[k];
     let sk = grp[n + nc + k];
-    // Row k of E is row P.off + k of the call (a slab of rows, square case only); lse holds
-    // every row's.
-    let lk = lse[P.off + k];
+    // Row k of E is row kg of the call.
+    let kg = P.off + k;
+    let lk = lse[kg];
     var loss = 0.0;
     var cnt = vec2<u32>(0u, 0u);
     var coef = 0.0;
@@ -63,9 +66,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (j != sk) {
             var lj = -BIG;
             if (!rect) {
-                // Every column is a row, and j != sk is j != P.off + k.
+                // Every column is a row, and j != sk is j != kg.
                 lj = lse[j];
-            } else if (j < n && j != k) {
+            } else if (j < P.k && j != kg) {
                 lj = lse[j];
             }
             let big_l = lae(lk, lj);
@@ -86,7 +89,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (!rect) {
         c = 2.0 * c;
     } else {
-        c += acoef[k];
+        c += acoef[kg];
     }
     for (var l = lid; l < nc; l += WG) {
         if (grp[n + l] != gk) {
@@ -110,12 +113,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
 // Reference set, before `main`: acoef[k] = sum over the pairs (i, k) whose LSE aliases row k's
 // negatives (column k, rows i != k of k's column label, k not their excluded column) of
-// g exp(lse_k - L); 0 when k is not a batch row index < M or row k has no negative.
+// g exp(lse_k - L); 0 when k is not a batch row index < M or row k has no negative. One
+// workgroup per row k of the call (P.k of them), summing over the rows i of E.
 @compute @workgroup_size(256)
 fn alias_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let k = wg_index(wid, nwg);
-    if (k >= P.n) {
+    if (k >= P.k) {
         return;
     }
     let n = P.n;
@@ -124,10 +128,11 @@ fn alias_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     var coef = 0.0;
     if (k < nc && lk > -BIG) {
         let ck = grp[n + k];
-        for (var i = lid; i < n; i += WG) {
-            if (i != k && grp[i] == ck && grp[n + nc + i] != k) {
+        for (var il = lid; il < n; il += WG) {
+            let i = P.off + il;
+            if (i != k && grp[il] == ck && grp[n + nc + il] != k) {
                 let big_l = lae(lse[i], lk);
-                let jv = big_l + e[i * nc + k] - P.f1;
+                let jv = big_l + e[il * nc + k] - P.f1;
                 if (jv > 0.0) {
                     coef += jv * P.f2 * exp(lk - big_l);
                 }
@@ -136,6 +141,10 @@ fn alias_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     }
     let c = reduce_sum_f(lid, coef);
     if (lid == 0u) {
-        acoef[k] = c;
+        if (P.off == 0u) {
+            acoef[k] = c;
+        } else {
+            acoef[k] = acoef[k] + c;
+        }
     }
 }

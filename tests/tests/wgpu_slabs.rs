@@ -1,14 +1,11 @@
 //! The wgpu backend's losses beyond one storage binding (crates/margin-wgpu/src/losses/slabs.rs):
 //! with the binding capped at 4 KiB (1024 floats), a 67-row loss matrix takes five slabs of rows
-//! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of the row-local losses must
-//! then match the f64 reference as it does in one piece, square and against a reference set, and
-//! lifted structure's too in the square case, and the quadruplet's (batch-all and hard, at
-//! 2 KiB, since its f64 reference is quartic in N). Lifted structure against a reference set,
-//! which needs the whole matrix, is refused with `OutOfMemory` naming it.
+//! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of every loss of the square path
+//! must then match the f64 reference as it does in one piece, square and against a reference set:
+//! the row-local losses and lifted structure at 4 KiB, the quadruplet (batch-all and hard) at
+//! 2 KiB, since its f64 reference is quartic in N.
 
-use margin_core::{
-    Backend, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, ReferenceSet,
-};
+use margin_core::{Backend, HostBackend, Loss, LossKind};
 use margin_tests::ref_random::{RefLayout, check_loss_with_reference, reference_loss_configs};
 use margin_tests::{Labels, all_loss_configs, assert_all, check_loss, concrete_or_skip};
 use margin_wgpu::{Tiling, WgpuBackend};
@@ -60,7 +57,7 @@ fn row_local(configs: Vec<Loss>) -> Vec<Loss> {
 }
 
 #[test]
-fn row_local_losses_in_slabs_match_the_reference() {
+fn row_local_losses_and_lifted_in_slabs_match_the_reference() {
     for b in capped(CAP) {
         row_local_square_cases(&b);
     }
@@ -135,7 +132,9 @@ fn reference_sets_in_slabs_match_the_reference() {
 }
 
 fn reference_set_cases(b: &WgpuBackend) {
-    let configs = row_local(reference_loss_configs());
+    let mut configs = row_local(reference_loss_configs());
+    let lifted = reference_loss_configs().into_iter();
+    configs.extend(lifted.filter(|l| l.kind() == LossKind::LiftedStructure));
     let layouts = [
         (50, RefLayout::Memory { extra: 13 }),
         (45, RefLayout::Independent { m: 70, classes: 4 }),
@@ -148,27 +147,4 @@ fn reference_set_cases(b: &WgpuBackend) {
         })
     }));
     assert_slabbed(b, CAP);
-}
-
-#[test]
-fn lifted_structure_against_a_reference_set_needs_the_whole_matrix() {
-    let Some(b) = capped(CAP).pop() else { return };
-    let (n, m, d) = (40, 30, 3);
-    let x = margin_tests::random_normal(n * d, 9);
-    let r = margin_tests::random_normal(m * d, 10);
-    let y: Vec<i64> = (0..n as i64).map(|i| i % 4).collect();
-    let ry: Vec<i64> = (0..m as i64).map(|i| i % 4).collect();
-    let input = LossInput::new(Embeddings::new(&x, n, d).unwrap(), &y, None)
-        .and_then(|i| {
-            i.with_reference(ReferenceSet {
-                embeddings: Embeddings::new(&r, m, d).unwrap(),
-                labels: &ry,
-                self_index: None,
-            })
-        })
-        .unwrap();
-    let loss = Loss::default_for(LossKind::LiftedStructure);
-    let err = b.host_loss(&loss, &input).unwrap_err();
-    assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
-    assert!(err.to_string().contains("whole"), "{err}");
 }

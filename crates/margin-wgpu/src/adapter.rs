@@ -16,7 +16,7 @@ pub struct AdapterSummary {
     pub device_type: String,
     /// The largest buffer a kernel can bind on it, in bytes (the storage-binding and buffer-size
     /// limits): losses up to an N x N (or N x M) f32 matrix of this size run in one piece, beyond
-    /// it in slabs of rows (but lifted structure against a reference set, which needs it whole).
+    /// it in slabs of rows.
     pub max_binding: u64,
 }
 

@@ -4,8 +4,7 @@ mod common;
 
 use common::{backend, loss_close, normal, rel_norm, rng};
 use margin_core::{
-    Backend, DeviceLossInput, DeviceReference, Loss, LossKind, LossStats, MarginError,
-    TripletCenterConfig,
+    Backend, DeviceLossInput, Loss, LossKind, LossStats, MarginError, TripletCenterConfig,
 };
 use margin_wgpu::{WgpuBackend, list_adapters};
 
@@ -105,46 +104,38 @@ fn oversize_matrix_is_out_of_memory() {
         ),
         "{err}"
     );
-    // Lifted structure against a reference set needs its matrix whole (every other loss would run
-    // in slabs of rows, slowly on a CPU adapter).
-    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, 70_000, true).unwrap_err();
+    // Losses run in slabs of rows beyond a binding, but the quadruplet's positive-pair lists (here
+    // 70000^2 / 3) must fit one: refused before any pass.
+    let err = loss_on_device(&b, LossKind::Quadruplet, &x, 70_000).unwrap_err();
     assert!(matches!(err, MarginError::OutOfMemory(_)), "{err}");
 }
 
-/// The default `kind` loss over `n` rows of width 1 already on the device, labels `i % 3`, and
-/// when `against_itself` against the same rows as a reference set.
+/// The default `kind` loss over `n` rows of width 1 already on the device, labels `i % 3`.
 fn loss_on_device(
     b: &WgpuBackend,
     kind: LossKind,
     x: &wgpu::Buffer,
     n: usize,
-    against_itself: bool,
 ) -> Result<(LossStats, Vec<f32>), MarginError> {
     let mut g = b.alloc_zeros(n)?;
     let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
-    let reference = against_itself.then_some(DeviceReference {
-        embeddings: x,
-        m: n,
-        labels: &labels,
-        self_index: None,
-    });
     let input = DeviceLossInput {
         embeddings: x,
         n,
         d: 1,
         labels: &labels,
         centers: None,
-        reference,
+        reference: None,
     };
     let stats = b.loss_on_device(&Loss::default_for(kind), input, &mut g, None)?;
     Ok((stats, b.download(&g)?))
 }
 
 /// `margin devices` tells how large a square batch fits an adapter in one piece
-/// (`max_square_rows`, from the binding limit it lists). One row more, lifted structure against
-/// a reference set (which needs the whole matrix) is refused with `OutOfMemory` before any work,
-/// and contrastive runs in two slabs of rows (src/losses/slabs.rs; about 3 s on lavapipe at
-/// N = 5793) and matches the f64 reference.
+/// (`max_square_rows`, from the binding limit it lists), and that limit is the enforced one: a
+/// buffer one value past it is refused with `OutOfMemory`, and a loss one row past it runs in two
+/// slabs of rows (src/losses/slabs.rs; contrastive, about 3 s on lavapipe at N = 5793) and
+/// matches the f64 reference.
 #[test]
 fn listed_binding_limit_is_the_enforced_one() {
     let Some(b) = backend() else { return };
@@ -153,20 +144,21 @@ fn listed_binding_limit_is_the_enforced_one() {
         .find(|a| b.name() == format!("wgpu ({}, {})", a.name, a.backend))
         .unwrap_or_else(|| panic!("{} is not among the listed adapters", b.name()));
     assert!(listed.max_binding > 0, "{listed}");
-    let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
-    let xs = normal(&mut rng(5), n, 1);
-    let x = b.upload(&xs).unwrap();
-    let err = loss_on_device(&b, LossKind::LiftedStructure, &x, n, true).unwrap_err();
+    let values = usize::try_from(listed.max_binding / 4).unwrap() + 1;
+    let err = b.alloc_zeros(values).unwrap_err();
     assert!(
         matches!(err, MarginError::OutOfMemory(_)),
         "{listed}: {err}"
     );
+    let n = usize::try_from(listed.max_square_rows()).unwrap() + 1;
     if n > 20_000 {
         // A GPU: the f64 reference at this size would take minutes.
         return;
     }
+    let xs = normal(&mut rng(5), n, 1);
+    let x = b.upload(&xs).unwrap();
     let t = std::time::Instant::now();
-    let (stats, grad) = loss_on_device(&b, LossKind::Contrastive, &x, n, false).unwrap();
+    let (stats, grad) = loss_on_device(&b, LossKind::Contrastive, &x, n).unwrap();
     println!("contrastive in slabs, n = {n}: {:?}", t.elapsed());
     let x64: Vec<f64> = xs.iter().map(|&v| f64::from(v)).collect();
     let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();

@@ -1,13 +1,13 @@
 //! Lifted structure (lifted_lse.wgsl, lifted.wgsl): each positive pair (i, j) reads the
 //! log-sum-exps over the negatives of both rows, so its weights are not row-local. In one piece,
 //! the LSEs of every row and then the weights run over the whole matrix. In slabs of rows
-//! (slabs.rs, square case only), a first pass over the slabs fills the LSE of every row, then each
-//! slab's weights read them by global row index (`P.off`, the slab's first row). Against a
-//! reference set the aliased pairs are summed from whole columns (`alias_sums`), so that case
-//! needs the whole matrix.
+//! (slabs.rs), a first pass over the slabs fills the LSE of every row, then each slab's weights
+//! read them by the call's row index (`P.off`, the slab's first row). Against a reference set the
+//! pairs aliased to row k are summed down column k (`alias_sums`) before any weight overwrites
+//! it: in slabs, one more pass adds each slab's rows to those sums.
 
 use super::{Layout, RowTotals, Square, avg, inv};
-use crate::context::Params;
+use crate::context::{Groups, Params};
 use margin_core::{LiftedStructureConfig, LossStats, Result};
 use wgpu::Buffer;
 
@@ -24,6 +24,7 @@ impl Lifted {
         p.f[0] = (s.sign() * c.neg_margin) as f32;
         p.f[1] = (s.sign() * c.pos_margin) as f32;
         p.f[2] = inv(whole.positive_pairs());
+        p.k = whole.n as u32;
         Self { p }
     }
 
@@ -37,18 +38,24 @@ impl Lifted {
         Ok(())
     }
 
-    /// The weights of the rows of `s` (rows `row0..` of the call), in place over E, from `lse`
-    /// (every row's, [`Lifted::lse`]).
-    pub fn weights(&self, s: &Square<'_>, row0: usize, lse: &Buffer) -> Result<()> {
+    /// Reference set: adds the rows of `s` (rows `row0..` of the call) to every row's sums of
+    /// aliased pairs in `acoef` (written by the slab at row 0), from `lse` (every row's).
+    pub fn alias(&self, s: &Square<'_>, row0: usize, lse: &Buffer, acoef: &Buffer) -> Result<()> {
         let p = self.at(s, row0);
-        // Per row k, the pairs (i, k) of a reference set that alias row k's negatives, summed
-        // from column k before the in-place pass overwrites it (lifted.wgsl `alias_sums`).
-        let acoef = s.gpu.scratch("lifted_alias", s.n)?;
-        let bufs = [&s.e, &s.grp, lse, &acoef, &s.rstat, &s.rcnt];
+        let bufs = [&s.e, &s.grp, lse, acoef, &s.rstat, &s.rcnt];
         let mut b = s.gpu.batch();
-        if s.layout.rect {
-            b.run(&s.gpu.kernels.lifted_alias, p, &bufs, s.rows())?;
-        }
+        let rows = Groups::Linear(u64::from(p.k));
+        b.run(&s.gpu.kernels.lifted_alias, p, &bufs, rows)?;
+        b.submit();
+        Ok(())
+    }
+
+    /// The weights of the rows of `s` (rows `row0..` of the call), in place over E, from `lse`
+    /// and, with a reference set, `acoef` (every row's, [`Lifted::lse`], [`Lifted::alias`]).
+    pub fn weights(&self, s: &Square<'_>, row0: usize, lse: &Buffer, acoef: &Buffer) -> Result<()> {
+        let p = self.at(s, row0);
+        let bufs = [&s.e, &s.grp, lse, acoef, &s.rstat, &s.rcnt];
+        let mut b = s.gpu.batch();
         b.run(&s.gpu.kernels.lifted, p, &bufs, s.rows())?;
         b.submit();
         Ok(())
@@ -77,7 +84,11 @@ pub(crate) fn finish(whole: &Layout, t: &RowTotals) -> (LossStats, f32, f32) {
 pub(crate) fn lifted(s: &Square<'_>, c: &LiftedStructureConfig) -> Result<(LossStats, f32, f32)> {
     let l = Lifted::new(s, c, &s.layout);
     let lse = s.gpu.scratch("lse", s.n)?;
+    let acoef = s.gpu.scratch("lifted_alias", s.n)?;
     l.lse(s, 0, &lse)?;
-    l.weights(s, 0, &lse)?;
+    if s.layout.rect {
+        l.alias(s, 0, &lse, &acoef)?;
+    }
+    l.weights(s, 0, &lse, &acoef)?;
     Ok(finish(&s.layout, &s.totals()?))
 }

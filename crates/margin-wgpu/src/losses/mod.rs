@@ -288,15 +288,9 @@ pub(crate) fn square_loss(
         b.submit();
         return Ok(LossStats::empty());
     }
-    let matrix = (n as u64) * (m as u64) * 4;
-    if matrix > gpu.max_binding() && slabs::fits_slabs(loss, &layout) {
+    if (n as u64) * (m as u64) * 4 > gpu.max_binding() {
         return slabs::slab_loss(gpu, loss, x, n, d, layout, reference, grad);
     }
-    gpu.check_size(
-        "the N x M distance matrix (lifted structure with a reference set needs it whole; the \
-         other losses run in slabs of rows)",
-        matrix,
-    )?;
     let xh = gpu.scratch("xh", n * d)?;
     let norms = gpu.scratch("norms", n)?;
     let sq = gpu.scratch("sq", n)?;

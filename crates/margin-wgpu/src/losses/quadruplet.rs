@@ -85,6 +85,7 @@ pub(crate) fn in_slabs(sl: &Slabs<'_>, c: &QuadrupletConfig, grad: &Buffer) -> R
     let margin = c.margin as f32;
     let tables = PositiveTables::new(lay);
     if tables.total == 0 || lay.negative_pairs() == 0 {
+        // No term 2: term 1 alone, in place.
         let mut t = RowTotals::default();
         for r0 in sl.starts() {
             let s = sl.distances(r0)?;
@@ -96,6 +97,8 @@ pub(crate) fn in_slabs(sl: &Slabs<'_>, c: &QuadrupletConfig, grad: &Buffer) -> R
         sl.scale_gradient(grad, scale)?;
         return Ok(stats);
     }
+    // Refuse lists beyond a binding before the first pass.
+    check_lists(gpu, &tables)?;
     let rows = (
         gpu.scratch("quad_rstat", 2 * lay.n)?,
         gpu.scratch("quad_rcnt", 4 * lay.n)?,
@@ -155,6 +158,18 @@ fn term_one_only(t1: &RowTotals) -> (LossStats, f32, f32) {
     (stats, scale, scale)
 }
 
+/// The number of positive pairs and the padded length of their sorted lists, once these and the
+/// histograms are known to fit one binding each and 32-bit indexing.
+fn check_lists(gpu: &Gpu, tables: &PositiveTables) -> Result<(usize, usize)> {
+    let npos = usize::try_from(tables.total).unwrap_or(usize::MAX);
+    let len = npos.checked_next_power_of_two().unwrap_or(usize::MAX);
+    u32_of(len, "the quadruplet's positive-pair sort")?;
+    u32_of(2 * npos + 2, "the quadruplet's histograms")?;
+    gpu.check_size("the quadruplet's positive-pair lists", len as u64 * 4)?;
+    gpu.check_size("the quadruplet's histograms", (2 * npos as u64 + 2) * 4)?;
+    Ok((npos, len))
+}
+
 /// The chunk buffer of the last pass in chunks: term 2's weights of one chunk of rows of `s`.
 fn chunk_buffer(s: &Square<'_>, margin: f32) -> Result<Buffer> {
     let chunk = Sorted::new(s, margin, false, QUAD_FINAL).chunk(s, s.m)?;
@@ -194,10 +209,7 @@ impl<'g> TermTwo<'g> {
         add: Buffer,
         (rstat, rcnt): (Buffer, Buffer),
     ) -> Result<Self> {
-        let npos = usize::try_from(tables.total).unwrap_or(usize::MAX);
-        let len = npos.next_power_of_two();
-        u32_of(len, "the quadruplet's positive-pair sort")?;
-        u32_of(2 * npos + 2, "the quadruplet's histograms")?;
+        let (npos, len) = check_lists(gpu, tables)?;
         let hist = gpu.scratch("quad_hist", 2 * npos + 2)?;
         let p = Params {
             n: lay.n as u32,

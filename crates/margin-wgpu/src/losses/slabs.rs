@@ -6,12 +6,12 @@
 //! and without a reference set every row gets `Cᵀ X̂_slab` (added). The matrix is never held
 //! whole: one slab of E, one slab of normalized rows.
 //!
-//! Which losses ([`fits_slabs`]): the row-local ones (row_local.rs); lifted structure without a
-//! reference set, after a first pass over the slabs fills every row's log-sum-exp (lifted.rs);
+//! Every loss of the square path: the row-local ones (row_local.rs); lifted structure, after a
+//! first pass over the slabs fills every row's log-sum-exp (and against a reference set a second
+//! one its sums of aliased pairs, lifted.rs);
 //! the hard quadruplet, whose per-row candidates are read back slab by slab and whose few
 //! weights are planned on the host for the whole call (quad_hard.rs); the batch-all quadruplet,
-//! its steps as passes over the slabs (quadruplet.rs `in_slabs`). Not lifted structure against
-//! a reference set, whose aliased pairs are summed down whole columns.
+//! its steps as passes over the slabs (quadruplet.rs `in_slabs`).
 //!
 //! The reducer's scales (AvgNonZero counts) are known only after the last slab, so the gradient
 //! is built with unit scales and multiplied by the scale at the end, which is exact when the
@@ -45,16 +45,7 @@ pub(crate) struct Slabs<'a> {
     e: Buffer,
 }
 
-/// True when `loss` can run in slabs of rows on `layout`.
-pub(crate) fn fits_slabs(loss: &Loss, layout: &Layout) -> bool {
-    match loss {
-        Loss::LiftedStructure(_) => !layout.rect,
-        Loss::Quadruplet(_) => true,
-        _ => row_local::is_row_local(loss),
-    }
-}
-
-/// Runs `loss` ([`fits_slabs`]) in slabs of rows; `layout` is the whole call's.
+/// Runs `loss` (any loss of the square path) in slabs of rows; `layout` is the whole call's.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn slab_loss(
     gpu: &Gpu,
@@ -170,22 +161,31 @@ impl Slabs<'_> {
     /// slab, the reducer's scale applied at the end (or a second pass for contrastive).
     fn reduced(&self, grad: &Buffer) -> Result<LossStats> {
         let (gpu, loss, layout) = (self.gpu, self.loss, self.layout);
-        let lse = match loss {
+        // Lifted structure: every row's log-sum-exp and, against a reference set, its sums of
+        // aliased pairs, each one more pass over the slabs.
+        let sums = match loss {
             Loss::LiftedStructure(c) => {
                 let lse = gpu.scratch("lse", layout.n)?;
+                let acoef = gpu.scratch("lifted_alias", layout.n)?;
                 for r0 in self.starts() {
                     let s = self.distances(r0)?;
                     Lifted::new(&s, c, layout).lse(&s, r0, &lse)?;
                 }
-                Some(lse)
+                if layout.rect {
+                    for r0 in self.starts() {
+                        let s = self.distances(r0)?;
+                        Lifted::new(&s, c, layout).alias(&s, r0, &lse, &acoef)?;
+                    }
+                }
+                Some((lse, acoef))
             }
             _ => None,
         };
         let weights = |r0: usize| -> Result<Square<'_>> {
             let s = self.distances(r0)?;
-            match (loss, &lse) {
-                (Loss::LiftedStructure(c), Some(lse)) => {
-                    Lifted::new(&s, c, layout).weights(&s, r0, lse)?
+            match (loss, &sums) {
+                (Loss::LiftedStructure(c), Some((lse, acoef))) => {
+                    Lifted::new(&s, c, layout).weights(&s, r0, lse, acoef)?
                 }
                 _ => row_local::weights(&s, loss)?,
             }
