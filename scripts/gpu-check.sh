@@ -357,13 +357,15 @@ done
 [ -x "$BIN/margin" ] \
     && bench_row bench-quadruplet-chunked-16384-128 cuda quadruplet 16384 128 --stream-budget-mib 64
 # The WGSL backend on the same GPU (Vulkan), where an adapter exists: the three headline kernels
-# at N <= 16384, D = 128, after the CUDA rows so that a slow or missing adapter costs them nothing.
+# at N <= 16384, D = 128, after the CUDA rows so that a slow or missing adapter costs them nothing,
+# and contrastive at N = 65536, whose 16 GiB matrix runs in slabs of rows beyond one binding.
 if [ -x "$BIN/margin" ] && "$BIN/margin" devices 2>/dev/null | grep -Eq '^wgpu +available .*\(Vulkan, (DiscreteGpu|IntegratedGpu|VirtualGpu|Other)'; then
     for n in 4096 16384; do
         for what in pairwise contrastive triplet; do
             bench_row "bench-wgpu-$what-$n-128" wgpu "$what" "$n" 128
         done
     done
+    bench_row bench-wgpu-contrastive-65536-128 wgpu contrastive 65536 128
 else
     note bench-wgpu SKIP "no hardware Vulkan adapter listed by margin devices"
 fi

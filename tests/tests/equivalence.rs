@@ -2,6 +2,11 @@
 //! each backend by `equivalence_suite!`. Sizes are deliberately not multiples of any tile or
 //! workgroup size; N = 1, one class, all-distinct labels and D = 1 are included.
 
+/// The wgpu backend beyond one storage binding (its name holds "wgpu", so the GPU check's wgpu
+/// filter runs it too).
+#[path = "equivalence/wgpu_slabs.rs"]
+mod wgpu_slabs;
+
 use margin_core::{Distance, HostBackend, Loss, LossKind, Metric};
 use margin_tests::{
     Labels, all_loss_configs, assert_all, check_loss, check_loss_affine, check_pairwise,
