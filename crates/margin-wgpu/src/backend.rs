@@ -250,22 +250,15 @@ impl Backend for WgpuBackend {
         gpu.check_size("the distance matrix", (nq * nr) as u64 * 4)?;
         gpu.scoped(|| {
             let on = metric.normalizes();
-            let qh = gpu.scratch("xh", nq * d)?;
-            let qn = gpu.scratch("norms", nq)?;
-            let qs = gpu.scratch("sq", nq)?;
             let mut b = gpu.batch();
-            stages::normalize(gpu, &mut b, query, nq, d, on, &qh, &qn, &qs)?;
+            let q = stages::normalize(gpu, &mut b, (query, nq, d), on, stages::BATCH)?;
             let mode = PairMode::public(metric);
+            let rows = (&q.h, &q.sq, nq);
             match reference {
-                None => {
-                    stages::pairwise(gpu, &mut b, (&qh, &qs, nq), (&qh, &qs, nq), d, mode, out)?
-                }
-                Some((r, rows)) => {
-                    let rh = gpu.scratch("ch", rows * d)?;
-                    let rn = gpu.scratch("cnorms", rows)?;
-                    let rs = gpu.scratch("csq", rows)?;
-                    stages::normalize(gpu, &mut b, r, rows, d, on, &rh, &rn, &rs)?;
-                    stages::pairwise(gpu, &mut b, (&qh, &qs, nq), (&rh, &rs, rows), d, mode, out)?;
+                None => stages::pairwise(gpu, &mut b, rows, rows, d, mode, out)?,
+                Some((r, m)) => {
+                    let c = stages::normalize(gpu, &mut b, (r, m, d), on, stages::OTHER)?;
+                    stages::pairwise(gpu, &mut b, rows, (&c.h, &c.sq, m), d, mode, out)?;
                 }
             }
             b.submit();

@@ -197,24 +197,25 @@ impl WgpuBackend {
         u32_of(nq.max(nr), "rows")?;
         gpu.scoped(|| {
             let on = metric.normalizes();
-            let qh = gpu.scratch("knn_qh", nq * d)?;
-            let qn = gpu.scratch("knn_qn", nq)?;
-            let qs = gpu.scratch("knn_qs", nq)?;
             let idx = gpu.scratch("knn_idx", nq * k)?;
             let val = gpu.scratch("knn_val", nq * k)?;
             let mut b = gpu.batch();
-            stages::normalize(gpu, &mut b, query, nq, d, on, &qh, &qn, &qs)?;
+            let q = stages::normalize(
+                gpu,
+                &mut b,
+                (query, nq, d),
+                on,
+                ["knn_qh", "knn_qn", "knn_qs"],
+            )?;
             let refs = match reference {
                 Some((r, rows)) => {
-                    let rh = gpu.scratch("knn_rh", rows * d)?;
-                    let rn = gpu.scratch("knn_rn", rows)?;
-                    let rs = gpu.scratch("knn_rs", rows)?;
-                    stages::normalize(gpu, &mut b, r, rows, d, on, &rh, &rn, &rs)?;
-                    Some((rh, rs))
+                    let names = ["knn_rh", "knn_rn", "knn_rs"];
+                    Some(stages::normalize(gpu, &mut b, (r, rows, d), on, names)?)
                 }
                 None => None,
             };
-            let (rh, rs) = refs.as_ref().map_or((&qh, &qs), |(h, s)| (h, s));
+            let (qh, qs) = (&q.h, &q.sq);
+            let (rh, rs) = refs.as_ref().map_or((qh, qs), |r| (&r.h, &r.sq));
             let mut p = Params {
                 n: u32_of(nq, "rows")?,
                 m: u32_of(nr, "rows")?,
@@ -235,7 +236,7 @@ impl WgpuBackend {
                 // Rows at or past P.n belong to the next dispatch.
                 p.n = u32_of(start + rows, "rows")?;
                 let groups = Groups::Linear(rows.div_ceil(tq) as u64);
-                b.run(&variant.kernel, p, &[&qh, rh, &qs, rs, &idx, &val], groups)?;
+                b.run(&variant.kernel, p, &[qh, rh, qs, rs, &idx, &val], groups)?;
                 b.submit();
                 b = gpu.batch();
                 start += rows;

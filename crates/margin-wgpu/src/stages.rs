@@ -62,31 +62,44 @@ pub fn u32_of(v: usize, what: &str) -> Result<u32> {
     })
 }
 
-/// Row normalization (or a copy when `on` is false), with raw norms and output squared norms.
-#[allow(clippy::too_many_arguments)]
+/// Scratch names of a row set after stage 1: its rows, raw norms and squared output norms.
+pub type Names = [&'static str; 3];
+/// The batch's.
+pub const BATCH: Names = ["xh", "norms", "sq"];
+/// The other side's: reference rows or centers.
+pub const OTHER: Names = ["ch", "cnorms", "csq"];
+
+/// A row set after stage 1: its rows normalized (or copied), raw norms, squared output norms.
+#[derive(Debug)]
+pub struct Normalized {
+    pub h: Buffer,
+    pub norms: Buffer,
+    pub sq: Buffer,
+}
+
+/// Records stage 1 for `rows` rows of `x` (normalization, or a copy when `on` is false) into the
+/// scratch buffers `names`.
 pub fn normalize(
     gpu: &Gpu,
     b: &mut Batch<'_>,
-    x: &Buffer,
-    rows: usize,
-    d: usize,
+    (x, rows, d): (&Buffer, usize, usize),
     on: bool,
-    xh: &Buffer,
-    norms: &Buffer,
-    sq: &Buffer,
-) -> Result<()> {
+    names: Names,
+) -> Result<Normalized> {
+    let out = Normalized {
+        h: gpu.scratch(names[0], rows * d)?,
+        norms: gpu.scratch(names[1], rows)?,
+        sq: gpu.scratch(names[2], rows)?,
+    };
     let p = Params {
         n: u32_of(rows, "rows")?,
         d: u32_of(d, "width")?,
         flags: u32::from(on),
         ..Default::default()
     };
-    b.run(
-        &gpu.kernels.normalize,
-        p,
-        &[x, xh, norms, sq],
-        per_thread(rows),
-    )
+    let bufs = [x, &out.h, &out.norms, &out.sq];
+    b.run(&gpu.kernels.normalize, p, &bufs, per_thread(rows))?;
+    Ok(out)
 }
 
 /// In-place normalization backward of `g` (rows x d).

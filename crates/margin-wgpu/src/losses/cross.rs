@@ -104,12 +104,6 @@ pub(crate) fn triplet_center_loss(
     let metric = cfg.metric;
     let (c, k) = centers;
     gpu.check_size("the N x K distance matrix", (n * k) as u64 * 4)?;
-    let xh = gpu.scratch("xh", n * d)?;
-    let norms = gpu.scratch("norms", n)?;
-    let sq = gpu.scratch("sq", n)?;
-    let ch = gpu.scratch("ch", k * d)?;
-    let cnorms = gpu.scratch("cnorms", k)?;
-    let csq = gpu.scratch("csq", k)?;
     let e = gpu.scratch("e", n * k)?;
     let w = gpu.scratch("w", n * k)?;
     let rstat = gpu.scratch("rstat", 2 * n)?;
@@ -120,16 +114,16 @@ pub(crate) fn triplet_center_loss(
 
     let mut b = gpu.batch();
     let on = metric.normalizes();
-    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
-    stages::normalize(gpu, &mut b, c, k, d, on, &ch, &cnorms, &csq)?;
+    let xs = stages::normalize(gpu, &mut b, (x, n, d), on, stages::BATCH)?;
+    let cs = stages::normalize(gpu, &mut b, (c, k, d), on, stages::OTHER)?;
     let q = Side {
-        xh: &xh,
-        sq: &sq,
+        xh: &xs.h,
+        sq: &xs.sq,
         rows: n,
     };
     let r = Side {
-        xh: &ch,
-        sq: &csq,
+        xh: &cs.h,
+        sq: &cs.sq,
         rows: k,
     };
     stages::pairwise(
@@ -174,9 +168,9 @@ pub(crate) fn triplet_center_loss(
     )?;
     cross_products(gpu, &mut b, metric, &w, &q, &r, d, grad, center_grad)?;
     if on {
-        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+        stages::normalize_backward(gpu, &mut b, &xs.h, &xs.norms, grad, n, d)?;
         if let Some(cg) = center_grad {
-            stages::normalize_backward(gpu, &mut b, &ch, &cnorms, cg, k, d)?;
+            stages::normalize_backward(gpu, &mut b, &cs.h, &cs.norms, cg, k, d)?;
         }
     }
     b.submit();
@@ -226,9 +220,6 @@ pub(crate) fn npair_loss(
         return Ok(LossStats::empty());
     }
     gpu.check_size("the k x k similarity matrix", (k * k) as u64 * 4)?;
-    let xh = gpu.scratch("xh", n * d)?;
-    let norms = gpu.scratch("norms", n)?;
-    let sq = gpu.scratch("sq", n)?;
     let xa = gpu.scratch("npair_xa", k * d)?;
     let xp = gpu.scratch("npair_xp", k * d)?;
     let sqa = gpu.scratch("npair_sqa", k)?;
@@ -241,11 +232,11 @@ pub(crate) fn npair_loss(
     let ia = gpu.upload("anchors", &anchors)?;
     let ip = gpu.upload("positives", &positives)?;
     let on = metric.normalizes();
-    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
-    stages::gather(gpu, &mut b, &xh, &ia, &xa, k, d, false)?;
-    stages::gather(gpu, &mut b, &xh, &ip, &xp, k, d, false)?;
-    stages::gather(gpu, &mut b, &sq, &ia, &sqa, k, 1, false)?;
-    stages::gather(gpu, &mut b, &sq, &ip, &sqp, k, 1, false)?;
+    let xs = stages::normalize(gpu, &mut b, (x, n, d), on, stages::BATCH)?;
+    stages::gather(gpu, &mut b, &xs.h, &ia, &xa, k, d, false)?;
+    stages::gather(gpu, &mut b, &xs.h, &ip, &xp, k, d, false)?;
+    stages::gather(gpu, &mut b, &xs.sq, &ia, &sqa, k, 1, false)?;
+    stages::gather(gpu, &mut b, &xs.sq, &ip, &sqp, k, 1, false)?;
     let q = Side {
         xh: &xa,
         sq: &sqa,
@@ -291,7 +282,7 @@ pub(crate) fn npair_loss(
     stages::gather(gpu, &mut b, &ga, &ia, grad, k, d, true)?;
     stages::gather(gpu, &mut b, &gp, &ip, grad, k, d, true)?;
     if on {
-        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+        stages::normalize_backward(gpu, &mut b, &xs.h, &xs.norms, grad, n, d)?;
     }
     b.submit();
     let s = gpu.read_f32(&rstat, k)?;

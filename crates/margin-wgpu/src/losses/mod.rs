@@ -291,9 +291,6 @@ pub(crate) fn square_loss(
     if (n as u64) * (m as u64) * 4 > gpu.max_binding() {
         return slabs::slab_loss(gpu, loss, x, n, d, layout, reference, grad);
     }
-    let xh = gpu.scratch("xh", n * d)?;
-    let norms = gpu.scratch("norms", n)?;
-    let sq = gpu.scratch("sq", n)?;
     let sq_ = Square {
         gpu,
         n,
@@ -307,21 +304,27 @@ pub(crate) fn square_loss(
     };
     let on = metric.normalizes();
     let mut b = gpu.batch();
-    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
+    let xs = stages::normalize(gpu, &mut b, (x, n, d), on, stages::BATCH)?;
+    let (xh, sq) = (&xs.h, &xs.sq);
     let mode = PairMode::for_loss(metric);
     // The reference rows, normalized (no gradient flows into them).
     let reference_rows = match &reference {
         None => {
-            stages::pairwise(gpu, &mut b, (&xh, &sq, n), (&xh, &sq, n), d, mode, &sq_.e)?;
+            stages::pairwise(gpu, &mut b, (xh, sq, n), (xh, sq, n), d, mode, &sq_.e)?;
             None
         }
         Some(r) => {
-            let rh = gpu.scratch("ch", m * d)?;
-            let rn = gpu.scratch("cnorms", m)?;
-            let rs = gpu.scratch("csq", m)?;
-            stages::normalize(gpu, &mut b, r.embeddings, m, d, on, &rh, &rn, &rs)?;
-            stages::pairwise(gpu, &mut b, (&xh, &sq, n), (&rh, &rs, m), d, mode, &sq_.e)?;
-            Some((rh, rs))
+            let rs = stages::normalize(gpu, &mut b, (r.embeddings, m, d), on, stages::OTHER)?;
+            stages::pairwise(
+                gpu,
+                &mut b,
+                (xh, sq, n),
+                (&rs.h, &rs.sq, m),
+                d,
+                mode,
+                &sq_.e,
+            )?;
+            Some(rs)
         }
     };
     b.submit();
@@ -357,9 +360,9 @@ pub(crate) fn square_loss(
                 &Product {
                     a: w,
                     transposed: false,
-                    b: &xh,
+                    b: xh,
                     rs: &rs,
-                    x: &xh,
+                    x: xh,
                     out: grad,
                     rows: n,
                     cols: d,
@@ -371,23 +374,19 @@ pub(crate) fn square_loss(
                 },
             )?;
         }
-        Some((rh, rs)) => {
+        Some(rs) => {
             stages::chain_cross(gpu, &mut b, w, &e, n, m, chain, s_pos, s_neg)?;
-            let q = cross::Side {
-                xh: &xh,
-                sq: &sq,
-                rows: n,
-            };
+            let q = cross::Side { xh, sq, rows: n };
             let r = cross::Side {
-                xh: rh,
-                sq: rs,
+                xh: &rs.h,
+                sq: &rs.sq,
                 rows: m,
             };
             cross::cross_products(gpu, &mut b, metric, w, &q, &r, d, grad, None)?;
         }
     }
     if on {
-        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+        stages::normalize_backward(gpu, &mut b, xh, &xs.norms, grad, n, d)?;
     }
     b.submit();
     Ok(stats)

@@ -62,32 +62,30 @@ pub(crate) fn slab_loss(
     gpu.check_size("one row of the distance matrix", m as u64 * 4)?;
     let rows = ((gpu.max_binding() / (m as u64 * 4)) as usize).clamp(1, n);
     let on = metric.normalizes();
-    let xh = gpu.scratch("xh", n * d)?;
-    let norms = gpu.scratch("norms", n)?;
-    let sq = gpu.scratch("sq", n)?;
     let mut b = gpu.batch();
-    stages::normalize(gpu, &mut b, x, n, d, on, &xh, &norms, &sq)?;
+    let xs = stages::normalize(gpu, &mut b, (x, n, d), on, stages::BATCH)?;
     let columns = match &reference {
         None => None,
-        Some(r) => {
-            let rh = gpu.scratch("ch", m * d)?;
-            let rn = gpu.scratch("cnorms", m)?;
-            let rs = gpu.scratch("csq", m)?;
-            stages::normalize(gpu, &mut b, r.embeddings, m, d, on, &rh, &rn, &rs)?;
-            Some((rh, rs))
-        }
+        Some(r) => Some(stages::normalize(
+            gpu,
+            &mut b,
+            (r.embeddings, m, d),
+            on,
+            stages::OTHER,
+        )?),
     };
     b.clear(grad);
     b.submit();
-    let (ch, csq) = columns.as_ref().map_or((&xh, &sq), |(h, s)| (h, s));
+    let (xh, sq) = (&xs.h, &xs.sq);
+    let (ch, csq) = columns.as_ref().map_or((xh, sq), |c| (&c.h, &c.sq));
     let slabs = Slabs {
         gpu,
         loss,
         layout: &layout,
         rows,
         d,
-        xh: &xh,
-        sq: &sq,
+        xh,
+        sq,
         ch,
         csq,
         slab_xh: gpu.scratch("slab_xh", rows * d)?,
@@ -101,7 +99,7 @@ pub(crate) fn slab_loss(
     };
     if on {
         let mut b = gpu.batch();
-        stages::normalize_backward(gpu, &mut b, &xh, &norms, grad, n, d)?;
+        stages::normalize_backward(gpu, &mut b, xh, &xs.norms, grad, n, d)?;
         b.submit();
     }
     Ok(stats)
