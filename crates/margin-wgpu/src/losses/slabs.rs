@@ -106,6 +106,7 @@ pub(crate) fn slab_loss(
 }
 
 impl Slabs<'_> {
+    /// The device context.
     pub fn gpu(&self) -> &Gpu {
         self.gpu
     }
