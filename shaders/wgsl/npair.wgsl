@@ -1,6 +1,8 @@
-// Stage 3, n-pair: E is k x k (anchor i against positive j; E = distance or -similarity, so the
-// logits are S = -E). Per row: logsumexp_j S_ij - S_ii; W = dL/dE = -(softmax - I) / k.
-// One workgroup per row. P.n = k, P.f0 = 1/k.
+// Stage 3, n-pair: E holds anchors P.off .. P.off + P.n against all k = P.cols positives (all k
+// anchors, or a slab of them: losses/npair.rs); E = distance or -similarity, so the logits are
+// S = -E. Per anchor row i (the call's anchor ig = P.off + i, whose own positive is column ig):
+// logsumexp_j S_ij - S_i,ig; W = dL/dE = -(softmax - e_ig) / k. One workgroup per row.
+// P.f0 = 1/k; rstat holds every anchor's loss.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -13,7 +15,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (i >= P.n) {
         return;
     }
-    let k = P.n;
+    let k = P.cols;
+    let ig = P.off + i;
     var mx = -BIG;
     for (var j = lid; j < k; j += WG) {
         mx = max(mx, -e[i * k + j]);
@@ -26,10 +29,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let rs = reduce_sum_f(lid, s);
     for (var j = lid; j < k; j += WG) {
         let sm = exp(-e[i * k + j] - rmx) / rs;
-        let delta = select(0.0, 1.0, j == i);
+        let delta = select(0.0, 1.0, j == ig);
         w[i * k + j] = -(sm - delta) * P.f0;
     }
     if (lid == 0u) {
-        rstat[i] = rmx + log(rs) + e[i * k + i];
+        rstat[ig] = rmx + log(rs) + e[i * k + ig];
     }
 }

@@ -3,7 +3,7 @@
 //! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of every loss of the square path
 //! must then match the f64 reference as it does in one piece, square and against a reference set:
 //! the row-local losses and lifted structure at 4 KiB, the quadruplet (batch-all and hard) at
-//! 2 KiB, since its f64 reference is quartic in N.
+//! 2 KiB, since its f64 reference is quartic in N. N-pair's anchors run in slabs the same way.
 
 use margin_core::{Backend, HostBackend, Loss, LossKind};
 use margin_tests::ref_random::{RefLayout, check_loss_with_reference, reference_loss_configs};
@@ -80,11 +80,30 @@ fn row_local_square_cases(b: &WgpuBackend) {
     assert_slabbed(b, CAP);
 }
 
-/// The slab path ran: its slab of rows is held, and no buffer exceeds the cap.
+/// The slab path ran (its slab of rows is held), and no buffer exceeds the cap.
 fn assert_slabbed(b: &WgpuBackend, cap: u64) {
     let held = b.scratch_buffers();
     assert!(held.iter().any(|&(name, _)| name == "slab_xh"), "{held:?}");
     assert!(held.iter().all(|&(_, size)| size <= cap), "{held:?}");
+}
+
+/// N-pair's k x k matrix (anchors against positives) in slabs of anchors: 130 rows in 60 classes
+/// give k = 60 pairs, slabs of 17 anchors; 80 rows in 40 classes, k = 40, slabs of 25.
+#[test]
+fn npair_in_slabs_matches_the_reference() {
+    for b in capped(CAP) {
+        let hb = &b as &dyn HostBackend;
+        let configs: Vec<Loss> = all_loss_configs()
+            .into_iter()
+            .filter(|l| l.kind() == LossKind::NPair)
+            .collect();
+        assert!(configs.len() >= 5, "{configs:?}");
+        let shapes = [(130, 5, Labels::Classes(60)), (80, 4, Labels::Classes(40))];
+        assert_all(configs.iter().enumerate().flat_map(|(i, loss)| {
+            shapes.map(|(n, d, labels)| check_loss(hb, loss, n, d, labels, 800 + i as u64))
+        }));
+        assert_slabbed(&b, CAP);
+    }
 }
 
 fn quadruplets(configs: Vec<Loss>) -> Vec<Loss> {

@@ -1,9 +1,11 @@
 //! Stage 3 and the orchestration of a whole loss call. Losses over the N x N matrix, or the N x M
-//! matrix against a reference set, share [`square_loss`]; triplet-center (N x K) and n-pair (k x k
-//! between anchors and positives) have their own paths in [`cross`].
+//! matrix against a reference set, share [`square_loss`] (in slabs of rows past one storage
+//! binding: [`slabs`]); triplet-center (N x K, [`cross`]) and n-pair (k x k between anchors and
+//! positives, [`npair`]) have their own paths.
 
 mod cross;
 mod lifted;
+mod npair;
 mod quad_hard;
 mod quadruplet;
 mod row_local;
@@ -17,7 +19,8 @@ use margin_core::{DeviceReference, Distance, Loss, LossStats, Metric, Result};
 use std::collections::HashMap;
 use wgpu::Buffer;
 
-pub(crate) use cross::{npair_loss, triplet_center_loss};
+pub(crate) use cross::triplet_center_loss;
+pub(crate) use npair::npair_loss;
 
 /// The labels of the N x M loss matrix as dense group ids (in order of first appearance over the
 /// rows, then the columns), with the one column each row excludes from its positives: the diagonal

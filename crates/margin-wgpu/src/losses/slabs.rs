@@ -20,9 +20,11 @@
 
 use super::lifted::{self, Lifted};
 use super::{Layout, RowTotals, Square, quad_hard, quadruplet, row_local};
-use crate::context::Gpu;
+use crate::context::{Batch, Gpu};
 use crate::stages::{self, PairMode, Product};
-use margin_core::{DeviceReference, Distance, Loss, LossStats, Mining, QuadrupletConfig, Result};
+use margin_core::{
+    DeviceReference, Distance, Loss, LossStats, Metric, Mining, QuadrupletConfig, Result,
+};
 use wgpu::Buffer;
 
 /// What every slab of one call shares: the normalized rows and columns and the slab buffers.
@@ -263,41 +265,84 @@ impl Slabs<'_> {
         let unread = gpu.scratch("unread", 1)?;
         let mode = stages::chain_mode(s.metric, true);
         stages::chain_cross(gpu, &mut b, &s.e, &unread, len, m, mode, scales.0, scales.1)?;
-        let distance = !s.metric.is_similarity();
+        let products = SlabProducts {
+            c: &s.e,
+            len,
+            m,
+            d,
+            r0,
+            rows: self.xh,
+            slab_rows: &self.slab_xh,
+            cols: self.ch,
+            g_rows: grad,
+            // Without a reference set the columns are the rows: they get the transposed half.
+            g_cols: (!self.layout.rect).then_some(grad),
+        };
+        products.record(gpu, &mut b, s.metric)?;
+        b.submit();
+        Ok(())
+    }
+}
+
+/// The gradient products of a slab: the chained multiplier C (`len x m`) between rows `r0..` of a
+/// row set and `m` columns. The slab's rows get `C cols` (and `rowsum(C) rows` for a distance),
+/// the columns, when they take a gradient, `Cᵀ slab_rows` (and `colsum(C) cols`); both are added
+/// to what the gradients hold.
+pub(super) struct SlabProducts<'a> {
+    pub c: &'a Buffer,
+    pub len: usize,
+    pub m: usize,
+    pub d: usize,
+    pub r0: usize,
+    /// The whole row set (normalized) and its slab rows, copied out.
+    pub rows: &'a Buffer,
+    pub slab_rows: &'a Buffer,
+    /// The columns' rows (normalized, `m x d`).
+    pub cols: &'a Buffer,
+    /// The row set's gradient, and the columns' when they take one (may be the same buffer).
+    pub g_rows: &'a Buffer,
+    pub g_cols: Option<&'a Buffer>,
+}
+
+impl SlabProducts<'_> {
+    /// Records both products (for `metric`: distances add the row and column sums' terms).
+    pub fn record(&self, gpu: &Gpu, b: &mut Batch<'_>, metric: Metric) -> Result<()> {
+        let (len, m, d) = (self.len, self.m, self.d);
+        let distance = !metric.is_similarity();
         let (alpha, beta) = if distance { (-1.0, 1.0) } else { (1.0, 0.0) };
         let rsum = gpu.scratch("rs", len)?;
         if distance {
-            stages::row_sums(gpu, &mut b, &s.e, len, m, &rsum)?;
+            stages::row_sums(gpu, b, self.c, len, m, &rsum)?;
         }
         let rows_part = Product {
-            a: &s.e,
+            a: self.c,
             transposed: false,
-            b: self.ch,
+            b: self.cols,
             rs: &rsum,
-            x: self.xh,
-            out: grad,
+            x: self.rows,
+            out: self.g_rows,
             rows: len,
             cols: d,
             inner: m,
             alpha,
             beta,
-            out_row: r0,
+            out_row: self.r0,
             accumulate: true,
         };
-        stages::matmul(gpu, &mut b, &rows_part)?;
-        if !self.layout.rect {
-            // The transposed half: every row j gets the slab's column j of the multiplier.
+        stages::matmul(gpu, b, &rows_part)?;
+        if let Some(g_cols) = self.g_cols {
+            // The transposed half: every column j gets the slab's column j of the multiplier.
             let csum = gpu.scratch("cs", m)?;
             if distance {
-                stages::col_sums(gpu, &mut b, &s.e, len, m, &csum)?;
+                stages::col_sums(gpu, b, self.c, len, m, &csum)?;
             }
             let cols_part = Product {
-                a: &s.e,
+                a: self.c,
                 transposed: true,
-                b: &self.slab_xh,
+                b: self.slab_rows,
                 rs: &csum,
-                x: self.xh,
-                out: grad,
+                x: self.cols,
+                out: g_cols,
                 rows: m,
                 cols: d,
                 inner: len,
@@ -306,9 +351,8 @@ impl Slabs<'_> {
                 out_row: 0,
                 accumulate: true,
             };
-            stages::matmul(gpu, &mut b, &cols_part)?;
+            stages::matmul(gpu, b, &cols_part)?;
         }
-        b.submit();
         Ok(())
     }
 }
