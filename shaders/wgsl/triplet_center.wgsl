@@ -1,6 +1,8 @@
 // Stage 3, triplet-center: E is N x K (embeddings against centers). Per sample i (one thread):
 // relu(e_{i,y_i} - min_{c != y_i} e_ic + margin), ties to the smaller center index.
-// Writes W scaled by 1/N (Mean). P.n = N, P.m = K, P.f0 = margin, P.f1 = 1/N.
+// Writes W scaled by 1/N (Mean). P.n = rows of E, P.m = K, P.f0 = margin, P.f1 = 1/N. Row i of E
+// is sample P.off + i (all N samples, or a slab of them: losses/cross.rs); lab, rstat and rcnt
+// hold every sample's.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
@@ -16,7 +18,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let k = P.m;
-    let y = lab[i];
+    let ig = P.off + i;
+    let y = lab[ig];
     var best = BIG;
     var bc = 0u;
     var found = false;
@@ -41,8 +44,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         w[i * k + y] = P.f1;
         w[i * k + bc] = -P.f1;
     }
-    rstat[2u * i] = loss;
-    rstat[2u * i + 1u] = 0.0;
-    rcnt[2u * i] = vec2<u32>(cnt, 0u);
-    rcnt[2u * i + 1u] = vec2<u32>(0u, 0u);
+    rstat[2u * ig] = loss;
+    rstat[2u * ig + 1u] = 0.0;
+    rcnt[2u * ig] = vec2<u32>(cnt, 0u);
+    rcnt[2u * ig + 1u] = vec2<u32>(0u, 0u);
 }

@@ -31,9 +31,8 @@
 //! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), every loss runs
 //! in slabs of rows that each fit (`losses/slabs.rs`; more passes over the slabs for
 //! contrastive's two counts, lifted structure's log-sum-exps and the quadruplet's steps), and so
-//! does n-pair's k x k matrix. Any other buffer beyond the limit (the N x D rows, triplet-center's
-//! N x K matrix, the quadruplet's positive-pair lists) returns `MarginError::OutOfMemory` saying
-//! so.
+//! do n-pair's k x k and triplet-center's N x K matrices. Any other buffer beyond the limit (the
+//! N x D rows, the quadruplet's positive-pair lists) returns `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 
 mod adapter;

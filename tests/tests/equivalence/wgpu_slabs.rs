@@ -3,7 +3,8 @@
 //! (15, 15, 15, 15, 7) and a 40-row one two. Every configuration of every loss of the square path
 //! must then match the f64 reference as it does in one piece, square and against a reference set:
 //! the row-local losses and lifted structure at 4 KiB, the quadruplet (batch-all and hard) at
-//! 2 KiB, since its f64 reference is quartic in N. N-pair's anchors run in slabs the same way.
+//! 2 KiB, since its f64 reference is quartic in N. N-pair's anchors and triplet-center's samples
+//! run in slabs the same way.
 
 use margin_core::{Backend, HostBackend, Loss, LossKind};
 use margin_tests::ref_random::{RefLayout, check_loss_with_reference, reference_loss_configs};
@@ -87,21 +88,30 @@ fn assert_slabbed(b: &WgpuBackend, cap: u64) {
     assert!(held.iter().all(|&(_, size)| size <= cap), "{held:?}");
 }
 
-/// N-pair's k x k matrix (anchors against positives) in slabs of anchors: 130 rows in 60 classes
-/// give k = 60 pairs, slabs of 17 anchors; 80 rows in 40 classes, k = 40, slabs of 25.
+/// The losses off the square path: n-pair's k x k matrix (anchors against positives) in slabs
+/// of anchors (130 rows in 60 classes: k = 60, slabs of 17; 80 rows in 40 classes: k = 40, slabs
+/// of 25), triplet-center's N x K matrix in slabs of samples, with the centers' gradient (130 x 20:
+/// slabs of 51; 67 x 40: slabs of 25).
 #[test]
-fn npair_in_slabs_matches_the_reference() {
+fn npair_and_triplet_center_in_slabs_match_the_reference() {
+    let cases = [
+        (LossKind::NPair, [(130, 5, 60), (80, 4, 40)]),
+        (LossKind::TripletCenter, [(130, 5, 20), (67, 4, 40)]),
+    ];
     for b in capped(CAP) {
         let hb = &b as &dyn HostBackend;
-        let configs: Vec<Loss> = all_loss_configs()
-            .into_iter()
-            .filter(|l| l.kind() == LossKind::NPair)
-            .collect();
-        assert!(configs.len() >= 5, "{configs:?}");
-        let shapes = [(130, 5, Labels::Classes(60)), (80, 4, Labels::Classes(40))];
-        assert_all(configs.iter().enumerate().flat_map(|(i, loss)| {
-            shapes.map(|(n, d, labels)| check_loss(hb, loss, n, d, labels, 800 + i as u64))
-        }));
+        for (kind, shapes) in cases {
+            let configs: Vec<Loss> = all_loss_configs()
+                .into_iter()
+                .filter(|l| l.kind() == kind)
+                .collect();
+            assert!(configs.len() >= 5, "{configs:?}");
+            assert_all(configs.iter().enumerate().flat_map(|(i, loss)| {
+                shapes.map(|(n, d, classes)| {
+                    check_loss(hb, loss, n, d, Labels::Classes(classes), 800 + i as u64)
+                })
+            }));
+        }
         assert_slabbed(&b, CAP);
     }
 }

@@ -1,9 +1,8 @@
 //! Stage 3 and the orchestration of a whole loss call. Losses over the N x N matrix, or the N x M
 //! matrix against a reference set, share [`square_loss`] (in slabs of rows past one storage
-//! binding: [`slabs`]); triplet-center (N x K, [`cross`]) and n-pair (k x k between anchors and
-//! positives, [`npair`]) have their own paths.
+//! binding: [`slabs`]); triplet-center (N x K, [`triplet_center`]) and n-pair (k x k between
+//! anchors and positives, [`npair`]) have their own paths, in slabs of rows the same way.
 
-mod cross;
 mod lifted;
 mod npair;
 mod quad_hard;
@@ -12,6 +11,7 @@ mod row_local;
 mod slabs;
 mod softmax;
 mod triplet;
+mod triplet_center;
 
 use crate::context::{Gpu, Groups, Params};
 use crate::stages::{self, PairMode, Product};
@@ -19,8 +19,8 @@ use margin_core::{DeviceReference, Distance, Loss, LossStats, Metric, Result};
 use std::collections::HashMap;
 use wgpu::Buffer;
 
-pub(crate) use cross::triplet_center_loss;
 pub(crate) use npair::npair_loss;
+pub(crate) use triplet_center::triplet_center_loss;
 
 /// The labels of the N x M loss matrix as dense group ids (in order of first appearance over the
 /// rows, then the columns), with the one column each row excludes from its positives: the diagonal
@@ -379,13 +379,21 @@ pub(crate) fn square_loss(
         }
         Some(rs) => {
             stages::chain_cross(gpu, &mut b, w, &e, n, m, chain, s_pos, s_neg)?;
-            let q = cross::Side { xh, sq, rows: n };
-            let r = cross::Side {
-                xh: &rs.h,
-                sq: &rs.sq,
-                rows: m,
+            // The batch's share only: the reference rows are a constant.
+            b.clear(grad);
+            let products = slabs::SlabProducts {
+                c: w,
+                len: n,
+                m,
+                d,
+                r0: 0,
+                rows: xh,
+                slab_rows: xh,
+                cols: &rs.h,
+                g_rows: grad,
+                g_cols: None,
             };
-            cross::cross_products(gpu, &mut b, metric, w, &q, &r, d, grad, None)?;
+            products.record(gpu, &mut b, metric)?;
         }
     }
     if on {
