@@ -6,7 +6,7 @@
 //! fit, like the square losses (slabs.rs): the slab's anchors get their rows of the products,
 //! every positive the slab's transposed share.
 
-use super::slabs::SlabProducts;
+use super::slabs::{SlabProducts, SlabRows, rows_per_slab};
 use super::{avg, inv};
 use crate::context::{Gpu, Groups, Params};
 use crate::stages::{self, PairMode};
@@ -55,9 +55,7 @@ pub(crate) fn npair_loss(
         b.submit();
         return Ok(LossStats::empty());
     }
-    // Anchors per slab: all of them while a k x k matrix fits one binding.
-    gpu.check_size("one row of the k x k similarity matrix", k as u64 * 4)?;
-    let rows = ((gpu.max_binding() / (k as u64 * 4)) as usize).clamp(1, k);
+    let rows = rows_per_slab(gpu, k, k, "one row of the k x k similarity matrix")?;
     let xa = gpu.scratch("npair_xa", k * d)?;
     let xp = gpu.scratch("npair_xp", k * d)?;
     let sqa = gpu.scratch("npair_sqa", k)?;
@@ -78,25 +76,12 @@ pub(crate) fn npair_loss(
     b.clear(&ga);
     b.clear(&gp);
     b.submit();
-    // One slab: the anchors themselves; several: their rows copied out slab by slab.
-    let (slab_xa, slab_sqa) = if rows == k {
-        (xa.clone(), sqa.clone())
-    } else {
-        (
-            gpu.scratch("slab_xh", rows * d)?,
-            gpu.scratch("slab_sq", rows)?,
-        )
-    };
+    let slab = SlabRows::new(gpu, (&xa, &sqa), k, rows, d)?;
     for r0 in (0..k).step_by(rows) {
         let len = rows.min(k - r0);
         let mut b = gpu.batch();
-        if rows < k {
-            b.copy_from(&xa, r0 * d, &slab_xa, len * d);
-            b.copy_from(&sqa, r0, &slab_sqa, len);
-        }
         let mode = PairMode::for_loss(metric);
-        let slab = (&slab_xa, &slab_sqa, len);
-        stages::pairwise(gpu, &mut b, slab, (&xp, &sqp, k), d, mode, &e)?;
+        slab.distances(gpu, &mut b, (r0, len), (&xp, &sqp, k), mode, &e)?;
         let mut p = Params {
             n: len as u32,
             cols: k as u32,
@@ -119,7 +104,7 @@ pub(crate) fn npair_loss(
             d,
             r0,
             rows: &xa,
-            slab_rows: &slab_xa,
+            slab_rows: slab.rows(),
             cols: &xp,
             g_rows: &ga,
             g_cols: Some(&gp),

@@ -35,16 +35,87 @@ pub(crate) struct Slabs<'a> {
     /// Rows per slab.
     rows: usize,
     d: usize,
-    /// Normalized batch rows (N x D) and their squared norms.
+    /// Normalized batch rows (N x D), and the slab of them each pass reads.
     xh: &'a Buffer,
-    sq: &'a Buffer,
-    /// Normalized columns: the batch again, or the reference rows.
+    slab_rows: SlabRows<'a>,
+    /// Normalized columns: the batch again, or the reference rows; their squared norms.
     ch: &'a Buffer,
     csq: &'a Buffer,
-    /// One slab of the batch rows and their squared norms.
-    slab_xh: Buffer,
-    slab_sq: Buffer,
     e: Buffer,
+}
+
+/// Rows per slab of a matrix of `n` rows by `m` columns: all of them while it fits one storage
+/// binding, else as many as fit (one row of `what` must).
+pub(super) fn rows_per_slab(gpu: &Gpu, n: usize, m: usize, what: &str) -> Result<usize> {
+    gpu.check_size(what, m as u64 * 4)?;
+    Ok(((gpu.max_binding() / (m as u64 * 4)) as usize).clamp(1, n.max(1)))
+}
+
+/// A slab of rows of a normalized row set as the distance and product stages read it: the set
+/// itself when one slab holds every row, else the slab's rows copied out.
+pub(super) struct SlabRows<'a> {
+    /// The whole set: rows and squared norms.
+    all: (&'a Buffer, &'a Buffer),
+    h: Buffer,
+    sq: Buffer,
+    whole: bool,
+    d: usize,
+}
+
+impl<'a> SlabRows<'a> {
+    /// For `n` rows of width `d` (`all`: rows and squared norms) in slabs of `rows`.
+    pub fn new(
+        gpu: &Gpu,
+        all: (&'a Buffer, &'a Buffer),
+        n: usize,
+        rows: usize,
+        d: usize,
+    ) -> Result<Self> {
+        let whole = rows >= n;
+        let (h, sq) = if whole {
+            (all.0.clone(), all.1.clone())
+        } else {
+            (
+                gpu.scratch("slab_xh", rows * d)?,
+                gpu.scratch("slab_sq", rows)?,
+            )
+        };
+        Ok(Self {
+            all,
+            h,
+            sq,
+            whole,
+            d,
+        })
+    }
+
+    /// Records the copy of rows `r0..r0 + len` into the slab (nothing when whole).
+    pub fn load(&self, b: &mut Batch<'_>, r0: usize, len: usize) {
+        if !self.whole {
+            b.copy_from(self.all.0, r0 * self.d, &self.h, len * self.d);
+            b.copy_from(self.all.1, r0, &self.sq, len);
+        }
+    }
+
+    /// Records the slab's load and the `len x m` values between its rows and `cols` (rows,
+    /// squared norms, m) into `e`.
+    pub fn distances(
+        &self,
+        gpu: &Gpu,
+        b: &mut Batch<'_>,
+        (r0, len): (usize, usize),
+        cols: (&Buffer, &Buffer, usize),
+        mode: PairMode,
+        e: &Buffer,
+    ) -> Result<()> {
+        self.load(b, r0, len);
+        stages::pairwise(gpu, b, (&self.h, &self.sq, len), cols, self.d, mode, e)
+    }
+
+    /// The slab's rows (`len x d` from the start).
+    pub fn rows(&self) -> &Buffer {
+        &self.h
+    }
 }
 
 /// Runs `loss` (any loss of the square path) in slabs of rows; `layout` is the whole call's.
@@ -61,8 +132,7 @@ pub(crate) fn slab_loss(
 ) -> Result<LossStats> {
     let metric = loss.metric();
     let m = layout.m;
-    gpu.check_size("one row of the distance matrix", m as u64 * 4)?;
-    let rows = ((gpu.max_binding() / (m as u64 * 4)) as usize).clamp(1, n);
+    let rows = rows_per_slab(gpu, n, m, "one row of the distance matrix")?;
     let on = metric.normalizes();
     let mut b = gpu.batch();
     let xs = stages::normalize(gpu, &mut b, (x, n, d), on, stages::BATCH)?;
@@ -87,11 +157,9 @@ pub(crate) fn slab_loss(
         rows,
         d,
         xh,
-        sq,
+        slab_rows: SlabRows::new(gpu, (xh, sq), n, rows, d)?,
         ch,
         csq,
-        slab_xh: gpu.scratch("slab_xh", rows * d)?,
-        slab_sq: gpu.scratch("slab_sq", rows)?,
         e: gpu.scratch("e", rows * m)?,
     };
     let stats = match loss {
@@ -118,9 +186,9 @@ impl Slabs<'_> {
         self.layout
     }
 
-    /// The slab of rows from `r0` (its rows of the normalized batch copied out), E not written.
-    fn slab(&self, r0: usize) -> Result<Square<'_>> {
-        let (gpu, d) = (self.gpu, self.d);
+    /// The slab of rows from `r0`, E not written.
+    fn square(&self, r0: usize) -> Result<Square<'_>> {
+        let gpu = self.gpu;
         let len = self.rows.min(self.layout.n - r0);
         let layout = self.layout.slab(r0..r0 + len);
         let s = Square {
@@ -134,21 +202,26 @@ impl Slabs<'_> {
             rcnt: gpu.scratch("rcnt", 4 * len)?,
             layout,
         };
-        let mut b = gpu.batch();
-        b.copy_from(self.xh, r0 * d, &self.slab_xh, len * d);
-        b.copy_from(self.sq, r0, &self.slab_sq, len);
+        Ok(s)
+    }
+
+    /// The slab of rows from `r0` with its rows of the normalized batch loaded, E not written.
+    fn slab(&self, r0: usize) -> Result<Square<'_>> {
+        let s = self.square(r0)?;
+        let mut b = self.gpu.batch();
+        self.slab_rows.load(&mut b, r0, s.n);
         b.submit();
         Ok(s)
     }
 
     /// Stage 2 for the slab of rows from `r0`: its distances to every column.
     pub fn distances(&self, r0: usize) -> Result<Square<'_>> {
-        let s = self.slab(r0)?;
+        let s = self.square(r0)?;
         let mut b = self.gpu.batch();
         let mode = PairMode::for_loss(s.metric);
-        let rows = (&self.slab_xh, &self.slab_sq, s.n);
         let cols = (self.ch, self.csq, s.m);
-        stages::pairwise(self.gpu, &mut b, rows, cols, self.d, mode, &s.e)?;
+        self.slab_rows
+            .distances(self.gpu, &mut b, (r0, s.n), cols, mode, &s.e)?;
         b.submit();
         Ok(s)
     }
@@ -272,7 +345,7 @@ impl Slabs<'_> {
             d,
             r0,
             rows: self.xh,
-            slab_rows: &self.slab_xh,
+            slab_rows: self.slab_rows.rows(),
             cols: self.ch,
             g_rows: grad,
             // Without a reference set the columns are the rows: they get the transposed half.

@@ -4,7 +4,7 @@
 //! `W' C` and `W'^T X` for similarities. Rows are independent, so past one storage binding the
 //! samples run in slabs of rows that each fit.
 
-use super::slabs::SlabProducts;
+use super::slabs::{SlabProducts, SlabRows, rows_per_slab};
 use super::{RowTotals, avg, inv};
 use crate::context::{Gpu, Groups, Params};
 use crate::stages::{self, PairMode};
@@ -31,9 +31,7 @@ pub(crate) fn triplet_center_loss(
     };
     let metric = cfg.metric;
     let (c, k) = centers;
-    // Samples per slab: all of them while the N x K matrix fits one binding.
-    gpu.check_size("one row of the N x K distance matrix", k as u64 * 4)?;
-    let rows = ((gpu.max_binding() / (k as u64 * 4)) as usize).clamp(1, n);
+    let rows = rows_per_slab(gpu, n, k, "one row of the N x K distance matrix")?;
     let e = gpu.scratch("e", rows * k)?;
     let w = gpu.scratch("w", rows * k)?;
     let rstat = gpu.scratch("rstat", 2 * n)?;
@@ -51,25 +49,12 @@ pub(crate) fn triplet_center_loss(
         b.clear(cg);
     }
     b.submit();
-    // One slab: the samples themselves; several: their rows copied out slab by slab.
-    let (slab_xh, slab_sq) = if rows == n {
-        (xs.h.clone(), xs.sq.clone())
-    } else {
-        (
-            gpu.scratch("slab_xh", rows * d)?,
-            gpu.scratch("slab_sq", rows)?,
-        )
-    };
+    let slab = SlabRows::new(gpu, (&xs.h, &xs.sq), n, rows, d)?;
     for r0 in (0..n).step_by(rows) {
         let len = rows.min(n - r0);
         let mut b = gpu.batch();
-        if rows < n {
-            b.copy_from(&xs.h, r0 * d, &slab_xh, len * d);
-            b.copy_from(&xs.sq, r0, &slab_sq, len);
-        }
         let mode = PairMode::for_loss(metric);
-        let slab = (&slab_xh, &slab_sq, len);
-        stages::pairwise(gpu, &mut b, slab, (&cs.h, &cs.sq, k), d, mode, &e)?;
+        slab.distances(gpu, &mut b, (r0, len), (&cs.h, &cs.sq, k), mode, &e)?;
         let mut p = Params {
             n: len as u32,
             m: k as u32,
@@ -93,7 +78,7 @@ pub(crate) fn triplet_center_loss(
             d,
             r0,
             rows: &xs.h,
-            slab_rows: &slab_xh,
+            slab_rows: slab.rows(),
             cols: &cs.h,
             g_rows: grad,
             g_cols: center_grad,
