@@ -30,8 +30,7 @@ impl Lifted {
 
     /// Writes `lse[row0 + i]` for the rows i of `s` (its matrix holds rows `row0..`).
     pub fn lse(&self, s: &Square<'_>, row0: usize, lse: &Buffer) -> Result<()> {
-        let mut p = self.at(s, row0);
-        p.off = row0 as u32;
+        let p = self.at(s, row0);
         let mut b = s.gpu.batch();
         b.run(&s.gpu.kernels.lifted_lse, p, &[&s.e, &s.grp, lse], s.rows())?;
         b.submit();

@@ -225,10 +225,16 @@ impl Square<'_> {
         Params {
             n: self.n as u32,
             cols: self.m as u32,
-            u6: u32::from(self.metric.distance == Distance::Euclidean),
+            u6: u32::from(divides_in_place(self.metric)),
             ..Default::default()
         }
     }
+}
+
+/// True when in-place weights come out divided by the euclidean distance at their entry
+/// (`weight_out` in common.wgsl, `P.u6`), so that the chain reads no distance (its mode 3).
+pub(crate) fn divides_in_place(metric: Metric) -> bool {
+    metric.distance == Distance::Euclidean
 }
 
 /// `sum / count`, 0 when nothing is active (AvgNonZero / Mean).

@@ -98,7 +98,7 @@ fn best_pairs(
 /// The whole matrix at once (`s` holds every row).
 pub(crate) fn quad_hard(s: &Square<'_>, c: &QuadrupletConfig) -> Result<(LossStats, f32, f32)> {
     let rows = candidates(s)?;
-    let (stats, weights) = plan(&rows, &s.layout, c, s.params().u6 == 1)?;
+    let (stats, weights) = plan(&rows, &s.layout, c)?;
     scatter(s, 0, &weights)?;
     Ok((stats, 1.0, 1.0))
 }
@@ -134,15 +134,14 @@ pub(crate) struct Weights {
     vals: Vec<f32>,
 }
 
-/// The loss and its weights from the candidates of every row of `lay` (the whole call's layout);
-/// `divide`: in-place weights come divided by their distance (`weight_out` in common.wgsl).
+/// The loss and its weights from the candidates of every row of `lay` (the whole call's layout).
 pub(crate) fn plan(
     rows: &[Row],
     lay: &Layout,
     c: &QuadrupletConfig,
-    divide: bool,
 ) -> Result<(LossStats, Weights)> {
     let m = lay.m;
+    let divide = super::divides_in_place(c.metric);
     let ids = &lay.rows;
     let best = best_pairs(rows, ids, &lay.cols, lay.classes);
 

@@ -20,7 +20,7 @@ use super::triplet::{QUAD_FINAL, STATS_ONLY, Sorted, sorted_counts};
 use super::{Layout, NONE, RowTotals, Square, avg, inv};
 use crate::context::{Batch, Gpu, Groups, Params};
 use crate::stages::{self, u32_of};
-use margin_core::{LossStats, MarginError, QuadrupletConfig, Result};
+use margin_core::{LossStats, QuadrupletConfig, Result};
 use wgpu::Buffer;
 
 /// `quad_pairs.wgsl` flags.
@@ -97,32 +97,25 @@ pub(crate) fn in_slabs(sl: &Slabs<'_>, c: &QuadrupletConfig, grad: &Buffer) -> R
         sl.scale_gradient(grad, scale)?;
         return Ok(stats);
     }
-    // Refuse lists beyond a binding before the first pass.
-    check_lists(gpu, &tables)?;
+    // The first slab (the largest) gives the chunk buffer and the parameter block; the lists are
+    // checked against the binding before the first pass.
+    let first = sl.square(0)?;
+    let add = chunk_buffer(&first, margin)?;
     let rows = (
         gpu.scratch("quad_rstat", 2 * lay.n)?,
         gpu.scratch("quad_rcnt", 4 * lay.n)?,
     );
-    let mut term2: Option<TermTwo<'_>> = None;
+    let m2 = c.margin2 as f32;
+    let mut term2 = TermTwo::new(gpu, first.params(), lay, &tables, m2, add, rows)?;
     let mut t1 = RowTotals::default();
     for r0 in sl.starts() {
         let s = sl.distances(r0)?;
         sorted_counts(&s, &s.e, margin, false, STATS_ONLY)?;
         t1 += s.totals()?;
-        if term2.is_none() {
-            let add = chunk_buffer(&s, margin)?;
-            let m2 = c.margin2 as f32;
-            let t = TermTwo::new(gpu, s.params(), lay, &tables, m2, add, rows.clone())?;
-            term2 = Some(t);
-        }
-        let t = term2
-            .as_ref()
-            .ok_or_else(|| MarginError::device("internal: no slab"))?;
         let mut b = gpu.batch();
-        t.keys(&mut b, &s.e, r0, s.n)?;
+        term2.keys(&mut b, &s.e, r0, s.n)?;
         b.submit();
     }
-    let mut term2 = term2.ok_or_else(|| MarginError::device("internal: no slab"))?;
     let mut b = gpu.batch();
     term2.sort(&mut b)?;
     b.submit();

@@ -22,9 +22,7 @@ use super::lifted::{self, Lifted};
 use super::{Layout, RowTotals, Square, quad_hard, quadruplet, row_local};
 use crate::context::{Batch, Gpu};
 use crate::stages::{self, PairMode, Product};
-use margin_core::{
-    DeviceReference, Distance, Loss, LossStats, Metric, Mining, QuadrupletConfig, Result,
-};
+use margin_core::{DeviceReference, Loss, LossStats, Metric, Mining, QuadrupletConfig, Result};
 use wgpu::Buffer;
 
 /// What every slab of one call shares: the normalized rows and columns and the slab buffers.
@@ -187,7 +185,7 @@ impl Slabs<'_> {
     }
 
     /// The slab of rows from `r0`, E not written.
-    fn square(&self, r0: usize) -> Result<Square<'_>> {
+    pub fn square(&self, r0: usize) -> Result<Square<'_>> {
         let gpu = self.gpu;
         let len = self.rows.min(self.layout.n - r0);
         let layout = self.layout.slab(r0..r0 + len);
@@ -314,8 +312,7 @@ impl Slabs<'_> {
         for r0 in self.starts() {
             rows.extend(quad_hard::candidates(&self.distances(r0)?)?);
         }
-        let divide = self.loss.metric().distance == Distance::Euclidean;
-        let (stats, weights) = quad_hard::plan(&rows, self.layout, c, divide)?;
+        let (stats, weights) = quad_hard::plan(&rows, self.layout, c)?;
         for r0 in self.starts() {
             let s = self.slab(r0)?;
             quad_hard::scatter(&s, r0, &weights)?;
