@@ -15,6 +15,7 @@ PML_LOSSES = {
     "nt-xent",
     "supcon",
     "generalized-lifted-structure",
+    "proxy-anchor",
 }
 
 
@@ -187,6 +188,23 @@ def build_specs():
     # New losses (briefs/new_losses.md). Appended after the seed losses so that the cases above
     # keep their seeds and labels.
     build_new_specs(rng, add)
+    # ---- proxy-anchor (PML, proxies given as the centers; last, so that adding it moved no
+    # earlier case's seed) ----
+    L = "proxy-anchor"
+    add("default", L, 12, 6, labels_random(rng, 12, 4), k=4)
+    add("default_n1_d1", L, 1, 1, [0], k=1)
+    add("one_proxy", L, 5, 3, [0] * 5, k=1)
+    for dist, norm in DIST_NORM:
+        add(f"{dist}_{'norm' if norm else 'raw'}", L, 10, 5, labels_random(rng, 10, 3),
+            {"distance": dist, "normalize": norm}, k=3, scale=scale_for(dist, norm))
+    add("alpha4_margin05_n40_d16_k10", L, 40, 16, labels_random(rng, 40, 10),
+        {"alpha": 4.0, "margin": 0.5}, k=10)
+    add("one_class_k5", L, 7, 3, [2] * 7, k=5)
+    add("all_distinct", L, 6, 3, list(range(6)), k=6)
+    add("unused_proxies", L, 6, 4, [0, 0, 1, 1, 0, 1], {"margin": 0.3}, k=5)
+    add("dup_rows_sqeuclid", L, 8, 3, labels_random(rng, 8, 3), {"distance": "squared-euclidean"},
+        k=3, dup=[(2, 0), (5, 1)])
+
     return specs
 
 

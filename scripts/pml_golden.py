@@ -56,7 +56,9 @@ def pml_distance(p):
     raise ValueError(d)
 
 
-def pml_loss(case, x):
+def pml_loss(case, x, c=None):
+    """PML's loss at x; for proxy-anchor, with its proxies set to c (their gradient lands in
+    c.grad through the parameter's)."""
     y = torch.tensor(case["labels"], dtype=torch.int64)
     p, loss = case["full_params"], case["loss"]
     dist = pml_distance(p)
@@ -76,6 +78,11 @@ def pml_loss(case, x):
         return fn(x, y, miner(x, y))
     if loss == "n-pair":
         return pml_l.NPairsLoss(distance=dist)(x, y)
+    if loss == "proxy-anchor":
+        k, d = c.shape
+        fn = pml_l.ProxyAnchorLoss(k, d, margin=p["margin"], alpha=p["alpha"], distance=dist)
+        fn.proxies = c
+        return fn(x, y)
     if loss == "lifted-structure":
         fn = pml_l.LiftedStructureLoss(neg_margin=p["neg_margin"], pos_margin=p["pos_margin"], distance=dist)
         return fn(x, y)
@@ -122,7 +129,7 @@ def draw(spec, seed):
     for dst, src in spec.get("dup", []):
         x[dst] = x[src]
     c = None
-    if spec["loss"] == "triplet-center":
+    if spec["loss"] in ("triplet-center", "proxy-anchor"):
         c = (rng.standard_normal((spec["k"], d)) * spec.get("cscale", 1.0)).astype(np.float32)
     return x, c
 
@@ -145,11 +152,16 @@ def compute(spec, seed, discrepancies):
     value, grad = sv.item(), sgrad
     if spec["source"] == "pml":
         xp = torch.tensor(x32, dtype=DT, requires_grad=True)
-        pv = pml_loss(case, xp)
+        cp = torch.nn.Parameter(torch.tensor(c32, dtype=DT)) if c32 is not None else None
+        pv = pml_loss(case, xp, cp)
         pv.backward()
         pgrad = xp.grad if xp.grad is not None else torch.zeros_like(xp)
         dv = abs(pv.item() - sv.item())
         dg = (pgrad - sgrad).norm().item()
+        if cp is not None:
+            pcgrad = cp.grad if cp.grad is not None else torch.zeros_like(cp)
+            dg = max(dg, (pcgrad - scgrad).norm().item())
+            scgrad = pcgrad
         ok_v = dv <= XCHECK_VALUE * max(1.0, abs(sv.item()))
         ok_g = dg <= XCHECK_GRAD * max(sgrad.norm().item(), 1e-6)
         if not (ok_v and ok_g):
@@ -186,11 +198,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "pml"))
+    ap.add_argument("--only", help="write only this loss's file (seeds stay those of a full run)")
     args = ap.parse_args()
     torch.manual_seed(0)
     specs = build_specs()
     by_loss, discrepancies, dropped = {}, [], []
     for i, spec in enumerate(specs):
+        if args.only and spec["loss"] != args.only:
+            continue
         seed = 1000 * i
         got = None
         for attempt in range(40):

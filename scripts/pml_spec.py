@@ -28,6 +28,7 @@ DEFAULTS = {
     "nt-xent": dict(distance="cosine", normalize=True, temperature=0.07),
     "supcon": dict(distance="cosine", normalize=True, temperature=0.1),
     "generalized-lifted-structure": dict(distance="euclidean", normalize=True, neg_margin=1.0, pos_margin=0.0),
+    "proxy-anchor": dict(distance="cosine", normalize=True, margin=0.1, alpha=32.0),
 }
 
 
@@ -264,6 +265,21 @@ def spec_multi_similarity(x, y, p, g):
     return (lp + ln).mean(), [int(pos.any(1).sum()), int(neg.any(1).sum())]
 
 
+def spec_proxy_anchor(x, y, c, p, g):
+    """Per proxy (a column of the N x K matrix): log(1 + sum exp) of its positives and of its
+    negatives; the first summed over the proxies with a positive and divided by their number,
+    the second over all K and divided by K (PML's DivisorReducer)."""
+    xs, cs = prep(x, p), prep(c, p)
+    k = c.shape[0]
+    sg = sign_of(p)
+    e, mp, a = sg * spec_matrix(xs, cs, p), sg * p["margin"], p["alpha"]
+    pos = F.one_hot(y, k).bool().T  # K x N: proxy c's positives
+    lp = masked_lse(a * (e - mp).T, pos, add_one=True)
+    ln = masked_lse(a * (-mp - e).T, ~pos, add_one=True)
+    cpos, cneg = int(pos.any(1).sum()), int((~pos).any(1).sum())
+    return lp.sum() / cpos + ln.sum() / k, [cpos, cneg]
+
+
 def spec_circle(x, y, p, g):
     xs = prep(x, p)
     s = spec_matrix(xs, xs, p)
@@ -375,6 +391,8 @@ def spec_loss(case, x, c, g):
         return spec_triplet(x, y, p, g)
     if loss == "triplet-center":
         return spec_triplet_center(x, y, c, p, g)
+    if loss == "proxy-anchor":
+        return spec_proxy_anchor(x, y, c, p, g)
     if loss == "n-pair":
         return spec_npair(x, y, p, g)
     if loss == "quadruplet":

@@ -92,6 +92,11 @@ fn losses() -> Vec<Case> {
             Loss::default_for(LossKind::GeneralizedLiftedStructure),
             always,
         ),
+        (
+            "proxy-anchor",
+            Loss::default_for(LossKind::ProxyAnchor),
+            always,
+        ),
     ]
 }
 

@@ -18,8 +18,14 @@
 //    held constant (PML detaches them), so dlp/de = gamma relu(1 + m - s),
 //    dln/de = -gamma relu(s + m). Only rows with a positive and a negative: L_i = softplus(A + B),
 //    dL/dA = dL/dB = sigmoid(A + B). Counts: [1, 0] for every row with a positive and a negative (softplus > 0).
-// W is written unscaled (the 1/N or 1/count of the reducer is applied by the chain kernel).
-// Per row: rstat = [L_i, 0], rcnt = the two counts.
+//  3 proxy-anchor, on the transposed K x N matrix (row i = proxy, columns = the samples, row
+//    group = the proxy's class, no excluded column; losses/proxy_anchor.rs): mode 0's logits
+//    with f0 = f1 = alpha, f2 = m', f3 = -m' (m' = sign * margin), add-one LSEs;
+//    dL/dA = P.f4 = 1/|proxies with a positive|, dL/dB = P.f5 = 1/K, both known on the host
+//    before the launch, so these weights come out scaled. rstat = [A, B] unscaled (the host
+//    divides in f64). Counts: [row has a positive, row has a negative].
+// Modes 0-2 write W unscaled (the 1/N or 1/count of the reducer is applied by the chain kernel).
+// Per row: rstat = [L_i, 0] (mode 3: [A, B]), rcnt = the two counts.
 
 // In place: the weights overwrite E (weight_out in common.wgsl); the last pass reads each entry
 // just before it writes it.
@@ -64,6 +70,19 @@ fn kind(i: u32, j: u32, gi: u32) -> u32 {
         return 0u;
     }
     return select(2u, 1u, grp[P.n + j] == gi);
+}
+
+// The LSE from a set's shift `mx` and its sum `s` of exp(logit - mx); an empty set without the
+// {0} term counts 0. With the {0} term and a shift of 0 (every logit <= 0), log1p keeps a sum far
+// below 1 that adding the 1 first would round away in f32.
+fn lse(mx: f32, s: f32, nonempty: bool, add_one: bool) -> f32 {
+    if (add_one) {
+        if (mx == 0.0) {
+            return log1p_f(s);
+        }
+        return mx + log(s + exp(-mx));
+    }
+    return select(0.0, mx + log(s), nonempty);
 }
 
 @compute @workgroup_size(256)
@@ -112,14 +131,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     sp = reduce_sum_f(lid, sp);
     sn = reduce_sum_f(lid, sn);
-    if (add_one) {
-        sp += exp(-mp);
-        sn += exp(-mn);
-    }
-    // LSEs; an empty set without the {0} term counts 0.
-    let a = select(0.0, mp + log(sp), has_p || add_one);
-    let b = select(0.0, mn + log(sn), has_n || add_one);
+    let a = lse(mp, sp, has_p, add_one);
+    let b = lse(mn, sn, has_n, add_one);
     var loss = 0.0;
+    var loss2 = 0.0;
     var ga = 0.0;
     var gb = 0.0;
     var c0 = 0u;
@@ -139,6 +154,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             gb = 1.0;
             c0 = 1u;
         }
+    } else if (m == 3u) {
+        loss = a;
+        loss2 = b;
+        ga = P.f4;
+        gb = P.f5;
+        c0 = select(0u, 1u, has_p);
+        c1 = select(0u, 1u, has_n);
     } else if (has_p && has_n) {
         let z = a + b;
         loss = softplus(z);
@@ -161,7 +183,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     if (lid == 0u) {
         rstat[2u * i] = loss;
-        rstat[2u * i + 1u] = 0.0;
+        rstat[2u * i + 1u] = loss2;
         rcnt[2u * i] = vec2<u32>(c0, 0u);
         rcnt[2u * i + 1u] = vec2<u32>(c1, 0u);
     }

@@ -26,11 +26,12 @@ pub fn mining_variants(loss: Loss) -> Vec<Loss> {
     }
 }
 
-/// The losses added after the SPEC's six, in [`LossKind::ALL`] order.
+/// The losses added after the SPEC's six that compare the rows of one batch, in
+/// [`LossKind::ALL`] order (proxy-anchor, against its proxies, is swept with the center losses).
 pub fn added_kinds() -> Vec<LossKind> {
     LossKind::ALL
         .into_iter()
-        .filter(|k| !LossKind::SEED.contains(k))
+        .filter(|&k| !LossKind::SEED.contains(&k) && !Loss::default_for(k).needs_centers())
         .collect()
 }
 

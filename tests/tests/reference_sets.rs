@@ -118,7 +118,11 @@ pub fn rejected_losses(b: &dyn HostBackend) {
         1,
     );
     let input = inputs.input().unwrap();
-    for kind in [LossKind::NPair, LossKind::TripletCenter] {
+    for kind in [
+        LossKind::NPair,
+        LossKind::TripletCenter,
+        LossKind::ProxyAnchor,
+    ] {
         let err = b
             .host_loss(&margin_core::Loss::default_for(kind), &input)
             .unwrap_err()

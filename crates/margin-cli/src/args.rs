@@ -54,7 +54,7 @@ pub struct LossFlags {
     /// Do not normalize rows.
     #[arg(long)]
     pub no_normalize: bool,
-    /// Margin (triplet, triplet-center, quadruplet α1).
+    /// Margin (triplet, triplet-center, quadruplet α1, circle, proxy-anchor δ).
     #[arg(long, allow_negative_numbers = true)]
     pub margin: Option<f64>,
     /// Second margin (quadruplet α2).
@@ -72,7 +72,7 @@ pub struct LossFlags {
     /// all | hard | semihard (triplet); all | hard (quadruplet).
     #[arg(long)]
     pub mining: Option<String>,
-    /// Positive-pair weight α (multi-similarity).
+    /// Positive-pair weight α (multi-similarity); the scale α (proxy-anchor).
     #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// Negative-pair weight β (multi-similarity).
@@ -103,7 +103,7 @@ pub struct BudgetFlag {
 #[derive(Debug, Args)]
 pub struct LossCmd {
     /// contrastive | triplet | triplet-center | n-pair | quadruplet | lifted-structure |
-    /// multi-similarity | circle | nt-xent | supcon | generalized-lifted-structure
+    /// multi-similarity | circle | nt-xent | supcon | generalized-lifted-structure | proxy-anchor
     pub loss: String,
     /// N x D embeddings (.npy, float32 or float64).
     #[arg(long)]
@@ -111,11 +111,11 @@ pub struct LossCmd {
     /// N labels (.npy, any integer dtype).
     #[arg(long)]
     pub labels: PathBuf,
-    /// K x D centers (.npy), triplet-center only.
-    #[arg(long)]
+    /// K x D centers (.npy): triplet-center's centers, proxy-anchor's proxies (`--proxies`).
+    #[arg(long, visible_alias = "proxies")]
     pub centers: Option<PathBuf>,
     /// M x D reference embeddings (.npy): anchors come from the batch, positives and negatives
-    /// from these (PML's `ref_emb`); every loss but n-pair and triplet-center.
+    /// from these (PML's `ref_emb`); every loss but n-pair, triplet-center and proxy-anchor.
     #[arg(long, requires = "ref_labels")]
     pub ref_embeddings: Option<PathBuf>,
     /// M reference labels (.npy, any integer dtype).
@@ -134,8 +134,9 @@ pub struct LossCmd {
     /// Where to write dL/dX (float32 .npy).
     #[arg(long)]
     pub grad_out: Option<PathBuf>,
-    /// Where to write dL/dC (float32 .npy), triplet-center only.
-    #[arg(long)]
+    /// Where to write dL/dC (float32 .npy), triplet-center and proxy-anchor only
+    /// (`--proxy-grad-out`).
+    #[arg(long, visible_alias = "proxy-grad-out")]
     pub center_grad_out: Option<PathBuf>,
 }
 
@@ -150,7 +151,7 @@ pub struct DevicesCmd {
 pub struct DemoCmd {
     /// The loss to train with: contrastive | triplet | triplet-center | n-pair | quadruplet |
     /// lifted-structure | multi-similarity | circle | nt-xent | supcon |
-    /// generalized-lifted-structure.
+    /// generalized-lifted-structure | proxy-anchor.
     #[arg(long, default_value = "triplet")]
     pub loss: String,
     #[arg(long, value_enum, default_value = "auto")]
@@ -174,7 +175,7 @@ pub struct DemoCmd {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Train against a cross-batch memory of this many past embeddings (PML's
-    /// CrossBatchMemory; every loss but n-pair and triplet-center). 0: off.
+    /// CrossBatchMemory; every loss but n-pair, triplet-center and proxy-anchor). 0: off.
     #[arg(long, default_value_t = 0)]
     pub memory: usize,
     /// Print one JSON object (no progress bar).

@@ -54,7 +54,7 @@ pub struct DeviceLossInput<'a, B> {
     pub d: usize,
     /// N labels. Labels stay on the host: they are small and backends re-encode them.
     pub labels: &'a [i64],
-    /// `(buffer, K)`: K x D centers, for triplet-center.
+    /// `(buffer, K)`: K x D centers, for triplet-center and proxy-anchor (its proxies).
     pub centers: Option<(&'a B, usize)>,
     /// Positives and negatives from this set instead of the batch.
     pub reference: Option<DeviceReference<'a, B>>,
@@ -430,18 +430,21 @@ pub fn check_device_input<B: Backend + ?Sized>(
         }
     }
     match (loss.needs_centers(), input.centers) {
-        (true, None) => Err(MarginError::input(
-            "triplet-center needs centers; none were given",
-        )),
+        (true, None) => Err(MarginError::input(format!(
+            "{} needs centers; none were given",
+            loss.kind()
+        ))),
         (false, Some(_)) => Err(MarginError::input(format!(
             "{} takes no centers",
             loss.kind()
         ))),
         (false, None) => Ok(()),
         (true, Some((c, k))) => {
-            if k < 2 {
+            if k < loss.min_centers() {
                 return Err(MarginError::input(format!(
-                    "triplet-center needs at least 2 centers, got {k}"
+                    "{} needs at least {} centers, got {k}",
+                    loss.kind(),
+                    loss.min_centers()
                 )));
             }
             if backend.buffer_len(c) < k * d {

@@ -277,3 +277,28 @@ impl Default for GeneralizedLiftedStructureConfig {
         }
     }
 }
+
+/// PML `ProxyAnchorLoss` (Kim et al., CVPR 2020): the batch against K learned proxies (given as
+/// the centers, `K x D`, labels in `0..K`). Per proxy c, with `P(c)` the samples of label c and
+/// `N(c)` the others: `log(1 + Σ_{P(c)} e^{α(m − s_ic)})` summed over the proxies with a positive
+/// and divided by their number, plus `log(1 + Σ_{N(c)} e^{α(s_ic + m)})` summed over all proxies
+/// and divided by K (for a distance PML's signs: `d − m` and `−m − d`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxyAnchorConfig {
+    /// Default: cosine (embeddings and proxies normalized).
+    pub metric: Metric,
+    /// The margin δ. Default 0.1.
+    pub margin: f64,
+    /// The scale α. Default 32.
+    pub alpha: f64,
+}
+
+impl Default for ProxyAnchorConfig {
+    fn default() -> Self {
+        Self {
+            metric: Metric::new(Distance::Cosine, true),
+            margin: 0.1,
+            alpha: 32.0,
+        }
+    }
+}

@@ -29,8 +29,8 @@ pub use backend::{
 };
 pub use config::{
     CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,
-    Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig, QuadrupletConfig, SupConConfig,
-    TripletCenterConfig, TripletConfig,
+    Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig, ProxyAnchorConfig, QuadrupletConfig,
+    SupConConfig, TripletCenterConfig, TripletConfig,
 };
 pub use device_run::{DeviceOp, time_on_device};
 pub use distance::{Distance, Metric, NORM_EPS};

@@ -89,6 +89,8 @@ losses! {
     SupCon(SupConConfig) = "supcon",
     /// See [`GeneralizedLiftedStructureConfig`].
     GeneralizedLiftedStructure(GeneralizedLiftedStructureConfig) = "generalized-lifted-structure",
+    /// See [`ProxyAnchorConfig`].
+    ProxyAnchor(ProxyAnchorConfig) = "proxy-anchor",
 }
 
 impl LossKind {
@@ -131,15 +133,27 @@ impl Loss {
         *self.metric_ref()
     }
 
-    /// True for losses that read centers (triplet-center).
+    /// True for losses that read centers: triplet-center, and proxy-anchor (its proxies).
     pub fn needs_centers(&self) -> bool {
-        matches!(self, Loss::TripletCenter(_))
+        matches!(self, Loss::TripletCenter(_) | Loss::ProxyAnchor(_))
     }
 
-    /// False for the losses that reject a reference set: n-pair (PML raises) and triplet-center
-    /// (its centers already are its reference); see `docs/REFERENCE_SETS.md`.
+    /// The fewest centers a loss with centers takes: triplet-center needs a center other than
+    /// the own one; proxy-anchor runs with one proxy (its negative term is then 0, as in PML).
+    pub fn min_centers(&self) -> usize {
+        match self {
+            Loss::TripletCenter(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// False for the losses that reject a reference set: n-pair (PML raises), triplet-center and
+    /// proxy-anchor (their centers already are their reference); see `docs/REFERENCE_SETS.md`.
     pub fn supports_reference(&self) -> bool {
-        !matches!(self, Loss::NPair(_) | Loss::TripletCenter(_))
+        !matches!(
+            self,
+            Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_)
+        )
     }
 
     /// True for the seven losses PML builds on `GenericPairLoss` (contrastive, lifted structure,
@@ -163,8 +177,8 @@ impl Loss {
     /// The error for a reference set given to a loss that does not take one.
     pub fn reference_unsupported(&self) -> MarginError {
         MarginError::config(format!(
-            "{} does not take a reference set (supported: every loss but n-pair and \
-             triplet-center)",
+            "{} does not take a reference set (supported: every loss but n-pair, \
+             triplet-center and proxy-anchor)",
             self.kind()
         ))
     }
@@ -191,6 +205,7 @@ impl Loss {
             Loss::GeneralizedLiftedStructure(c) => {
                 vec![("pos-margin", c.pos_margin), ("neg-margin", c.neg_margin)]
             }
+            Loss::ProxyAnchor(c) => vec![("margin", c.margin), ("alpha", c.alpha)],
         }
     }
 
@@ -224,21 +239,24 @@ impl Loss {
     }
 
     /// Checks the parameters and that `input` suits this loss: triplet-center needs `K >= 2`
-    /// centers and every label in `0..K`; other losses take no centers.
+    /// centers, proxy-anchor `K >= 1`, both every label in `0..K`; other losses take no centers.
     pub fn validate_input(&self, input: &LossInput<'_>) -> Result<()> {
         self.validate()?;
         if input.reference.is_some() && !self.supports_reference() {
             return Err(self.reference_unsupported());
         }
         match (self.needs_centers(), input.centers) {
-            (true, None) => Err(MarginError::input(
-                "triplet-center needs centers (K x D); none were given",
-            )),
+            (true, None) => Err(MarginError::input(format!(
+                "{} needs centers (K x D); none were given",
+                self.kind()
+            ))),
             (true, Some(c)) => {
                 let k = c.rows();
-                if k < 2 {
+                if k < self.min_centers() {
                     return Err(MarginError::input(format!(
-                        "triplet-center needs at least 2 centers, got {k}"
+                        "{} needs at least {} centers, got {k}",
+                        self.kind(),
+                        self.min_centers()
                     )));
                 }
                 if let Some((i, &l)) = input

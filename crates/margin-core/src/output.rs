@@ -18,7 +18,9 @@ pub struct LossStats {
     /// circle `[anchors with a positive and a negative, 0]`, supcon `[anchors with a positive, 0]`
     /// (exactly those whose loss is > 0, counted without looking at the rounded loss);
     /// generalized-lifted-structure `[anchors with a loss > 0, 0]`;
-    /// nt-xent `[ordered positive pairs, 0]` (its Mean's denominator).
+    /// nt-xent `[ordered positive pairs, 0]` (its Mean's denominator);
+    /// proxy-anchor `[proxies with a positive, proxies with a negative]` (the first is the
+    /// positive term's divisor).
     pub active_terms: [u64; 2],
 }
 

@@ -25,7 +25,7 @@ pub struct LossOverrides {
     pub smooth: Option<bool>,
     /// `--mining`
     pub mining: Option<Mining>,
-    /// `--alpha` (multi-similarity)
+    /// `--alpha` (multi-similarity, proxy-anchor)
     pub alpha: Option<f64>,
     /// `--beta` (multi-similarity)
     pub beta: Option<f64>,
@@ -82,6 +82,10 @@ impl LossOverrides {
             }
             Loss::NTXent(c) => set(&mut c.temperature, self.temperature),
             Loss::SupCon(c) => set(&mut c.temperature, self.temperature),
+            Loss::ProxyAnchor(c) => {
+                set(&mut c.margin, self.margin);
+                set(&mut c.alpha, self.alpha);
+            }
         }
         self.reject_foreign(loss.kind())?;
         loss.validate()?;
@@ -95,7 +99,7 @@ impl LossOverrides {
             (
                 "margin",
                 self.margin.is_some(),
-                &[Triplet, TripletCenter, Quadruplet, Circle],
+                &[Triplet, TripletCenter, Quadruplet, Circle, ProxyAnchor],
             ),
             ("margin2", self.margin2.is_some(), &[Quadruplet]),
             (
@@ -110,7 +114,11 @@ impl LossOverrides {
             ),
             ("smooth", self.smooth == Some(true), &[Triplet]),
             ("mining", self.mining.is_some(), &[Triplet, Quadruplet]),
-            ("alpha", self.alpha.is_some(), &[MultiSimilarity]),
+            (
+                "alpha",
+                self.alpha.is_some(),
+                &[MultiSimilarity, ProxyAnchor],
+            ),
             ("beta", self.beta.is_some(), &[MultiSimilarity]),
             ("base", self.base.is_some(), &[MultiSimilarity]),
             ("temperature", self.temperature.is_some(), &[NTXent, SupCon]),

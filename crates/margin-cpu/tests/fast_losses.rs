@@ -103,3 +103,18 @@ fn large_sizes_within_spec_bounds() {
     let npair = margin_core::Loss::default_for(LossKind::NPair);
     check(&b, &npair, 4096, 1024, 2048, 14);
 }
+
+#[test]
+fn proxy_anchor_matches_reference() {
+    run_kind(
+        LossKind::ProxyAnchor,
+        &[
+            (1, 3, 1),
+            (2, 1, 2),
+            (37, 5, 6),
+            (130, 17, 9),
+            (41, 8, 41),
+            (300, 16, 10),
+        ],
+    );
+}

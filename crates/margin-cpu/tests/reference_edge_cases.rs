@@ -88,7 +88,7 @@ fn expect_empty(loss: &Loss, labels: &[i64]) -> bool {
     let has_positive = (0..n).any(|i| (0..n).any(|j| i != j && labels[i] == labels[j]));
     let has_negative = (0..n).any(|i| (0..n).any(|j| labels[i] != labels[j]));
     match loss.kind() {
-        LossKind::TripletCenter => false,
+        LossKind::TripletCenter | LossKind::ProxyAnchor => false,
         LossKind::Contrastive => n < 2,
         LossKind::MultiSimilarity | LossKind::GeneralizedLiftedStructure => n < 2,
         LossKind::Triplet
@@ -227,6 +227,7 @@ fn margin_zero_and_very_large_margins() {
                 Loss::MultiSimilarity(c) => c.base = value,
                 Loss::Circle(c) => c.margin = value,
                 Loss::NTXent(_) | Loss::SupCon(_) => {}
+                Loss::ProxyAnchor(c) => c.margin = value,
             }
             let out = run(&loss, &x, d, &labels);
             assert_finite(&out, &format!("{kind} with margins {value}"));

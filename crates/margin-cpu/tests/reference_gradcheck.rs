@@ -35,7 +35,8 @@ fn off_diagonal(m: &[f64], n: usize) -> Vec<f64> {
 /// triplet-center, to its distances to the centers `c`).
 fn fit(variant: Variant, metric: Metric, x: &[f64], n: usize, d: usize, c: &[f64]) -> Loss {
     let dist = off_diagonal(&pairwise(metric, x, n, x, n, d), n);
-    let to_centers = matches!(variant, Variant::TripletCenter)
+    let to_centers = variant
+        .has_centers()
         .then(|| pairwise(metric, x, n, c, c.len() / d, d));
     fit_loss(variant, metric, &dist, to_centers.as_deref())
 }

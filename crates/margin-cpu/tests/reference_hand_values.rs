@@ -5,7 +5,7 @@
 use margin_core::{
     CircleConfig, ContrastiveConfig, Distance, GeneralizedLiftedStructureConfig,
     LiftedStructureConfig, Loss, Metric, Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig,
-    QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
+    ProxyAnchorConfig, QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
 };
 use margin_cpu::reference::{RefOutput, evaluate, pairwise};
 
@@ -188,6 +188,33 @@ fn triplet_center_by_hand() {
     assert_slice(&out.grad, &[-1.0, 1.0], "grad x");
     let cg = out.center_grad.unwrap();
     assert_slice(&cg, &[1.0, 0.0, 0.0, -1.0, 0.0, 0.0], "grad c");
+}
+
+#[test]
+fn proxy_anchor_by_hand() {
+    // Raw dot, α = 2, margin 0.5. x = (1,0) label 0; proxies (0.5,0), (0,1): s = [0.5, 0].
+    // Proxy 0: positive exponent 2 (0.5 − 0.5) = 0, no negative; proxy 1: negative exponent
+    // 2 (0 + 0.5) = 1, no positive. L = ln 2 / 1 + ln(1 + e) / 2 (one proxy with a positive,
+    // K = 2). ∂L/∂s00 = −α σ(0) = −1, ∂L/∂s01 = α σ(1) / 2 = σ(1).
+    let x = [1.0, 0.0];
+    let c = [0.5, 0.0, 0.0, 1.0];
+    let loss = Loss::ProxyAnchor(ProxyAnchorConfig {
+        metric: plain(Distance::Dot),
+        margin: 0.5,
+        alpha: 2.0,
+    });
+    let out = evaluate(&loss, &x, 1, 2, &[0], Some((&c, 2))).unwrap();
+    let e = 1f64.exp();
+    let sig = e / (1.0 + e);
+    assert!(
+        close(out.stats.loss, 2f64.ln() + e.ln_1p() / 2.0),
+        "{}",
+        out.stats.loss
+    );
+    assert_eq!(out.stats.active_terms, [1, 1]);
+    assert_slice(&out.grad, &[-0.5, sig], "grad x");
+    let cg = out.center_grad.unwrap();
+    assert_slice(&cg, &[-1.0, 0.0, sig, 0.0], "grad c");
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! [`Backend`] for [`CudaBackend`]: buffers, the pairwise matrix and the loss pipeline
 //! (normalize, distances, weights, chain, normalization backward), all on the backend's stream.
 
-use crate::device::{CudaBackend, as_i32, dev_err, rows_cfg};
+use crate::device::{CudaBackend, dev_err};
 use crate::labels::LabelInfo;
-use crate::launch::launch;
-use crate::losses::{Finish, SquareInput};
+use crate::losses::SquareInput;
 use crate::pipeline::kind_code;
 use cudarc::driver::CudaSlice;
 use margin_core::{
     Backend, DeviceLossInput, Loss, LossStats, MarginError, Metric, Result, check_device_input,
 };
 
-fn sign(metric: Metric) -> f32 {
+/// +1 for a distance, −1 for a similarity: the kernels work on `sign · D`, smaller = closer.
+pub(crate) fn sign(metric: Metric) -> f32 {
     if metric.is_similarity() { -1.0 } else { 1.0 }
 }
 
@@ -59,11 +59,12 @@ impl Backend for CudaBackend {
     ) -> Result<LossStats> {
         check_device_input(self, loss, &input, grad, center_grad.as_deref())?;
         if let Some(reference) = input.reference {
-            // check_device_input rejected n-pair and triplet-center with a reference set.
+            // check_device_input rejected n-pair and the center losses with a reference set
+            // (and loss_reference rejects them too).
             return self.loss_reference(loss, input, reference, grad);
         }
         if loss.needs_centers() {
-            self.triplet_center(loss, input, grad, center_grad)
+            self.center_loss(loss, input, grad, center_grad)
         } else {
             self.loss_square(loss, input, grad)
         }
@@ -146,7 +147,7 @@ impl Backend for CudaBackend {
 }
 
 impl CudaBackend {
-    /// Every loss but triplet-center: N x N distances, weights, chain, normalization backward.
+    /// Every loss without centers: N x N distances, weights, chain, normalization backward.
     fn loss_square(
         &self,
         loss: &Loss,
@@ -205,88 +206,5 @@ impl CudaBackend {
         let stats = self.stream.clone_dtoh(&three.stats).map_err(dev_err)?;
         self.stream.synchronize().map_err(dev_err)?;
         Ok(three.finish.apply(&stats))
-    }
-
-    /// Triplet-center: N x K distances to the centers, gradients for both X and C.
-    fn triplet_center(
-        &self,
-        loss: &Loss,
-        input: DeviceLossInput<'_, CudaSlice<f32>>,
-        grad: &mut CudaSlice<f32>,
-        center_grad: Option<&mut CudaSlice<f32>>,
-    ) -> Result<LossStats> {
-        let Loss::TripletCenter(cfg) = loss else {
-            return Err(MarginError::input("not a triplet-center loss"));
-        };
-        let Some((centers, k)) = input.centers else {
-            return Err(MarginError::input("triplet-center needs centers"));
-        };
-        let metric = cfg.metric;
-        let (n, d) = (input.n, input.d);
-        let (ni, ki) = (as_i32(n, "N")?, as_i32(k, "K")?);
-        let normed_x = if metric.normalizes() {
-            Some(self.normalize(input.embeddings, n, d)?)
-        } else {
-            None
-        };
-        let normed_c = if metric.normalizes() {
-            Some(self.normalize(centers, k, d)?)
-        } else {
-            None
-        };
-        let xhat = normed_x.as_ref().map_or(input.embeddings, |(x, _)| x);
-        let chat = normed_c.as_ref().map_or(centers, |(c, _)| c);
-        let mut dxc = self.zeros::<f32>(n * k)?;
-        let kind = kind_code(metric.distance);
-        self.distances(xhat, n, Some((chat, k)), d, kind, &mut dxc)?;
-        // Labels were checked to lie in 0..K, so they fit an i32 index.
-        let labels: Vec<i32> = input.labels.iter().map(|&l| l as i32).collect();
-        let lab = self.stream.clone_htod(&labels).map_err(dev_err)?;
-        let mut w = self.zeros::<f32>(n * k)?;
-        let mut part = self.zeros::<f64>(n * 2)?;
-        let sg = sign(metric);
-        let inv_n = 1.0 / n as f64;
-        launch!(
-            self,
-            "triplet_center_rows_f32",
-            rows_cfg(n)?,
-            [
-                &dxc,
-                &lab,
-                &ni,
-                &ki,
-                &sg,
-                &cfg.margin,
-                &inv_n,
-                &mut w,
-                &mut part
-            ]
-        )?;
-        let stats_dev = self.reduce_stats(&part, n, 2, 0)?;
-        let mut gx = self.zeros::<f32>(n * d)?;
-        let mut gc = self.zeros::<f32>(k * d)?;
-        self.chain_centers(
-            &mut w,
-            &dxc,
-            xhat,
-            chat,
-            (n, k, d),
-            metric.distance,
-            &mut gx,
-            &mut gc,
-        )?;
-        match &normed_x {
-            Some((xh, norms)) => self.normalize_backward(&gx, xh, norms, (n, d), grad)?,
-            None => self.stream.memcpy_dtod(&gx, grad).map_err(dev_err)?,
-        }
-        if let Some(cg) = center_grad {
-            match &normed_c {
-                Some((ch, norms)) => self.normalize_backward(&gc, ch, norms, (k, d), cg)?,
-                None => self.stream.memcpy_dtod(&gc, cg).map_err(dev_err)?,
-            }
-        }
-        let stats = self.stream.clone_dtoh(&stats_dev).map_err(dev_err)?;
-        self.stream.synchronize().map_err(dev_err)?;
-        Ok(Finish::TripletCenter { n }.apply(&stats))
     }
 }

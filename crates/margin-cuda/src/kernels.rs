@@ -41,6 +41,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "quad_hard.cu",
         include_str!("../../../shaders/cuda/quad_hard.cu"),
     ),
+    (
+        "proxy_anchor.cu",
+        include_str!("../../../shaders/cuda/proxy_anchor.cu"),
+    ),
 ];
 
 /// Every `extern "C"` kernel the backend loads.
@@ -83,6 +87,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "quad_hard_class_f32",
     "quad_hard_rows_f32",
     "quad_hard_inplace_f32",
+    "proxy_anchor_cols_f32",
     // Reference sets (rectangular N x M forms of the kernels above).
     "chain_prep_rect_f32",
     "contrastive_ref_rows_f32",

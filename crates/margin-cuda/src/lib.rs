@@ -12,8 +12,9 @@
 //! tiled FP32 distance matrix, per-loss weights (exact sorted counting for batch-all triplets and
 //! quadruplets, log-sum-exp for lifted structure, n-pair, multi-similarity, circle, NT-Xent,
 //! SupCon and generalized lifted structure, arg-min/max for hard mining, per-row top-2 negatives
-//! and per-class best pairs for hard-mined quadruplets), the gradient product `M X̂` as a tiled
-//! GEMM, normalization backward. Sums accumulate in f64 on the device; the only host
+//! and per-class best pairs for hard-mined quadruplets; against K centers, per-sample arg-min
+//! for triplet-center and per-proxy log-sum-exps for proxy-anchor), the gradient product `M X̂`
+//! as a tiled GEMM, normalization backward. Sums accumulate in f64 on the device; the only host
 //! synchronization is reading the final few f64 stats.
 //!
 //! With a reference set (docs/REFERENCE_SETS.md) the same stages run on the N x M rectangle
@@ -33,6 +34,7 @@
 
 mod backend;
 mod cache;
+mod centers;
 mod copy;
 mod device;
 pub mod kernels;

@@ -24,6 +24,9 @@ pub(crate) enum Finish {
     Quadruplet,
     /// `[sum, count]`, mean over `n` samples.
     TripletCenter { n: usize },
+    /// `[sum of the per-proxy terms, already divided]`; the active counts (proxies with a
+    /// positive, with a negative) come from the labels on the host.
+    ProxyAnchor { with_pos: u64, with_neg: u64 },
     /// `[sum, first count, second count]`, mean over all `n` anchors (multi-similarity,
     /// generalized lifted structure).
     Mean { n: usize },
@@ -62,6 +65,7 @@ impl Finish {
                 count(at(3)),
             ),
             Finish::TripletCenter { n } => LossStats::new(at(0) / n.max(1) as f64, count(at(1)), 0),
+            Finish::ProxyAnchor { with_pos, with_neg } => LossStats::new(at(0), with_pos, with_neg),
             Finish::Mean { n } => {
                 LossStats::new(at(0) / n.max(1) as f64, count(at(1)), count(at(2)))
             }
@@ -162,12 +166,13 @@ pub(crate) struct TripletPass<'a> {
 }
 
 impl CudaBackend {
-    /// Stage 3 for every loss without centers. `dw` holds the N x N distances; most losses
-    /// overwrite it with dL/dD in place (already divided by the distance for the euclidean
-    /// chain; shaders/cuda/common.cuh `RowOut`), so the loss keeps one N x N matrix as the SPEC's
-    /// Cost section asks. The batch-all quadruplet reads distances again after its first weights:
-    /// while a second matrix fits the stream budget it returns dL/dD apart (raw: chain_prep
-    /// divides) and leaves `dw` as is (see quadruplet.rs).
+    /// Stage 3 for every loss without centers (the center losses have theirs in centers.rs).
+    /// `dw` holds the N x N distances; most losses overwrite it with dL/dD in place (already
+    /// divided by the distance for the euclidean chain; shaders/cuda/common.cuh `RowOut`), so
+    /// the loss keeps one N x N matrix as the SPEC's Cost section asks. The batch-all
+    /// quadruplet reads distances again after its first weights: while a second matrix fits the
+    /// stream budget it returns dL/dD apart (raw: chain_prep divides) and leaves `dw` as is (see
+    /// quadruplet.rs).
     pub(crate) fn weights_square(
         &self,
         loss: &Loss,
@@ -319,8 +324,8 @@ impl CudaBackend {
             Loss::NTXent(c) => self.ntxent(c, inp, w),
             Loss::SupCon(c) => self.supcon(c, inp, w),
             Loss::GeneralizedLiftedStructure(c) => self.gen_lifted(c, inp, w),
-            Loss::TripletCenter(_) => Err(margin_core::MarginError::input(
-                "triplet-center needs centers",
+            Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => Err(margin_core::MarginError::input(
+                format!("{} needs centers", loss.kind()),
             )),
             Loss::Quadruplet(_) => Err(margin_core::MarginError::config(
                 "the quadruplet loss keeps a separate weight matrix",
@@ -385,6 +390,12 @@ mod tests {
         assert_eq!(Finish::NPair { k: 4 }.apply(&[2.0]).loss, 0.5);
         assert_eq!(Finish::Lifted { pairs: 0 }.apply(&[0.0, 0.0]).loss, 0.0);
         assert_eq!(Finish::TripletCenter { n: 4 }.apply(&[2.0, 3.0]).active, 3);
+        let pa = Finish::ProxyAnchor {
+            with_pos: 2,
+            with_neg: 3,
+        }
+        .apply(&[1.5]);
+        assert_eq!((pa.loss, pa.active_terms), (1.5, [2, 3]));
         let m = Finish::Mean { n: 4 }.apply(&[2.0, 3.0, 1.0]);
         assert_eq!((m.loss, m.active_terms), (0.5, [3, 1]));
         assert_eq!(

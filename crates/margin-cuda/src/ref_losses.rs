@@ -251,7 +251,9 @@ impl CudaBackend {
             Loss::Quadruplet(_) => {
                 Err(MarginError::config("quadruplet mining must be all or hard"))
             }
-            Loss::NPair(_) | Loss::TripletCenter(_) => Err(loss.reference_unsupported()),
+            Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+                Err(loss.reference_unsupported())
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! CUDA against the float64 reference for every loss x distance x normalize x mining, on odd
-//! sizes and edge cases (N = 1, one class, all distinct, D = 1), plus large-N cases against the
-//! fast CPU backend (every loss, including the log-sum-exp family and hard-mined quadruplets, on
-//! rows longer than a block). Without a usable GPU each test prints "skipping: <reason>" and passes.
+//! sizes and edge cases (N = 1, one class, all distinct, D = 1), the losses with centers on
+//! their own K (one proxy, proxies without samples), plus large-N cases against the fast CPU
+//! backend (every loss, including the log-sum-exp family and hard-mined quadruplets, on rows
+//! longer than a block). Without a usable GPU each test prints "skipping: <reason>" and passes.
 
 mod cuda_common;
 #[path = "../../../tests/support/mod.rs"]
@@ -65,14 +66,34 @@ fn compare(
     };
     let emb = Embeddings::new(&x, n, d).map_err(|e| e.to_string())?;
     let input = LossInput::new(emb, &labels, c).map_err(|e| e.to_string())?;
-    let c = against_oracle(cuda, oracle, loss, &input)?;
-    // The SPEC's bounds, with the shared allowance for a term that f32 moved across a selection
-    // boundary (tests/support/compare.rs), as every backend's suite applies them.
+    check(
+        cuda,
+        oracle,
+        loss,
+        &input,
+        &format!("n={n} d={d} classes={classes}"),
+    )
+}
+
+/// CUDA against `oracle` on one input under the SPEC's bounds, with the shared allowance for a
+/// term that f32 moved across a selection boundary (tests/support/compare.rs), as every
+/// backend's suite applies them; the center gradient too when there are centers.
+fn check(
+    cuda: &CudaBackend,
+    oracle: &dyn HostBackend,
+    loss: &Loss,
+    input: &LossInput<'_>,
+    case: &str,
+) -> Result<(), String> {
+    let c = against_oracle(cuda, oracle, loss, input)?;
+    if input.centers.is_some() && c.got.center_grad.is_none() {
+        return Err(format!("{loss:?} {case}: no center gradient"));
+    }
     compare_outputs(
         &c.got,
         &c.want,
         &format!(
-            "{loss:?} n={n} d={d} classes={classes}: {}, stats {:?} vs {:?}",
+            "{loss:?} {case}: {}, stats {:?} vs {:?}",
             c.summary(),
             c.got.stats,
             c.want.stats
@@ -100,6 +121,65 @@ fn every_loss_matches_the_reference() {
         }
     }
     println!("{} of {cases} cases failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The losses with centers (triplet-center, proxy-anchor) with K apart from the classes: one
+/// proxy, one class among several proxies, all distinct, proxies that no sample has, and more
+/// rows than a block's 256 threads (proxy-anchor's kernel strides down its columns) with K past
+/// one block's 32 proxies. Every distance, normalized or not; the center gradient as well.
+#[test]
+fn center_losses_match_the_reference() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    type Labels = fn(usize) -> i64;
+    let shapes: [(usize, usize, usize, Labels); 8] = [
+        (37, 5, 1, |_| 0),                   // one proxy
+        (37, 5, 3, |i| (i % 3) as i64),      // N not a multiple of anything
+        (9, 4, 3, |_| 2),                    // one class: its proxy has no negative
+        (10, 6, 10, |i| i as i64),           // all distinct
+        (19, 4, 10, |i| 2 * (i % 5) as i64), // odd proxies without positives
+        (23, 3, 10, |i| (i * 3 % 10) as i64),
+        (300, 8, 3, |i| (i % 2) as i64), // proxy 2 without positives, 300 rows
+        (45, 7, 40, |i| (i * 7 % 40) as i64), // two blocks of 32 proxies
+    ];
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let center_losses: Vec<Loss> = losses().into_iter().filter(Loss::needs_centers).collect();
+    for (si, &(n, d, k, label)) in shapes.iter().enumerate() {
+        let x = normal(n * d, 900 + si as u64);
+        let c = normal(k * d, 950 + si as u64);
+        let labels: Vec<i64> = (0..n).map(label).collect();
+        for loss in center_losses.iter().filter(|l| k >= l.min_centers()) {
+            cases += 1;
+            let result = Embeddings::new(&x, n, d)
+                .and_then(|emb| {
+                    let centers = Embeddings::named(&c, k, d, "centers")?;
+                    LossInput::new(emb, &labels, Some(centers))
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|input| {
+                    check(
+                        &cuda,
+                        &ReferenceBackend,
+                        loss,
+                        &input,
+                        &format!("n={n} d={d} k={k}"),
+                    )
+                });
+            if let Err(e) = result {
+                failures.push(e);
+            }
+        }
+    }
+    println!("{} of {cases} cases failed", failures.len());
+    let proxy = center_losses
+        .iter()
+        .filter(|l| matches!(l, Loss::ProxyAnchor(_)))
+        .count();
+    assert!(
+        proxy >= 8 && cases >= 8 * proxy,
+        "{cases} cases, {proxy} proxy-anchor configurations"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -180,6 +260,8 @@ fn large_batches_match_the_cpu_backend() {
     .map(Loss::default_for)
     .to_vec();
     pml.push(hard);
+    // Proxy-anchor: K = 16 proxies, then 300 (ten blocks of 32), with N past a block's rows.
+    pml.push(Loss::default_for(LossKind::ProxyAnchor));
     for loss in &pml {
         for shape in [(2100usize, 64usize, 16usize), (1500, 24, 300)] {
             if let Err(e) = compare(&cuda, &cpu, loss, shape, 10) {

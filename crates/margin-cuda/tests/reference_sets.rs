@@ -2,7 +2,7 @@
 //! every supported loss x distance x mining on random rectangles (M < N, M > N, rows longer
 //! than a block, with and without a self index), the device API with `CudaSlice` inputs and no
 //! host copy of the embeddings, the batch-all quadruplet's in-place chunks past the stream
-//! budget, and the rejection of n-pair and triplet-center. Without a usable
+//! budget, and the rejection of n-pair, triplet-center and proxy-anchor. Without a usable
 //! GPU each test prints "skipping: <reason>" and passes. (The PML fixtures run in the cross-
 //! backend harness, `tests/tests/reference_sets.rs`; both run without a GPU on the emulated
 //! kernels through `shaders/cuda/emu/host_check.sh`.)
@@ -229,7 +229,7 @@ fn device_api_needs_no_host_copy_of_the_embeddings() {
 }
 
 #[test]
-fn npair_and_triplet_center_reject_a_reference_set() {
+fn npair_and_the_center_losses_reject_a_reference_set() {
     let Some(cuda) = cuda_or_skip() else {
         return;
     };
@@ -239,7 +239,11 @@ fn npair_and_triplet_center_reject_a_reference_set() {
     let c = cuda.upload(&t.r[..2 * t.d]).unwrap();
     let mut grad = cuda.alloc_zeros(t.n * t.d).unwrap();
     let labels: Vec<i64> = t.labels.iter().map(|l| l % 2).collect();
-    for kind in [LossKind::NPair, LossKind::TripletCenter] {
+    for kind in [
+        LossKind::NPair,
+        LossKind::TripletCenter,
+        LossKind::ProxyAnchor,
+    ] {
         let loss = Loss::default_for(kind);
         let input = DeviceLossInput {
             embeddings: &x,

@@ -144,11 +144,21 @@ impl Backend for WgpuBackend {
         let (n, d) = (input.n, input.d);
         let gpu = &self.gpu;
         gpu.scoped(|| match loss {
-            Loss::TripletCenter(_) => {
+            Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
                 let centers = input
                     .centers
-                    .ok_or_else(|| MarginError::input("triplet-center needs centers"))?;
-                losses::triplet_center_loss(
+                    .ok_or_else(|| MarginError::input(format!("{} needs centers", loss.kind())))?;
+                // The centers are these losses' reference (check_device_input refuses a reference
+                // set for them); refused here as well, so that one is never silently ignored.
+                if input.reference.is_some() {
+                    return Err(loss.reference_unsupported());
+                }
+                let run = if matches!(loss, Loss::ProxyAnchor(_)) {
+                    losses::proxy_anchor_loss
+                } else {
+                    losses::triplet_center_loss
+                };
+                run(
                     gpu,
                     loss,
                     input.embeddings,

@@ -7,13 +7,17 @@
 //! sums and counts come back to the host, where they are added in f64 / u64. The softmax-style
 //! losses (multi-similarity, circle, NT-Xent, SupCon, generalized lifted structure) are one
 //! workgroup per row with its log-sum-exps; hard-mined quadruplet reads back O(N) per-row
-//! candidates and forms its few non-zero weights on the host.
+//! candidates and forms its few non-zero weights on the host. The losses against centers take
+//! their gradient too: triplet-center (the N x K matrix, one thread per sample) and proxy-anchor,
+//! whose log-sum-exps run per proxy over the samples and so on the transposed K x N matrix, one
+//! workgroup per proxy (`losses/proxy_anchor.rs`).
 //!
-//! Reference sets (docs/REFERENCE_SETS.md): the same kernels run on the N x M matrix between the
-//! batch and the reference rows, told the column labels and each row's excluded column (its own
-//! copy); PML's lifted-structure index aliasing and its mine-then-remove-self rule for batch-hard
-//! triplet and quadruplet are reproduced. The chain then has no `W + Wᵀ`: the gradient reaches the
-//! batch only, as for triplet-center's embeddings.
+//! Reference sets (docs/REFERENCE_SETS.md; every loss but n-pair, triplet-center and
+//! proxy-anchor, whose centers are their reference): the same kernels run on the N x M matrix
+//! between the batch and the reference rows, told the column labels and each row's excluded
+//! column (its own copy); PML's lifted-structure index aliasing and its mine-then-remove-self
+//! rule for batch-hard triplet and quadruplet are reproduced. The chain then has no `W + Wᵀ`:
+//! the gradient reaches the batch only, as for triplet-center's embeddings.
 //!
 //! * [`WgpuBackend`]: implements [`margin_core::Backend`] with `Buffer = wgpu::Buffer`.
 //! * [`list_adapters`]: what `margin devices` prints.
@@ -31,8 +35,9 @@
 //! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), every loss runs
 //! in slabs of rows that each fit (`losses/slabs.rs`; more passes over the slabs for
 //! contrastive's two counts, lifted structure's log-sum-exps and the quadruplet's steps), and so
-//! do n-pair's k x k and triplet-center's N x K matrices. Any other buffer beyond the limit (the
-//! N x D rows, the quadruplet's positive-pair lists) returns `MarginError::OutOfMemory` saying so.
+//! do n-pair's k x k, triplet-center's N x K and proxy-anchor's K x N (slabs of proxies, each
+//! complete in one pass) matrices. Any other buffer beyond the limit (the N x D rows, the
+//! quadruplet's positive-pair lists) returns `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 
 mod adapter;

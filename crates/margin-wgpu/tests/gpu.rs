@@ -71,6 +71,7 @@ fn workgroup_tiled_products_match_reference() {
     for kind in [
         LossKind::Contrastive,
         LossKind::TripletCenter,
+        LossKind::ProxyAnchor,
         LossKind::NPair,
         LossKind::Triplet,
         LossKind::Quadruplet,
@@ -223,8 +224,9 @@ fn run_kind_on(b: &WgpuBackend, kind: LossKind, sizes: &[(usize, usize, usize)])
             let mut r = rng(1000 * case as u64 + i as u64);
             let x = normal(&mut r, n, d);
             let y = labels(&mut r, n, classes);
-            if kind == LossKind::TripletCenter {
-                let k = classes.max(2);
+            if loss.needs_centers() {
+                // One center per class (triplet-center needs two).
+                let k = classes.max(loss.min_centers());
                 let c = normal(&mut r, k, d);
                 let y: Vec<i64> = y.iter().map(|&l| l % k as i64).collect();
                 check_loss(b, loss, &x, n, d, &y, Some((&c, k)));
@@ -256,7 +258,7 @@ fn losses_keep_one_square_matrix() {
     let y = labels(&mut r, n, 4);
     let kinds = LossKind::ALL.into_iter();
     let losses: Vec<Loss> = kinds
-        .filter(|&k| k != LossKind::TripletCenter && k != LossKind::NPair)
+        .filter(|&k| !Loss::default_for(k).needs_centers() && k != LossKind::NPair)
         .flat_map(configs)
         .collect();
     assert!(losses.len() > 40, "{} configurations", losses.len());
@@ -328,6 +330,7 @@ kind_tests! {
     contrastive_matches_reference => Contrastive,
     triplet_matches_reference => Triplet,
     triplet_center_matches_reference => TripletCenter,
+    proxy_anchor_matches_reference => ProxyAnchor,
     npair_matches_reference => NPair,
     // The f64 reference enumerates quadruplets: smaller batches.
     quadruplet_matches_reference => Quadruplet
@@ -466,7 +469,7 @@ fn wide_rows_match_reference() {
         let x = normal(&mut r, n, d);
         let y = labels(&mut r, n, classes);
         let loss = Loss::default_for(kind);
-        if kind == LossKind::TripletCenter {
+        if loss.needs_centers() {
             let c = normal(&mut r, classes, d);
             check_loss(&b, loss, &x, n, d, &y, Some((&c, classes)));
         } else {

@@ -1,4 +1,4 @@
-// Triplet-center end to end (mirrors backend.rs::triplet_center) vs finite differences.
+// Triplet-center end to end (mirrors centers.rs::center_loss) vs finite differences.
 #include "cuda_emu.h"
 #include <cstdio>
 #include <random>

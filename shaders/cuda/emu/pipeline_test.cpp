@@ -1,5 +1,5 @@
-// End-to-end emulation of backend.rs's loss_square / triplet_center orchestration against
-// central finite differences of a brute-force f64 loss.
+// End-to-end emulation of backend.rs's loss_square / centers.rs's center_loss orchestration
+// against central finite differences of a brute-force f64 loss.
 #include "cuda_emu.h"
 #include <cstdio>
 #include <random>

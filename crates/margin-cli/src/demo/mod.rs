@@ -126,7 +126,8 @@ pub fn run(cmd: &DemoCmd) -> Result<serde_json::Value, CliError> {
         .into_iter()
         .map(|v| v * scale)
         .collect();
-    // Triplet-center learns one center per class next to the projection.
+    // The losses with centers (triplet-center, proxy-anchor) learn one per class beside the
+    // projection.
     let classes = digits.labels.iter().max().map_or(0, |&l| l as usize + 1);
     let centers = loss
         .needs_centers()

@@ -1,5 +1,5 @@
-//! Losses between two row sets: triplet-center (embeddings against centers) and n-pair
-//! (anchors against positives). Both are `O(N K)` after the distances.
+//! Losses between two row sets: triplet-center and proxy-anchor (embeddings against centers or
+//! proxies) and n-pair (anchors against positives). All are `O(N K)` after the distances.
 
 use super::chain;
 use super::classes::Classes;
@@ -74,6 +74,71 @@ pub(crate) fn triplet_center(
     }
     let g = backward(x, c, metric, &mut w, &e)?;
     Ok((LossStats::new(loss * inv, active, 0), g))
+}
+
+/// Proxy-anchor: per proxy c, `log(1 + Σ_{y_i = c} e^{α (e_ic − m')})` over the proxies with a
+/// positive, divided by their number, plus `log(1 + Σ_{y_i ≠ c} e^{α (−m' − e_ic)})` over all K,
+/// divided by K, with `m' = sign · margin` (reference/proxy_anchor.rs); labels are in `0..K`.
+pub(crate) fn proxy_anchor(
+    x: &Rows,
+    c: &Rows,
+    labels: &[i64],
+    metric: Metric,
+    (margin, alpha): (f64, f64),
+) -> Result<(LossStats, CrossGrad)> {
+    let (n, k) = (x.n, c.n);
+    let e = e_matrix(x, c, metric)?;
+    let m = f64::from(sign(metric)) * margin;
+    let mut with_pos = vec![false; k];
+    for &y in labels {
+        with_pos[y as usize] = true;
+    }
+    let cpos = with_pos.iter().filter(|&&p| p).count();
+    let with_neg = (0..k)
+        .filter(|&cc| labels.iter().any(|&y| y as usize != cc))
+        .count();
+    let (pos_div, neg_div) = (cpos.max(1) as f64, k as f64);
+    let exponent = |i: usize, cc: usize| {
+        let v = f64::from(e[i * k + cc]);
+        if labels[i] as usize == cc {
+            alpha * (v - m)
+        } else {
+            alpha * (-m - v)
+        }
+    };
+    // Per proxy and side: max(0, max x), then Σ e^{x − max} (the "1" included), then weights.
+    let side = |i: usize, cc: usize| usize::from(labels[i] as usize != cc);
+    let mut top = vec![[0.0f64; 2]; k];
+    for i in 0..n {
+        for (cc, t) in top.iter_mut().enumerate() {
+            t[side(i, cc)] = t[side(i, cc)].max(exponent(i, cc));
+        }
+    }
+    let mut sums: Vec<[f64; 2]> = top.iter().map(|t| [(-t[0]).exp(), (-t[1]).exp()]).collect();
+    for i in 0..n {
+        for (cc, (s, t)) in sums.iter_mut().zip(&top).enumerate() {
+            s[side(i, cc)] += (exponent(i, cc) - t[side(i, cc)]).exp();
+        }
+    }
+    let lse: Vec<[f64; 2]> = top
+        .iter()
+        .zip(&sums)
+        .map(|(t, s)| [t[0] + s[0].ln(), t[1] + s[1].ln()])
+        .collect();
+    let loss: f64 = lse.iter().map(|l| l[0] / pos_div + l[1] / neg_div).sum();
+    let mut w = zeros(n * k, "the proxy weights")?;
+    for (i, row) in w.chunks_exact_mut(k).enumerate() {
+        for (cc, (wv, l)) in row.iter_mut().zip(&lse).enumerate() {
+            let p = (exponent(i, cc) - l[side(i, cc)]).exp();
+            *wv = if side(i, cc) == 0 {
+                p * alpha / pos_div
+            } else {
+                -p * alpha / neg_div
+            } as f32;
+        }
+    }
+    let g = backward(x, c, metric, &mut w, &e)?;
+    Ok((LossStats::new(loss, cpos as u64, with_neg as u64), g))
 }
 
 /// N-pair: anchors and positives are the first two samples of every label with at least two,

@@ -28,6 +28,12 @@ pub(crate) fn logsumexp(values: impl Iterator<Item = f64> + Clone) -> f64 {
     max + values.map(|v| (v - max).exp()).sum::<f64>().ln()
 }
 
+/// `log(1 + Σ e^x)` over `xs`, shifted by `max(0, max x)`; 0 for an empty set.
+pub(crate) fn log1p_sum_exp(xs: &[f64]) -> f64 {
+    let m = xs.iter().copied().fold(0.0, f64::max);
+    m + ((-m).exp() + xs.iter().map(|x| (x - m).exp()).sum::<f64>()).ln()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@
 //! 2. `distance.rs`: the matrix `D` (N x N, or N x K against centers) in the SPEC's expanded form.
 //! 3. One file per loss (`contrastive.rs`, `triplet.rs`, `triplet_center.rs`, `n_pair.rs`,
 //!    `quadruplet.rs` and `quadruplet_hard.rs`, `lifted_structure.rs`, `multi_similarity.rs`,
-//!    `circle.rs`, `nt_xent.rs`, `supcon.rs`, `generalized_lifted_structure.rs`): the loss, its
+//!    `circle.rs`, `nt_xent.rs`, `supcon.rs`, `generalized_lifted_structure.rs`,
+//!    `proxy_anchor.rs`): the loss, its
 //!    active counts and `W = ∂L/∂D`, by visiting every pair, triplet or quadruplet the definition
 //!    names (none is ever stored).
 //! 4. `distance.rs` again: the chain rule from `W` to the (normalized) rows.
@@ -34,6 +35,7 @@ mod multi_similarity;
 mod n_pair;
 mod normalize;
 mod nt_xent;
+mod proxy_anchor;
 mod quadruplet;
 mod quadruplet_hard;
 mod rect;
@@ -55,7 +57,7 @@ pub struct RefOutput {
     pub stats: LossStats,
     /// dL/dX, N x D.
     pub grad: Vec<f64>,
-    /// dL/dC, K x D, for triplet-center.
+    /// dL/dC, K x D, for the losses with centers (triplet-center, proxy-anchor).
     pub center_grad: Option<Vec<f64>>,
 }
 
@@ -85,19 +87,25 @@ pub fn evaluate(
     let metric = loss.metric();
     let xs = Normalized::new(x, n, d, metric.normalizes());
 
-    if let (Loss::TripletCenter(cfg), Some((c, k))) = (loss, centers) {
+    let center_weights = |dist: &[f64], k: usize| match loss {
+        Loss::ProxyAnchor(cfg) => Some(proxy_anchor::weights(cfg, dist, n, k, labels)),
+        Loss::TripletCenter(cfg) => Some(triplet_center::weights(cfg, dist, n, k, labels)),
+        _ => None,
+    };
+    if let Some((c, k)) = centers {
         let cs = Normalized::new(c, k, d, metric.normalizes());
         let dist = distance::matrix(metric.distance, &xs, &cs);
-        let weights = triplet_center::weights(cfg, &dist, n, k, labels);
-        let (mut grad, mut center_grad) =
-            distance::backward(metric.distance, &xs, &cs, &dist, &weights.w);
-        xs.backward(&mut grad);
-        cs.backward(&mut center_grad);
-        return Ok(RefOutput {
-            stats: weights.stats,
-            grad,
-            center_grad: Some(center_grad),
-        });
+        if let Some(weights) = center_weights(&dist, k) {
+            let (mut grad, mut center_grad) =
+                distance::backward(metric.distance, &xs, &cs, &dist, &weights.w);
+            xs.backward(&mut grad);
+            cs.backward(&mut center_grad);
+            return Ok(RefOutput {
+                stats: weights.stats,
+                grad,
+                center_grad: Some(center_grad),
+            });
+        }
     }
 
     let dist = distance::matrix(metric.distance, &xs, &xs);
@@ -118,11 +126,12 @@ pub fn evaluate(
         Loss::GeneralizedLiftedStructure(cfg) => {
             generalized_lifted_structure::weights(cfg, &dist, n, labels)
         }
-        // Validation guarantees centers for triplet-center, handled above.
-        Loss::TripletCenter(_) => {
-            return Err(margin_core::MarginError::input(
-                "triplet-center needs centers (K x D); none were given",
-            ));
+        // Validation guarantees centers for these, handled above.
+        Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+            return Err(margin_core::MarginError::input(format!(
+                "{} needs centers (K x D); none were given",
+                loss.kind()
+            )));
         }
     };
     // D[i, j] depends on row i as its first argument and on row j as its second.

@@ -8,13 +8,8 @@
 
 use super::Weights;
 use super::distance::farther_sign;
+use super::math::log1p_sum_exp;
 use margin_core::{LossStats, MultiSimilarityConfig};
-
-/// `log(1 + Σ e^x)` over `xs`, shifted by `max(0, max x)`; 0 for an empty set.
-fn log1p_sum_exp(xs: &[f64]) -> f64 {
-    let m = xs.iter().copied().fold(0.0, f64::max);
-    m + ((-m).exp() + xs.iter().map(|x| (x - m).exp()).sum::<f64>()).ln()
-}
 
 /// Loss and `W = ∂L/∂D` for the `n x n` matrix `dist`.
 pub(crate) fn weights(

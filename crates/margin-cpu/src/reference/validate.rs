@@ -49,18 +49,21 @@ pub(crate) fn loss_input(
         )));
     }
     match (loss.needs_centers(), centers) {
-        (true, None) => Err(MarginError::input(
-            "triplet-center needs centers (K x D); none were given",
-        )),
+        (true, None) => Err(MarginError::input(format!(
+            "{} needs centers (K x D); none were given",
+            loss.kind()
+        ))),
         (false, Some(_)) => Err(MarginError::input(format!(
             "{} takes no centers",
             loss.kind()
         ))),
         (false, None) => Ok(()),
         (true, Some((c, k))) => {
-            if k < 2 {
+            if k < loss.min_centers() {
                 return Err(MarginError::input(format!(
-                    "triplet-center needs at least 2 centers, got {k}"
+                    "{} needs at least {} centers, got {k}",
+                    loss.kind(),
+                    loss.min_centers()
                 )));
             }
             matrix(c, k, d, "centers")?;

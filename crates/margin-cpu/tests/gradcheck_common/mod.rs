@@ -13,7 +13,7 @@
 use margin_core::{
     CircleConfig, ContrastiveConfig, Distance, GeneralizedLiftedStructureConfig,
     LiftedStructureConfig, Loss, Metric, Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig,
-    QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
+    ProxyAnchorConfig, QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
 };
 
 pub const REL_STEP: f64 = 1e-6;
@@ -35,12 +35,21 @@ pub enum Variant {
     NTXent,
     SupCon,
     GeneralizedLiftedStructure,
+    ProxyAnchor,
 }
 
 impl Variant {
-    /// False for the losses that reject a reference set (n-pair, triplet-center).
+    /// False for the losses that reject a reference set (n-pair, triplet-center, proxy-anchor).
     pub fn supports_reference(self) -> bool {
-        !matches!(self, Variant::TripletCenter | Variant::NPair)
+        !matches!(
+            self,
+            Variant::TripletCenter | Variant::NPair | Variant::ProxyAnchor
+        )
+    }
+
+    /// True for the losses against centers (triplet-center, proxy-anchor).
+    pub fn has_centers(self) -> bool {
+        matches!(self, Variant::TripletCenter | Variant::ProxyAnchor)
     }
 }
 
@@ -67,6 +76,7 @@ pub fn variants() -> Vec<Variant> {
         Variant::NTXent,
         Variant::SupCon,
         Variant::GeneralizedLiftedStructure,
+        Variant::ProxyAnchor,
     ]);
     out
 }
@@ -97,7 +107,7 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 
 /// Builds the loss with margins placed inside the spread of `dist` (the batch's distances, no
 /// self pairs), so that a good share of the hinge terms is active and a good share is not.
-/// Triplet-center fits its margin to `to_centers`, the distances to the centers.
+/// Triplet-center and proxy-anchor fit to `to_centers`, the distances to the centers.
 pub fn fit_loss(
     variant: Variant,
     metric: Metric,
@@ -123,6 +133,15 @@ pub fn fit_loss(
             Loss::TripletCenter(TripletCenterConfig {
                 metric,
                 margin: quantile(c, 0.75) - quantile(c, 0.25),
+            })
+        }
+        // Smooth: the margin sits mid-spread and α keeps every exponent within a few units.
+        Variant::ProxyAnchor => {
+            let c = to_centers.expect("proxy-anchor needs the distances to its proxies");
+            Loss::ProxyAnchor(ProxyAnchorConfig {
+                metric,
+                margin: quantile(c, 0.5).abs(),
+                alpha: 4.0 / (quantile(c, 0.75) - quantile(c, 0.25)),
             })
         }
         Variant::NPair => Loss::NPair(NPairConfig { metric }),

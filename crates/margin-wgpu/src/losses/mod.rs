@@ -1,10 +1,12 @@
 //! Stage 3 and the orchestration of a whole loss call. Losses over the N x N matrix, or the N x M
 //! matrix against a reference set, share [`square_loss`] (in slabs of rows past one storage
-//! binding: [`slabs`]); triplet-center (N x K, [`triplet_center`]) and n-pair (k x k between
-//! anchors and positives, [`npair`]) have their own paths, in slabs of rows the same way.
+//! binding: [`slabs`]); triplet-center (N x K, [`triplet_center`]), proxy-anchor (K x N, the
+//! proxies as rows, [`proxy_anchor`]) and n-pair (k x k between anchors and positives, [`npair`])
+//! have their own paths, in slabs of rows the same way.
 
 mod lifted;
 mod npair;
+mod proxy_anchor;
 mod quad_hard;
 mod quadruplet;
 mod row_local;
@@ -20,6 +22,7 @@ use std::collections::HashMap;
 use wgpu::Buffer;
 
 pub(crate) use npair::npair_loss;
+pub(crate) use proxy_anchor::proxy_anchor_loss;
 pub(crate) use triplet_center::triplet_center_loss;
 
 /// The labels of the N x M loss matrix as dense group ids (in order of first appearance over the
@@ -270,8 +273,8 @@ fn nothing_to_do(loss: &Loss, layout: &Layout) -> bool {
 }
 
 /// A loss over the N x N matrix, or over the N x M matrix against a reference set (every loss but
-/// triplet-center and n-pair): stages 1-5. With a reference set R is normalized without a
-/// gradient, the chain has no `W + W^T` and the gradient is for the batch only
+/// triplet-center, proxy-anchor and n-pair): stages 1-5. With a reference set R is normalized
+/// without a gradient, the chain has no `W + W^T` and the gradient is for the batch only
 /// (docs/REFERENCE_SETS.md section 6).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn square_loss(
@@ -396,7 +399,7 @@ pub(crate) fn square_loss(
                 rows: xh,
                 slab_rows: xh,
                 cols: &rs.h,
-                g_rows: grad,
+                g_rows: Some(grad),
                 g_cols: None,
             };
             products.record(gpu, &mut b, metric)?;

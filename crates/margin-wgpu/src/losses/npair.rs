@@ -106,7 +106,7 @@ pub(crate) fn npair_loss(
             rows: &xa,
             slab_rows: slab.rows(),
             cols: &xp,
-            g_rows: &ga,
+            g_rows: Some(&ga),
             g_cols: Some(&gp),
         };
         products.record(gpu, &mut b, metric)?;

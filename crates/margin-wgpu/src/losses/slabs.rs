@@ -344,7 +344,7 @@ impl Slabs<'_> {
             rows: self.xh,
             slab_rows: self.slab_rows.rows(),
             cols: self.ch,
-            g_rows: grad,
+            g_rows: Some(grad),
             // Without a reference set the columns are the rows: they get the transposed half.
             g_cols: (!self.layout.rect).then_some(grad),
         };
@@ -355,9 +355,10 @@ impl Slabs<'_> {
 }
 
 /// The gradient products of a slab: the chained multiplier C (`len x m`) between rows `r0..` of a
-/// row set and `m` columns. The slab's rows get `C cols` (and `rowsum(C) rows` for a distance),
-/// the columns, when they take a gradient, `Cᵀ slab_rows` (and `colsum(C) cols`); both are added
-/// to what the gradients hold.
+/// row set and `m` columns. The slab's rows, when they take a gradient, get `C cols` (and
+/// `rowsum(C) rows` for a distance), the columns, when they take one, `Cᵀ slab_rows` (and
+/// `colsum(C) cols`); both are added to what the gradients hold. (Proxy-anchor's rows are the
+/// proxies, whose gradient the caller may not want: that product is then skipped.)
 pub(super) struct SlabProducts<'a> {
     pub c: &'a Buffer,
     pub len: usize,
@@ -369,8 +370,8 @@ pub(super) struct SlabProducts<'a> {
     pub slab_rows: &'a Buffer,
     /// The columns' rows (normalized, `m x d`).
     pub cols: &'a Buffer,
-    /// The row set's gradient, and the columns' when they take one (may be the same buffer).
-    pub g_rows: &'a Buffer,
+    /// The row set's gradient and the columns', each when it takes one (may be the same buffer).
+    pub g_rows: Option<&'a Buffer>,
     pub g_cols: Option<&'a Buffer>,
 }
 
@@ -380,26 +381,28 @@ impl SlabProducts<'_> {
         let (len, m, d) = (self.len, self.m, self.d);
         let distance = !metric.is_similarity();
         let (alpha, beta) = if distance { (-1.0, 1.0) } else { (1.0, 0.0) };
-        let rsum = gpu.scratch("rs", len)?;
-        if distance {
-            stages::row_sums(gpu, b, self.c, len, m, &rsum)?;
+        if let Some(g_rows) = self.g_rows {
+            let rsum = gpu.scratch("rs", len)?;
+            if distance {
+                stages::row_sums(gpu, b, self.c, len, m, &rsum)?;
+            }
+            let rows_part = Product {
+                a: self.c,
+                transposed: false,
+                b: self.cols,
+                rs: &rsum,
+                x: self.rows,
+                out: g_rows,
+                rows: len,
+                cols: d,
+                inner: m,
+                alpha,
+                beta,
+                out_row: self.r0,
+                accumulate: true,
+            };
+            stages::matmul(gpu, b, &rows_part)?;
         }
-        let rows_part = Product {
-            a: self.c,
-            transposed: false,
-            b: self.cols,
-            rs: &rsum,
-            x: self.rows,
-            out: self.g_rows,
-            rows: len,
-            cols: d,
-            inner: m,
-            alpha,
-            beta,
-            out_row: self.r0,
-            accumulate: true,
-        };
-        stages::matmul(gpu, b, &rows_part)?;
         if let Some(g_cols) = self.g_cols {
             // The transposed half: every column j gets the slab's column j of the multiplier.
             let csum = gpu.scratch("cs", m)?;

@@ -9,11 +9,13 @@ use super::{Layout, RowTotals, Square, avg, inv};
 use crate::kernels::Kernel;
 use margin_core::{Loss, LossStats, MarginError, Result};
 
-/// split_lse.wgsl modes (`P.flags & 3`) and its add-one flag.
+/// split_lse.wgsl modes (`P.flags & 3`) and its add-one flag. Mode 3, proxy-anchor, runs on the
+/// transposed proxy matrix (proxy_anchor.rs), not on a [`Square`].
 const MODE_MULTI_SIMILARITY: u32 = 0;
 const MODE_GENERALIZED_LIFTED: u32 = 1;
 const MODE_CIRCLE: u32 = 2;
-const ADD_ONE: u32 = 4;
+pub(super) const MODE_PROXY_ANCHOR: u32 = 3;
+pub(super) const ADD_ONE: u32 = 4;
 
 /// Runs one workgroup-per-row weight kernel over `e` (weights written in place), `grp`, `rstat`,
 /// `rcnt`.

@@ -80,7 +80,7 @@ pub(crate) fn triplet_center_loss(
             rows: &xs.h,
             slab_rows: slab.rows(),
             cols: &cs.h,
-            g_rows: grad,
+            g_rows: Some(grad),
             g_cols: center_grad,
         };
         products.record(gpu, &mut b, metric)?;

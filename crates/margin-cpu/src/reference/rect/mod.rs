@@ -82,7 +82,9 @@ pub fn evaluate_with_reference(
         Loss::SupCon(cfg) => softmax::supcon(cfg, &g),
         Loss::GeneralizedLiftedStructure(cfg) => rowwise::generalized_lifted_structure(cfg, &g),
         // Validation rejects these; kept as an error rather than a panic.
-        Loss::NPair(_) | Loss::TripletCenter(_) => return Err(loss.reference_unsupported()),
+        Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+            return Err(loss.reference_unsupported());
+        }
     };
     // R is a constant: only the first half of the chain (the rows of X) is kept.
     let (mut grad, _) = distance::backward(metric.distance, &xs, &rs, &dist, &weights.w);
