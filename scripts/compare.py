@@ -38,6 +38,12 @@ CASES = [
      "GeneralizedLiftedStructureLoss"),
     ("triplet-16384", "triplet", 16384, 128, 256, "TripletMarginLoss"),
     ("quadruplet-16384", "quadruplet", 16384, 128, 256, None),
+    # Against learned proxies / class weights (K = classes, owned by PML's loss object, given to
+    # margin as centers): O(N K), so both sides are cheap; margin's figure includes both gradients.
+    ("proxy-anchor-16384", "proxy-anchor", 16384, 128, 256, "ProxyAnchorLoss"),
+    ("proxy-nca-16384", "proxy-nca", 16384, 128, 256, "ProxyNCALoss"),
+    ("normalized-softmax-16384", "normalized-softmax", 16384, 128, 256, "NormalizedSoftmaxLoss"),
+    ("cosface-16384", "cosface", 16384, 128, 256, "CosFaceLoss"),
     # Reference sets (PML's ref_emb / ref_labels, what CrossBatchMemory passes): N x M.
     ("triplet-ref-256x2048", "triplet", 256, 128, 64, "TripletMarginLoss"),
     ("triplet-ref-512x8192", "triplet", 512, 128, 256, "TripletMarginLoss"),
@@ -107,7 +113,9 @@ def worker(spec):
                 return x.grad
 
         else:
-            fn = getattr(L, kind)()
+            # The proxy losses own their K x D proxies (or D x K weights): K = classes.
+            owns = kind in ("ProxyAnchorLoss", "ProxyNCALoss", "NormalizedSoftmaxLoss", "CosFaceLoss")
+            fn = getattr(L, kind)(classes, d) if owns else getattr(L, kind)()
 
             def step():
                 x = x0.detach().requires_grad_(True)

@@ -338,7 +338,8 @@ bench_row() {
 for n in 4096 16384 65536; do
     for d in 128 512; do
         for what in pairwise contrastive triplet triplet-center n-pair quadruplet lifted-structure \
-            multi-similarity circle nt-xent supcon generalized-lifted-structure proxy-anchor; do
+            multi-similarity circle nt-xent supcon generalized-lifted-structure proxy-anchor \
+            proxy-nca normalized-softmax cosface; do
             # The batch-all triplet at N = 65536 is left out to stay within the time budget;
             # the other losses run at N <= 16384 and D = 128 only (process start dominates).
             [ "$what" = triplet ] && [ "$n" -gt 16384 ] && continue
@@ -417,7 +418,10 @@ LOSSES = [("contrastive", "ContrastiveLoss"), ("triplet", "TripletMarginLoss"),
           ("multi-similarity", "MultiSimilarityLoss"), ("circle", "CircleLoss"),
           ("nt-xent", "NTXentLoss"), ("supcon", "SupConLoss"),
           ("generalized-lifted-structure", "GeneralizedLiftedStructureLoss"),
-          ("proxy-anchor", "ProxyAnchorLoss")]
+          ("proxy-anchor", "ProxyAnchorLoss"), ("proxy-nca", "ProxyNCALoss"),
+          ("normalized-softmax", "NormalizedSoftmaxLoss"), ("cosface", "CosFaceLoss")]
+# The losses that own their proxies / class weights: 256 of width 128, as margin bench's centers.
+OWN_WEIGHTS = {"proxy-anchor", "proxy-nca", "normalized-softmax", "cosface"}
 for n in (4096, 16384):
     for name, cls in LOSSES:
         row = {"what": name, "n": n, "d": 128, "anchor": "PML " + pytorch_metric_learning.__version__}
@@ -425,8 +429,7 @@ for n in (4096, 16384):
             torch.manual_seed(0)
             x0 = torch.randn(n, 128, device=dev)
             y = torch.arange(n, device=dev) % 256
-            # Proxy-anchor owns its proxies: 256 of width 128, as margin bench's 256 centers.
-            fn = getattr(L, cls)(256, 128).to(dev) if name == "proxy-anchor" else getattr(L, cls)()
+            fn = getattr(L, cls)(256, 128).to(dev) if name in OWN_WEIGHTS else getattr(L, cls)()
             times = []
             for rep in range(4):
                 x = x0.detach().requires_grad_(True)

@@ -16,6 +16,9 @@ PML_LOSSES = {
     "supcon",
     "generalized-lifted-structure",
     "proxy-anchor",
+    "proxy-nca",
+    "normalized-softmax",
+    "cosface",
 }
 
 
@@ -204,6 +207,37 @@ def build_specs():
     add("unused_proxies", L, 6, 4, [0, 0, 1, 1, 0, 1], {"margin": 0.3}, k=5)
     add("dup_rows_sqeuclid", L, 8, 3, labels_random(rng, 8, 3), {"distance": "squared-euclidean"},
         k=3, dup=[(2, 0), (5, 1)])
+
+    # ---- proxy-nca, normalized-softmax, cosface (PML; proxies / class weights as the centers,
+    # PML's W being their transpose). Appended last, as proxy-anchor. ----
+    L = "proxy-nca"
+    add("default", L, 12, 6, labels_random(rng, 12, 4), k=4)
+    add("default_n1_d1_k1", L, 1, 1, [0], k=1)
+    for dist, norm in DIST_NORM:
+        add(f"{dist}_{'norm' if norm else 'raw'}", L, 10, 5, labels_random(rng, 10, 3),
+            {"distance": dist, "normalize": norm}, k=3, scale=scale_for(dist, norm))
+    add("scale8_n40_d16_k10", L, 40, 16, labels_random(rng, 40, 10), {"scale": 8.0}, k=10)
+    add("one_class_k5", L, 7, 3, [2] * 7, k=5)
+    add("all_distinct", L, 6, 3, list(range(6)), k=6)
+    add("underflow_drops_rows", L, 12, 4, labels_random(rng, 12, 3),
+        {"distance": "euclidean", "normalize": False, "scale": 300.0}, k=3, scale=3.0)
+    L = "normalized-softmax"
+    add("default", L, 12, 6, labels_random(rng, 12, 4), k=4)
+    add("default_n1_d1_k1", L, 1, 1, [0], k=1)
+    for dist in ("euclidean", "squared-euclidean", "cosine", "dot"):
+        add(f"{dist}_norm", L, 10, 5, labels_random(rng, 10, 3), {"distance": dist}, k=3)
+    add("temperature05_n40_d16_k10", L, 40, 16, labels_random(rng, 40, 10), {"temperature": 0.5}, k=10)
+    add("one_class_k5", L, 7, 3, [2] * 7, k=5)
+    add("all_distinct", L, 6, 3, list(range(6)), k=6)
+    L = "cosface"
+    add("default", L, 12, 6, labels_random(rng, 12, 4), k=4)
+    add("default_n1_d1_k1", L, 1, 1, [0], k=1)
+    add("margin0_scale16", L, 10, 5, labels_random(rng, 10, 3), {"margin": 0.0, "scale": 16.0}, k=3)
+    add("negative_margin", L, 10, 5, labels_random(rng, 10, 3), {"margin": -0.2, "scale": 8.0}, k=3)
+    add("n40_d16_k10", L, 40, 16, labels_random(rng, 40, 10), k=10)
+    add("one_class_k5", L, 7, 3, [2] * 7, k=5)
+    add("all_distinct", L, 6, 3, list(range(6)), k=6)
+    add("unused_classes", L, 6, 4, [0, 0, 1, 1, 0, 1], k=5)
 
     return specs
 

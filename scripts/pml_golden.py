@@ -83,6 +83,22 @@ def pml_loss(case, x, c=None):
         fn = pml_l.ProxyAnchorLoss(k, d, margin=p["margin"], alpha=p["alpha"], distance=dist)
         fn.proxies = c
         return fn(x, y)
+    if loss == "proxy-nca":
+        k, d = c.shape
+        fn = pml_l.ProxyNCALoss(k, d, softmax_scale=p["scale"], distance=dist)
+        fn.proxies = c
+        return fn(x, y)
+    if loss in ("normalized-softmax", "cosface"):
+        k, d = c.shape
+        if loss == "cosface":
+            fn = pml_l.CosFaceLoss(k, d, margin=p["margin"], scale=p["scale"], distance=dist)
+        else:
+            fn = pml_l.NormalizedSoftmaxLoss(k, d, temperature=p["temperature"], distance=dist)
+        # PML's W is D x K: margin's centers transposed. A plain attribute (not a parameter), so
+        # that the gradient flows back to c.
+        del fn._parameters["W"]
+        fn.W = c.t()
+        return fn(x, y)
     if loss == "lifted-structure":
         fn = pml_l.LiftedStructureLoss(neg_margin=p["neg_margin"], pos_margin=p["pos_margin"], distance=dist)
         return fn(x, y)
@@ -129,7 +145,7 @@ def draw(spec, seed):
     for dst, src in spec.get("dup", []):
         x[dst] = x[src]
     c = None
-    if spec["loss"] in ("triplet-center", "proxy-anchor"):
+    if spec["loss"] in ("triplet-center", "proxy-anchor", "proxy-nca", "normalized-softmax", "cosface"):
         c = (rng.standard_normal((spec["k"], d)) * spec.get("cscale", 1.0)).astype(np.float32)
     return x, c
 

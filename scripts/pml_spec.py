@@ -2,6 +2,8 @@
 (autograd gives the gradients), the loss defaults in margin's spelling, and the kink/tie guard.
 Imported by pml_golden.py (which checks it against PML) and pml_ref_golden.py."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +31,13 @@ DEFAULTS = {
     "supcon": dict(distance="cosine", normalize=True, temperature=0.1),
     "generalized-lifted-structure": dict(distance="euclidean", normalize=True, neg_margin=1.0, pos_margin=0.0),
     "proxy-anchor": dict(distance="cosine", normalize=True, margin=0.1, alpha=32.0),
+    "proxy-nca": dict(distance="squared-euclidean", normalize=True, scale=1.0),
+    "normalized-softmax": dict(distance="dot", normalize=True, temperature=0.05),
+    "cosface": dict(distance="cosine", normalize=True, margin=0.35, scale=64.0),
 }
+
+# ln 2^-1075: a float64 probability below 2^-1075 rounds to 0 (PML's NCA then drops the sample).
+UNDERFLOW = -1075 * math.log(2.0)
 
 
 class Guard:
@@ -280,6 +288,33 @@ def spec_proxy_anchor(x, y, c, p, g):
     return lp.sum() / cpos + ln.sum() / k, [cpos, cneg]
 
 
+def spec_proxy_softmax(x, y, c, p, g, loss):
+    """proxy-nca, normalized-softmax, cosface: per sample a cross-entropy over the K centers with
+    logits scale * (-e - target_margin * onehot); Mean over the counted samples (proxy-nca leaves
+    out those whose target probability underflows in float64, as PML's NCA)."""
+    xs, cs = prep(x, p), prep(c, p)
+    k = c.shape[0]
+    e = sign_of(p) * spec_matrix(xs, cs, p)
+    onehot = F.one_hot(y, k).to(DT)
+    if loss == "proxy-nca":
+        scale, tm = p["scale"], 0.0
+    elif loss == "normalized-softmax":
+        scale, tm = 1.0 / p["temperature"], 0.0
+    else:
+        scale, tm = p["scale"], p["margin"]
+    z = scale * (-e - tm * onehot)
+    log_p = (z * onehot).sum(1) - torch.logsumexp(z, dim=1)
+    keep = log_p.detach() >= UNDERFLOW if loss == "proxy-nca" else torch.ones_like(log_p, dtype=torch.bool)
+    # PML's -log(p) loses digits (and its gradient overflows) where p is subnormal: keep every
+    # log-probability out of [ln 2^-1075 - 15, ln 2^-1022 + 8] (a re-draw, like a kink).
+    lp = log_p.detach()
+    if loss == "proxy-nca" and ((lp > UNDERFLOW - 15.0) & (lp < -1022 * math.log(2.0) + 8.0)).any():
+        g.closest = 0.0
+    if not keep.any():
+        return x.sum() * 0.0, [0, 0]
+    return -log_p[keep].mean(), [int(keep.sum()), 0]
+
+
 def spec_circle(x, y, p, g):
     xs = prep(x, p)
     s = spec_matrix(xs, xs, p)
@@ -393,6 +428,8 @@ def spec_loss(case, x, c, g):
         return spec_triplet_center(x, y, c, p, g)
     if loss == "proxy-anchor":
         return spec_proxy_anchor(x, y, c, p, g)
+    if loss in ("proxy-nca", "normalized-softmax", "cosface"):
+        return spec_proxy_softmax(x, y, c, p, g, loss)
     if loss == "n-pair":
         return spec_npair(x, y, p, g)
     if loss == "quadruplet":

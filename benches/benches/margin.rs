@@ -97,6 +97,13 @@ fn losses() -> Vec<Case> {
             Loss::default_for(LossKind::ProxyAnchor),
             always,
         ),
+        ("proxy-nca", Loss::default_for(LossKind::ProxyNca), always),
+        (
+            "normalized-softmax",
+            Loss::default_for(LossKind::NormalizedSoftmax),
+            always,
+        ),
+        ("cosface", Loss::default_for(LossKind::CosFace), always),
     ]
 }
 

@@ -1,7 +1,7 @@
 // Stage 3, triplet-center: E is N x K (embeddings against centers). Per sample i (one thread):
 // relu(e_{i,y_i} - min_{c != y_i} e_ic + margin), ties to the smaller center index.
 // Writes W scaled by 1/N (Mean). P.n = rows of E, P.m = K, P.f0 = margin, P.f1 = 1/N. Row i of E
-// is sample P.off + i (all N samples, or a slab of them: losses/cross.rs); lab, rstat and rcnt
+// is sample P.off + i (all N samples, or a slab of them: losses/centers.rs); lab, rstat and rcnt
 // hold every sample's.
 
 @group(0) @binding(1) var<storage, read> e: array<f32>;

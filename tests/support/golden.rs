@@ -22,6 +22,7 @@ pub struct Params {
     base: Option<f64>,
     gamma: Option<f64>,
     temperature: Option<f64>,
+    scale: Option<f64>,
 }
 
 impl Params {
@@ -44,6 +45,7 @@ impl Params {
             base: self.base,
             gamma: self.gamma,
             temperature: self.temperature,
+            scale: self.scale,
         };
         overrides
             .apply(Loss::default_for(kind))

@@ -122,6 +122,9 @@ pub fn rejected_losses(b: &dyn HostBackend) {
         LossKind::NPair,
         LossKind::TripletCenter,
         LossKind::ProxyAnchor,
+        LossKind::ProxyNca,
+        LossKind::NormalizedSoftmax,
+        LossKind::CosFace,
     ] {
         let err = b
             .host_loss(&margin_core::Loss::default_for(kind), &input)

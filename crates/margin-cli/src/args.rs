@@ -54,7 +54,7 @@ pub struct LossFlags {
     /// Do not normalize rows.
     #[arg(long)]
     pub no_normalize: bool,
-    /// Margin (triplet, triplet-center, quadruplet α1, circle, proxy-anchor δ).
+    /// Margin (triplet, triplet-center, quadruplet α1, circle, proxy-anchor δ, cosface).
     #[arg(long, allow_negative_numbers = true)]
     pub margin: Option<f64>,
     /// Second margin (quadruplet α2).
@@ -84,9 +84,12 @@ pub struct LossFlags {
     /// Scale γ (circle).
     #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
-    /// Temperature τ (nt-xent, supcon).
+    /// Temperature τ (nt-xent, supcon, normalized-softmax).
     #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
+    /// Logit scale (proxy-nca's softmax scale, cosface's s).
+    #[arg(long, allow_negative_numbers = true)]
+    pub scale: Option<f64>,
 }
 
 /// `--stream-budget-mib`, shared by `loss` and `bench`.
@@ -103,7 +106,8 @@ pub struct BudgetFlag {
 #[derive(Debug, Args)]
 pub struct LossCmd {
     /// contrastive | triplet | triplet-center | n-pair | quadruplet | lifted-structure |
-    /// multi-similarity | circle | nt-xent | supcon | generalized-lifted-structure | proxy-anchor
+    /// multi-similarity | circle | nt-xent | supcon | generalized-lifted-structure | proxy-anchor |
+    /// proxy-nca | normalized-softmax | cosface
     pub loss: String,
     /// N x D embeddings (.npy, float32 or float64).
     #[arg(long)]
@@ -111,11 +115,12 @@ pub struct LossCmd {
     /// N labels (.npy, any integer dtype).
     #[arg(long)]
     pub labels: PathBuf,
-    /// K x D centers (.npy): triplet-center's centers, proxy-anchor's proxies (`--proxies`).
+    /// K x D centers (.npy): triplet-center's centers, the proxies of proxy-anchor and proxy-nca
+    /// (`--proxies`), the class weights of normalized-softmax and cosface (PML's `W`, transposed).
     #[arg(long, visible_alias = "proxies")]
     pub centers: Option<PathBuf>,
     /// M x D reference embeddings (.npy): anchors come from the batch, positives and negatives
-    /// from these (PML's `ref_emb`); every loss but n-pair, triplet-center and proxy-anchor.
+    /// from these (PML's `ref_emb`); every loss but n-pair and the losses with centers.
     #[arg(long, requires = "ref_labels")]
     pub ref_embeddings: Option<PathBuf>,
     /// M reference labels (.npy, any integer dtype).
@@ -134,7 +139,7 @@ pub struct LossCmd {
     /// Where to write dL/dX (float32 .npy).
     #[arg(long)]
     pub grad_out: Option<PathBuf>,
-    /// Where to write dL/dC (float32 .npy), triplet-center and proxy-anchor only
+    /// Where to write dL/dC (float32 .npy), for the losses with centers
     /// (`--proxy-grad-out`).
     #[arg(long, visible_alias = "proxy-grad-out")]
     pub center_grad_out: Option<PathBuf>,
@@ -151,7 +156,7 @@ pub struct DevicesCmd {
 pub struct DemoCmd {
     /// The loss to train with: contrastive | triplet | triplet-center | n-pair | quadruplet |
     /// lifted-structure | multi-similarity | circle | nt-xent | supcon |
-    /// generalized-lifted-structure | proxy-anchor.
+    /// generalized-lifted-structure | proxy-anchor | proxy-nca | normalized-softmax | cosface.
     #[arg(long, default_value = "triplet")]
     pub loss: String,
     #[arg(long, value_enum, default_value = "auto")]
@@ -175,7 +180,7 @@ pub struct DemoCmd {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Train against a cross-batch memory of this many past embeddings (PML's
-    /// CrossBatchMemory; every loss but n-pair, triplet-center and proxy-anchor). 0: off.
+    /// CrossBatchMemory; every loss but n-pair and the losses with centers). 0: off.
     #[arg(long, default_value_t = 0)]
     pub memory: usize,
     /// Print one JSON object (no progress bar).

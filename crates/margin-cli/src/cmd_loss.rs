@@ -14,7 +14,7 @@ pub fn run(cmd: &LossCmd) -> Result<serde_json::Value, CliError> {
     let loss = build_loss(&cmd.loss, &cmd.flags)?;
     if cmd.center_grad_out.is_some() && !loss.needs_centers() {
         return Err(CliError::input(format!(
-            "--center-grad-out applies only to triplet-center and proxy-anchor, not {}",
+            "--center-grad-out applies only to the losses with centers, not {}",
             loss.kind()
         )));
     }

@@ -22,6 +22,7 @@ pub fn build_loss(name: &str, flags: &LossFlags) -> Result<Loss, CliError> {
         base: flags.base,
         gamma: flags.gamma,
         temperature: flags.temperature,
+        scale: flags.scale,
     };
     Ok(overrides.apply(Loss::default_for(kind))?)
 }

@@ -123,6 +123,30 @@ const CASES: &[(&str, &str)] = &[
         batch!("--centers c.npy"),
     ),
     (
+        "proxy-anchor without proxies",
+        "proxy-anchor --embeddings x.npy --labels y.npy",
+    ),
+    (
+        "proxy label outside 0..K",
+        "proxy-nca --embeddings x.npy --labels yk.npy --proxies c.npy",
+    ),
+    (
+        "cosface on a distance",
+        "cosface --embeddings x.npy --labels y.npy --centers c.npy --distance euclidean",
+    ),
+    (
+        "normalized-softmax without normalization",
+        "normalized-softmax --embeddings x.npy --labels y.npy --centers c.npy --no-normalize",
+    ),
+    (
+        "zero scale",
+        "cosface --embeddings x.npy --labels y.npy --centers c.npy --scale 0",
+    ),
+    (
+        "scale for a loss without one",
+        "proxy-anchor --embeddings x.npy --labels y.npy --proxies c.npy --scale 2",
+    ),
+    (
         "reference embeddings without labels",
         batch!("--ref-embeddings r.npy"),
     ),
@@ -396,4 +420,36 @@ fn success_leaves_stderr_empty() {
         "devices: stderr {:?}",
         String::from_utf8_lossy(&devices.stderr)
     );
+}
+
+/// `--proxies` and `--proxy-grad-out` are `--centers` and `--center-grad-out` under the names the
+/// proxy losses use: the same call either way gives the same loss and the same files.
+#[test]
+fn proxy_flags_are_the_center_flags() {
+    let dir = scratch("cli-proxy-alias");
+    let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+    write_npy(&dir.join("x.npy"), &x, &[6, 4]);
+    write_npy(&dir.join("y.npy"), &[0i64, 0, 1, 1, 2, 2], &[6]);
+    write_npy(&dir.join("p.npy"), &x[4..20], &[4, 4]);
+    let run = |centers: &str, grad_out: &str, tag: &str| {
+        let g = dir.join(format!("{tag}.npy"));
+        let args = common::path_args(&[
+            ("--embeddings", &dir.join("x.npy")),
+            ("--labels", &dir.join("y.npy")),
+            (centers, &dir.join("p.npy")),
+            (grad_out, &g),
+        ]);
+        let mut argv = vec!["loss", "proxy-anchor", "--backend", "cpu"];
+        argv.extend(args.iter().map(String::as_str));
+        let out = margin(&argv);
+        assert_eq!(out.status.code(), Some(0), "{tag}: {out:?}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (json["loss"].as_f64().unwrap(), common::read_f32(&g))
+    };
+    let (a, ga) = run("--centers", "--center-grad-out", "center");
+    let (b, gb) = run("--proxies", "--proxy-grad-out", "proxy");
+    assert_eq!(a, b);
+    assert_eq!(ga, gb);
+    assert_eq!(ga.len(), 16);
+    assert!(ga.iter().any(|&v| v != 0.0));
 }

@@ -302,3 +302,90 @@ impl Default for ProxyAnchorConfig {
         }
     }
 }
+
+/// PML `ProxyNCALoss` (Movshovitz-Attias et al., ICCV 2017): per sample, the cross-entropy of a
+/// softmax over the K proxies (given as the centers, labels in `0..K`) with logits
+/// `−softmax_scale · d(x_i, p_c)`; `L = Mean` over the samples. As PML, a sample whose target
+/// probability is 0 in float64 (below 2^−1075) is left out of the mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxyNcaConfig {
+    /// Default: squared-euclidean, normalized (PML's `LpDistance(power=2)`).
+    pub metric: Metric,
+    /// The softmax scale (PML `softmax_scale`). Default 1.
+    pub softmax_scale: f64,
+}
+
+impl Default for ProxyNcaConfig {
+    fn default() -> Self {
+        Self {
+            metric: Metric::new(Distance::SquaredEuclidean, true),
+            softmax_scale: 1.0,
+        }
+    }
+}
+
+/// PML `NormalizedSoftmaxLoss` (Zhai & Wu, BMVC 2019): per sample, the cross-entropy of a softmax
+/// over the K class weights (given as the centers, `K x D`: PML's `W` transposed) with logits
+/// `s(x_i, w_c) / temperature`; `L = Mean` over the samples. PML normalizes the class weights
+/// whatever its distance says, so the metric must normalize (`Loss::validate` refuses a raw one
+/// rather than give other numbers than PML's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormalizedSoftmaxConfig {
+    /// Default: dot, normalized (so cosine). Must normalize.
+    pub metric: Metric,
+    /// Default 0.05.
+    pub temperature: f64,
+}
+
+impl Default for NormalizedSoftmaxConfig {
+    fn default() -> Self {
+        Self {
+            metric: Metric::new(Distance::Dot, true),
+            temperature: 0.05,
+        }
+    }
+}
+
+/// PML `CosFaceLoss` (Wang et al., CVPR 2018; large margin cosine loss): per sample, the
+/// cross-entropy of a softmax over the K class weights (the centers, `K x D`: PML's `W`
+/// transposed) with logits `scale · (cos(x_i, w_c) − margin · [c = y_i])`; `L = Mean` over the
+/// samples. Cosine only, as PML's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CosFaceConfig {
+    /// Cosine (the only distance PML's CosFace accepts).
+    pub metric: Metric,
+    /// The additive cosine margin. Default 0.35.
+    pub margin: f64,
+    /// The logit scale. Default 64.
+    pub scale: f64,
+}
+
+impl Default for CosFaceConfig {
+    fn default() -> Self {
+        Self {
+            metric: Metric::new(Distance::Cosine, true),
+            margin: 0.35,
+            scale: 64.0,
+        }
+    }
+}
+
+/// What the proxy-softmax losses (proxy-nca, normalized-softmax, cosface) share: per sample i, a
+/// cross-entropy over the K centers with logits `z_ic = scale · (−e_ic − target_margin · [c = y_i])`,
+/// `e = sign · D` (smaller is closer), reduced with a Mean over the counted samples. One kernel
+/// per backend serves all three ([`crate::Loss::proxy_softmax`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxySoftmax {
+    /// Multiplies every logit (proxy-nca's softmax scale, 1 / temperature, cosface's scale).
+    pub scale: f64,
+    /// Subtracted from the target similarity before scaling (cosface's margin; else 0).
+    pub target_margin: f64,
+    /// Leave out a sample whose target log-probability is below [`ProxySoftmax::UNDERFLOW`]
+    /// (proxy-nca: PML drops the samples whose float64 softmax gives the target exactly 0).
+    pub drop_underflow: bool,
+}
+
+impl ProxySoftmax {
+    /// `ln 2^−1075`: a probability below `2^−1075` rounds to 0 in float64.
+    pub const UNDERFLOW: f64 = -745.133_219_101_941_2;
+}

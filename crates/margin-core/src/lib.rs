@@ -28,8 +28,9 @@ pub use backend::{
     check_device_input, check_knn, knn_blocked,
 };
 pub use config::{
-    CircleConfig, ContrastiveConfig, GeneralizedLiftedStructureConfig, LiftedStructureConfig,
-    Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig, ProxyAnchorConfig, QuadrupletConfig,
+    CircleConfig, ContrastiveConfig, CosFaceConfig, GeneralizedLiftedStructureConfig,
+    LiftedStructureConfig, Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig,
+    NormalizedSoftmaxConfig, ProxyAnchorConfig, ProxyNcaConfig, ProxySoftmax, QuadrupletConfig,
     SupConConfig, TripletCenterConfig, TripletConfig,
 };
 pub use device_run::{DeviceOp, time_on_device};

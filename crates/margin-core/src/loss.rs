@@ -91,6 +91,12 @@ losses! {
     GeneralizedLiftedStructure(GeneralizedLiftedStructureConfig) = "generalized-lifted-structure",
     /// See [`ProxyAnchorConfig`].
     ProxyAnchor(ProxyAnchorConfig) = "proxy-anchor",
+    /// See [`ProxyNcaConfig`].
+    ProxyNca(ProxyNcaConfig) = "proxy-nca",
+    /// See [`NormalizedSoftmaxConfig`].
+    NormalizedSoftmax(NormalizedSoftmaxConfig) = "normalized-softmax",
+    /// See [`CosFaceConfig`].
+    CosFace(CosFaceConfig) = "cosface",
 }
 
 impl LossKind {
@@ -133,13 +139,39 @@ impl Loss {
         *self.metric_ref()
     }
 
-    /// True for losses that read centers: triplet-center, and proxy-anchor (its proxies).
+    /// True for losses that read centers: triplet-center, proxy-anchor (its proxies) and the
+    /// proxy-softmax losses (proxy-nca's proxies, normalized-softmax's and cosface's class weights).
     pub fn needs_centers(&self) -> bool {
         matches!(self, Loss::TripletCenter(_) | Loss::ProxyAnchor(_))
+            || self.proxy_softmax().is_some()
+    }
+
+    /// The shared form of proxy-nca, normalized-softmax and cosface (a softmax cross-entropy over
+    /// the centers); `None` for every other loss.
+    pub fn proxy_softmax(&self) -> Option<ProxySoftmax> {
+        match *self {
+            Loss::ProxyNca(c) => Some(ProxySoftmax {
+                scale: c.softmax_scale,
+                target_margin: 0.0,
+                drop_underflow: true,
+            }),
+            Loss::NormalizedSoftmax(c) => Some(ProxySoftmax {
+                scale: 1.0 / c.temperature,
+                target_margin: 0.0,
+                drop_underflow: false,
+            }),
+            Loss::CosFace(c) => Some(ProxySoftmax {
+                scale: c.scale,
+                target_margin: c.margin,
+                drop_underflow: false,
+            }),
+            _ => None,
+        }
     }
 
     /// The fewest centers a loss with centers takes: triplet-center needs a center other than
-    /// the own one; proxy-anchor runs with one proxy (its negative term is then 0, as in PML).
+    /// the own one; the others run with one (proxy-anchor's negative term is then 0, a softmax
+    /// over one class gives 0, as in PML).
     pub fn min_centers(&self) -> usize {
         match self {
             Loss::TripletCenter(_) => 2,
@@ -147,13 +179,10 @@ impl Loss {
         }
     }
 
-    /// False for the losses that reject a reference set: n-pair (PML raises), triplet-center and
-    /// proxy-anchor (their centers already are their reference); see `docs/REFERENCE_SETS.md`.
+    /// False for the losses that reject a reference set: n-pair (PML raises) and every loss with
+    /// centers (they already are its reference); see `docs/REFERENCE_SETS.md`.
     pub fn supports_reference(&self) -> bool {
-        !matches!(
-            self,
-            Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_)
-        )
+        !matches!(self, Loss::NPair(_)) && !self.needs_centers()
     }
 
     /// True for the seven losses PML builds on `GenericPairLoss` (contrastive, lifted structure,
@@ -177,8 +206,8 @@ impl Loss {
     /// The error for a reference set given to a loss that does not take one.
     pub fn reference_unsupported(&self) -> MarginError {
         MarginError::config(format!(
-            "{} does not take a reference set (supported: every loss but n-pair, \
-             triplet-center and proxy-anchor)",
+            "{} does not take a reference set (supported: every loss but n-pair and the \
+             losses with centers)",
             self.kind()
         ))
     }
@@ -206,6 +235,9 @@ impl Loss {
                 vec![("pos-margin", c.pos_margin), ("neg-margin", c.neg_margin)]
             }
             Loss::ProxyAnchor(c) => vec![("margin", c.margin), ("alpha", c.alpha)],
+            Loss::ProxyNca(c) => vec![("scale", c.softmax_scale)],
+            Loss::NormalizedSoftmax(c) => vec![("temperature", c.temperature)],
+            Loss::CosFace(c) => vec![("margin", c.margin), ("scale", c.scale)],
         }
     }
 
@@ -218,7 +250,8 @@ impl Loss {
                     "{name} must be finite, got {value}"
                 )));
             }
-            if matches!(name, "alpha" | "beta" | "gamma" | "temperature") && value <= 0.0 {
+            if matches!(name, "alpha" | "beta" | "gamma" | "temperature" | "scale") && value <= 0.0
+            {
                 return Err(MarginError::config(format!(
                     "{name} must be > 0, got {value}"
                 )));
@@ -231,6 +264,16 @@ impl Loss {
                     c.metric.distance.name()
                 )))
             }
+            Loss::CosFace(c) if c.metric.distance != Distance::Cosine => {
+                Err(MarginError::config(format!(
+                    "the cosface loss needs the cosine distance (as PML's), got {}",
+                    c.metric.distance.name()
+                )))
+            }
+            Loss::NormalizedSoftmax(c) if !c.metric.normalizes() => Err(MarginError::config(
+                "the normalized-softmax loss normalizes its class weights (as PML's, always), so it \
+                 needs --normalize (or cosine)",
+            )),
             Loss::Quadruplet(c) if c.mining == Mining::SemiHard => Err(MarginError::config(
                 "quadruplet mining must be all or hard (semihard is triplet-only)",
             )),

@@ -20,7 +20,8 @@ pub struct LossStats {
     /// generalized-lifted-structure `[anchors with a loss > 0, 0]`;
     /// nt-xent `[ordered positive pairs, 0]` (its Mean's denominator);
     /// proxy-anchor `[proxies with a positive, proxies with a negative]` (the first is the
-    /// positive term's divisor).
+    /// positive term's divisor); proxy-nca, normalized-softmax, cosface `[samples in the Mean, 0]`
+    /// (every sample, but for proxy-nca those whose target probability underflows, as in PML).
     pub active_terms: [u64; 2],
 }
 

@@ -33,8 +33,10 @@ pub struct LossOverrides {
     pub base: Option<f64>,
     /// `--gamma` (circle)
     pub gamma: Option<f64>,
-    /// `--temperature` (nt-xent, supcon)
+    /// `--temperature` (nt-xent, supcon, normalized-softmax)
     pub temperature: Option<f64>,
+    /// `--scale` (proxy-nca's softmax scale, cosface)
+    pub scale: Option<f64>,
 }
 
 impl LossOverrides {
@@ -86,6 +88,12 @@ impl LossOverrides {
                 set(&mut c.margin, self.margin);
                 set(&mut c.alpha, self.alpha);
             }
+            Loss::ProxyNca(c) => set(&mut c.softmax_scale, self.scale),
+            Loss::NormalizedSoftmax(c) => set(&mut c.temperature, self.temperature),
+            Loss::CosFace(c) => {
+                set(&mut c.margin, self.margin);
+                set(&mut c.scale, self.scale);
+            }
         }
         self.reject_foreign(loss.kind())?;
         loss.validate()?;
@@ -95,11 +103,18 @@ impl LossOverrides {
     /// An error naming the first flag that `kind` does not take.
     fn reject_foreign(&self, kind: LossKind) -> Result<()> {
         use LossKind::*;
-        let flags: [(&str, bool, &[LossKind]); 10] = [
+        let flags: [(&str, bool, &[LossKind]); 11] = [
             (
                 "margin",
                 self.margin.is_some(),
-                &[Triplet, TripletCenter, Quadruplet, Circle, ProxyAnchor],
+                &[
+                    Triplet,
+                    TripletCenter,
+                    Quadruplet,
+                    Circle,
+                    ProxyAnchor,
+                    CosFace,
+                ],
             ),
             ("margin2", self.margin2.is_some(), &[Quadruplet]),
             (
@@ -121,7 +136,12 @@ impl LossOverrides {
             ),
             ("beta", self.beta.is_some(), &[MultiSimilarity]),
             ("base", self.base.is_some(), &[MultiSimilarity]),
-            ("temperature", self.temperature.is_some(), &[NTXent, SupCon]),
+            (
+                "temperature",
+                self.temperature.is_some(),
+                &[NTXent, SupCon, NormalizedSoftmax],
+            ),
+            ("scale", self.scale.is_some(), &[ProxyNca, CosFace]),
         ];
         let gamma = ("gamma", self.gamma.is_some(), &[Circle][..]);
         for (flag, given, takers) in flags.into_iter().chain([gamma]) {

@@ -118,3 +118,33 @@ fn proxy_anchor_matches_reference() {
         ],
     );
 }
+
+#[test]
+fn proxy_softmax_losses_match_reference() {
+    let shapes = [
+        (1, 3, 1),
+        (2, 1, 2),
+        (37, 5, 6),
+        (130, 17, 9),
+        (41, 8, 41),
+        (300, 16, 10),
+    ];
+    let backends = [CpuBackend::new(), CpuBackend::with_memory_budget(1)];
+    let kinds = [
+        LossKind::ProxyNca,
+        LossKind::NormalizedSoftmax,
+        LossKind::CosFace,
+    ];
+    // Every metric each accepts (cosface: cosine only, as PML's).
+    let losses = kinds
+        .into_iter()
+        .flat_map(|k| metrics(margin_core::Loss::default_for(k)))
+        .filter(|l| l.validate().is_ok());
+    for (m, loss) in losses.enumerate() {
+        for (s, &(n, d, c)) in shapes.iter().enumerate() {
+            for b in &backends {
+                check(b, &loss, n, d, c, (m * 10 + s) as u64);
+            }
+        }
+    }
+}

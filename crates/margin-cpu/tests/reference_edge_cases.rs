@@ -17,8 +17,9 @@ fn normal(seed: u64, len: usize) -> Vec<f64> {
     (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
 }
 
-/// Every loss with its defaults, under every distance and normalization it accepts (circle:
-/// cosine only), plus the triplet miners and smooth variant and the quadruplet miners.
+/// Every loss with its defaults, under every distance and normalization it accepts (circle and
+/// cosface: cosine only; normalized-softmax: normalized only), plus the triplet miners and smooth
+/// variant and the quadruplet miners.
 fn all_losses() -> Vec<Loss> {
     let mut out = Vec::new();
     for kind in LossKind::ALL {
@@ -26,7 +27,7 @@ fn all_losses() -> Vec<Loss> {
             for normalize in [false, true] {
                 let mut loss = Loss::default_for(kind);
                 *loss.metric_mut() = Metric::new(distance, normalize);
-                if !matches!(loss, Loss::Circle(_)) || distance == Distance::Cosine {
+                if loss.validate().is_ok() {
                     out.extend(mining_variants(loss));
                 }
             }
@@ -88,7 +89,11 @@ fn expect_empty(loss: &Loss, labels: &[i64]) -> bool {
     let has_positive = (0..n).any(|i| (0..n).any(|j| i != j && labels[i] == labels[j]));
     let has_negative = (0..n).any(|i| (0..n).any(|j| labels[i] != labels[j]));
     match loss.kind() {
-        LossKind::TripletCenter | LossKind::ProxyAnchor => false,
+        LossKind::TripletCenter
+        | LossKind::ProxyAnchor
+        | LossKind::ProxyNca
+        | LossKind::NormalizedSoftmax
+        | LossKind::CosFace => false,
         LossKind::Contrastive => n < 2,
         LossKind::MultiSimilarity | LossKind::GeneralizedLiftedStructure => n < 2,
         LossKind::Triplet
@@ -228,6 +233,8 @@ fn margin_zero_and_very_large_margins() {
                 Loss::Circle(c) => c.margin = value,
                 Loss::NTXent(_) | Loss::SupCon(_) => {}
                 Loss::ProxyAnchor(c) => c.margin = value,
+                Loss::CosFace(c) => c.margin = value,
+                Loss::ProxyNca(_) | Loss::NormalizedSoftmax(_) => {}
             }
             let out = run(&loss, &x, d, &labels);
             assert_finite(&out, &format!("{kind} with margins {value}"));

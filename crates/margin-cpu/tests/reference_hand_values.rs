@@ -3,9 +3,10 @@
 //! backends cannot catch).
 
 use margin_core::{
-    CircleConfig, ContrastiveConfig, Distance, GeneralizedLiftedStructureConfig,
+    CircleConfig, ContrastiveConfig, CosFaceConfig, Distance, GeneralizedLiftedStructureConfig,
     LiftedStructureConfig, Loss, Metric, Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig,
-    ProxyAnchorConfig, QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
+    ProxyAnchorConfig, ProxyNcaConfig, QuadrupletConfig, SupConConfig, TripletCenterConfig,
+    TripletConfig,
 };
 use margin_cpu::reference::{RefOutput, evaluate, pairwise};
 
@@ -215,6 +216,48 @@ fn proxy_anchor_by_hand() {
     assert_slice(&out.grad, &[-0.5, sig], "grad x");
     let cg = out.center_grad.unwrap();
     assert_slice(&cg, &[-1.0, 0.0, sig, 0.0], "grad c");
+}
+
+#[test]
+fn cosface_by_hand() {
+    // x = (1,0) label 0; class weights (1,0), (0,1): cos = [1, 0]. Scale 2, margin 0.5:
+    // z = [2 (1 − 0.5), 0] = [1, 0], L = ln(e + 1) − 1 = ln(1 + e^−1). ∂L/∂z = [p0 − 1, p1] =
+    // [−σ(−1), σ(−1)], ∂z/∂cos = 2; through the normalization only the off-axis parts remain.
+    let x = [1.0, 0.0];
+    let c = [1.0, 0.0, 0.0, 1.0];
+    let loss = Loss::CosFace(CosFaceConfig {
+        metric: plain(Distance::Cosine),
+        margin: 0.5,
+        scale: 2.0,
+    });
+    let out = evaluate(&loss, &x, 1, 2, &[0], Some((&c, 2))).unwrap();
+    let sig = 1.0 / (1.0 + 1f64.exp());
+    assert!(
+        close(out.stats.loss, (-1f64).exp().ln_1p()),
+        "{}",
+        out.stats.loss
+    );
+    assert_eq!(out.stats.active_terms, [1, 0]);
+    assert_slice(&out.grad, &[0.0, 2.0 * sig], "grad x");
+    let cg = out.center_grad.unwrap();
+    assert_slice(&cg, &[0.0, 0.0, 2.0 * sig, 0.0], "grad c");
+}
+
+#[test]
+fn proxy_nca_drops_an_underflowing_sample() {
+    // Raw squared euclidean, softmax scale 1000. Sample 0 = (0,0) sits on proxy 1 but has label 0:
+    // log p = −1000 − ln(1 + e^−1000) < ln 2^−1075, so PML's float64 softmax gives it 0 and it is
+    // left out. Sample 1 = (1,0) sits on its own proxy: log p = −ln(1 + e^−1000), counted.
+    let x = [0.0, 0.0, 1.0, 0.0];
+    let c = [1.0, 0.0, 0.0, 0.0];
+    let loss = Loss::ProxyNca(ProxyNcaConfig {
+        metric: plain(Distance::SquaredEuclidean),
+        softmax_scale: 1000.0,
+    });
+    let out = evaluate(&loss, &x, 2, 2, &[0, 0], Some((&c, 2))).unwrap();
+    assert_eq!(out.stats.active_terms, [1, 0]);
+    assert!(out.stats.loss.abs() < 1e-300, "{}", out.stats.loss);
+    assert!(out.grad.iter().all(|g| g.abs() < 1e-300), "{:?}", out.grad);
 }
 
 #[test]

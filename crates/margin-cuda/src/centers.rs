@@ -1,17 +1,19 @@
-//! The losses against K centers (triplet-center, and proxy-anchor with its proxies): one
-//! pipeline for both, with the N x K matrix between the batch and the centers in place of the
-//! N x N one. Stages 1, 2, 4 and 5 are shared (normalize both sides, distances, `chain_centers`
-//! to both X̂ and Ĉ, normalization backward for both); only stage 3, the weights `W = dL/dD`
-//! (N x K, final) and the stats, is per loss ([`CudaBackend::center_weights`]).
+//! The losses against K centers (triplet-center, proxy-anchor with its proxies, and the
+//! proxy-softmax family: proxy-nca, normalized-softmax, cosface): one pipeline for all, with the
+//! N x K matrix between the batch and the centers in place of the N x N one. Stages 1, 2, 4 and 5
+//! are shared (normalize both sides, distances, `chain_centers` to both X̂ and Ĉ, normalization
+//! backward for both); only stage 3, the weights `W = dL/dD` (N x K, final) and the stats, is per
+//! loss ([`CudaBackend::center_weights`]).
 
 use crate::backend::sign;
-use crate::device::{CudaBackend, THREADS, as_i32, dev_err, grid_u32, rows_cfg};
+use crate::device::{CudaBackend, THREADS, as_i32, dev_err, elems_cfg, grid_u32, rows_cfg};
 use crate::launch::launch;
 use crate::losses::Finish;
 use crate::pipeline::kind_code;
 use cudarc::driver::{CudaSlice, LaunchConfig};
 use margin_core::{
-    DeviceLossInput, Loss, LossStats, MarginError, ProxyAnchorConfig, Result, TripletCenterConfig,
+    DeviceLossInput, Loss, LossStats, MarginError, ProxyAnchorConfig, ProxySoftmax, Result,
+    TripletCenterConfig,
 };
 
 /// Stage 3 of a center loss: the final weights (N x K), the device stats and how to finish.
@@ -65,8 +67,8 @@ fn proxy_cols_cfg(k: usize) -> Result<LaunchConfig> {
 }
 
 impl CudaBackend {
-    /// Triplet-center and proxy-anchor: N x K distances to the centers, gradients for both X
-    /// and C (the latter only written when `center_grad` is given).
+    /// Every loss with centers: N x K distances to the centers, gradients for both X and C (the
+    /// latter only written when `center_grad` is given).
     pub(crate) fn center_loss(
         &self,
         loss: &Loss,
@@ -146,8 +148,12 @@ impl CudaBackend {
         Ok(finish.apply(&stats))
     }
 
-    /// Stage 3 of a center loss.
+    /// Stage 3 of a center loss. The proxy-softmax losses share one arm through their common
+    /// form ([`Loss::proxy_softmax`]), so a fourth member of the family needs nothing here.
     fn center_weights(&self, loss: &Loss, inp: &CenterInput<'_>) -> Result<CenterWeights> {
+        if let Some(form) = loss.proxy_softmax() {
+            return self.proxy_softmax_weights(form, inp);
+        }
         match loss {
             Loss::TripletCenter(cfg) => self.triplet_center_weights(cfg, inp),
             Loss::ProxyAnchor(cfg) => self.proxy_anchor_weights(cfg, inp),
@@ -231,6 +237,65 @@ impl CudaBackend {
             w,
             stats: self.reduce_stats(&part, k, 1, 0)?,
             finish: Finish::ProxyAnchor { with_pos, with_neg },
+        })
+    }
+
+    /// Proxy-nca, normalized-softmax and cosface: per sample (row) a softmax cross-entropy over
+    /// the K centers, one block per row reducing over K (shaders/cuda/proxy_softmax.cu). The
+    /// mean is over the counted rows: all N unless the form drops underflowed rows (proxy-nca),
+    /// whose count is only known after every row. Then the kernel writes weights without the
+    /// 1/count, and `scale_by_stat_f32` applies the reduced count's inverse on the device, so
+    /// the host still reads the stats once, at the end of the loss.
+    fn proxy_softmax_weights(
+        &self,
+        form: ProxySoftmax,
+        inp: &CenterInput<'_>,
+    ) -> Result<CenterWeights> {
+        let (n, k) = (inp.n, inp.k);
+        let (ni, ki) = (as_i32(n, "N")?, as_i32(k, "K")?);
+        let drop = i32::from(form.drop_underflow);
+        let inv_count = if form.drop_underflow {
+            1.0
+        } else {
+            1.0 / n.max(1) as f64
+        };
+        // Every entry is written by the kernel (0 on a dropped row).
+        let mut w = self.zeros::<f32>(n * k)?;
+        let mut part = self.zeros::<f64>(n * 2)?;
+        launch!(
+            self,
+            "proxy_softmax_rows_f32",
+            rows_cfg(n)?,
+            [
+                inp.dxc,
+                inp.lab,
+                &ni,
+                &ki,
+                &inp.sg,
+                &form.scale,
+                &form.target_margin,
+                &drop,
+                &inv_count,
+                &mut w,
+                &mut part
+            ]
+        )?;
+        // [sum of -log p, counted rows, 1 / counted] (the last slot only for the drop rule).
+        let mut stats = self.reduce_stats(&part, n, 2, 1)?;
+        if form.drop_underflow {
+            self.safe_inverse(&mut stats, 1, 2)?;
+            let (len, idx) = ((n * k) as u64, 2i32);
+            launch!(
+                self,
+                "scale_by_stat_f32",
+                elems_cfg(n * k)?,
+                [&mut w, &len, &stats, &idx]
+            )?;
+        }
+        Ok(CenterWeights {
+            w,
+            stats,
+            finish: Finish::Triplet,
         })
     }
 }

@@ -45,6 +45,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "proxy_anchor.cu",
         include_str!("../../../shaders/cuda/proxy_anchor.cu"),
     ),
+    (
+        "proxy_softmax.cu",
+        include_str!("../../../shaders/cuda/proxy_softmax.cu"),
+    ),
 ];
 
 /// Every `extern "C"` kernel the backend loads.
@@ -88,6 +92,8 @@ pub const KERNEL_NAMES: &[&str] = &[
     "quad_hard_rows_f32",
     "quad_hard_inplace_f32",
     "proxy_anchor_cols_f32",
+    "proxy_softmax_rows_f32",
+    "scale_by_stat_f32",
     // Reference sets (rectangular N x M forms of the kernels above).
     "chain_prep_rect_f32",
     "contrastive_ref_rows_f32",

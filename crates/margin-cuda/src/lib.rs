@@ -13,7 +13,8 @@
 //! quadruplets, log-sum-exp for lifted structure, n-pair, multi-similarity, circle, NT-Xent,
 //! SupCon and generalized lifted structure, arg-min/max for hard mining, per-row top-2 negatives
 //! and per-class best pairs for hard-mined quadruplets; against K centers, per-sample arg-min
-//! for triplet-center and per-proxy log-sum-exps for proxy-anchor), the gradient product `M X̂`
+//! for triplet-center, per-proxy log-sum-exps for proxy-anchor and per-sample softmaxes over the
+//! K centers for proxy-nca, normalized-softmax and cosface), the gradient product `M X̂`
 //! as a tiled GEMM, normalization backward. Sums accumulate in f64 on the device; the only host
 //! synchronization is reading the final few f64 stats.
 //!

@@ -14,7 +14,8 @@ pub(crate) enum Finish {
     /// `[pos sum, pos count, neg sum, neg count, ...]`: two AvgNonZero terms added (also the
     /// hard-mined quadruplet: `[t1 sum, t1 count, t2 sum, t2 count, ...]`).
     Contrastive,
-    /// `[sum, count, ...]`, AvgNonZero (also circle and SupCon).
+    /// `[sum, count, ...]`, AvgNonZero (also circle, SupCon, and the proxy-softmax losses: the
+    /// mean over the counted samples, 0 when none counts).
     Triplet,
     /// `[sum of J²/2, count]`, mean over `pairs` ordered positive pairs.
     Lifted { pairs: u64 },
@@ -324,9 +325,16 @@ impl CudaBackend {
             Loss::NTXent(c) => self.ntxent(c, inp, w),
             Loss::SupCon(c) => self.supcon(c, inp, w),
             Loss::GeneralizedLiftedStructure(c) => self.gen_lifted(c, inp, w),
-            Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => Err(margin_core::MarginError::input(
-                format!("{} needs centers", loss.kind()),
-            )),
+            // Routed to centers.rs by `Loss::needs_centers` before stage 3 (backend.rs); named
+            // one by one so that a new loss must pick its path here.
+            Loss::TripletCenter(_)
+            | Loss::ProxyAnchor(_)
+            | Loss::ProxyNca(_)
+            | Loss::NormalizedSoftmax(_)
+            | Loss::CosFace(_) => Err(margin_core::MarginError::input(format!(
+                "{} needs centers",
+                loss.kind()
+            ))),
             Loss::Quadruplet(_) => Err(margin_core::MarginError::config(
                 "the quadruplet loss keeps a separate weight matrix",
             )),

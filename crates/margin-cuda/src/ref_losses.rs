@@ -251,9 +251,14 @@ impl CudaBackend {
             Loss::Quadruplet(_) => {
                 Err(MarginError::config("quadruplet mining must be all or hard"))
             }
-            Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
-                Err(loss.reference_unsupported())
-            }
+            // Rejected before any launch by check_device_input too (`supports_reference`); the
+            // losses with centers already have their reference, n-pair's PML raises.
+            Loss::NPair(_)
+            | Loss::TripletCenter(_)
+            | Loss::ProxyAnchor(_)
+            | Loss::ProxyNca(_)
+            | Loss::NormalizedSoftmax(_)
+            | Loss::CosFace(_) => Err(loss.reference_unsupported()),
         }
     }
 

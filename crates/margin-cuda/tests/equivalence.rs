@@ -11,7 +11,7 @@ mod support;
 use cuda_common::{against_oracle, cuda_or_skip, rel_norm_err};
 use margin_core::{
     Backend, Distance, Embeddings, HostBackend, Loss, LossInput, LossKind, MarginError, Metric,
-    Mining,
+    Mining, ProxyNcaConfig,
 };
 use margin_cpu::{CpuBackend, ReferenceBackend};
 use margin_cuda::CudaBackend;
@@ -124,10 +124,11 @@ fn every_loss_matches_the_reference() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The losses with centers (triplet-center, proxy-anchor) with K apart from the classes: one
-/// proxy, one class among several proxies, all distinct, proxies that no sample has, and more
-/// rows than a block's 256 threads (proxy-anchor's kernel strides down its columns) with K past
-/// one block's 32 proxies. Every distance, normalized or not; the center gradient as well.
+/// The losses with centers (triplet-center, proxy-anchor, and the proxy-softmax family:
+/// proxy-nca, normalized-softmax, cosface) with K apart from the classes: one proxy, one class
+/// among several proxies, all distinct, proxies that no sample has, and more rows than a block's
+/// 256 threads (proxy-anchor's kernel strides down its columns) with K past one block's 32
+/// proxies. Every distance x normalize that the loss validates; the center gradient too.
 #[test]
 fn center_losses_match_the_reference() {
     let Some(cuda) = cuda_or_skip() else { return };
@@ -172,14 +173,100 @@ fn center_losses_match_the_reference() {
         }
     }
     println!("{} of {cases} cases failed", failures.len());
-    let proxy = center_losses
-        .iter()
-        .filter(|l| matches!(l, Loss::ProxyAnchor(_)))
-        .count();
+    let of_kind = |kind: LossKind| center_losses.iter().filter(|l| l.kind() == kind).count();
+    let proxy = of_kind(LossKind::ProxyAnchor);
     assert!(
         proxy >= 8 && cases >= 8 * proxy,
         "{cases} cases, {proxy} proxy-anchor configurations"
     );
+    // The proxy-softmax family, with as many configurations as margin-core validates (cosface
+    // is cosine only, normalized-softmax always normalizes): each must be swept.
+    for kind in [
+        LossKind::ProxyNca,
+        LossKind::NormalizedSoftmax,
+        LossKind::CosFace,
+    ] {
+        assert!(
+            of_kind(kind) >= 1,
+            "no {kind} configuration among {cases} cases"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Proxy-nca leaves out a sample whose target probability underflows f64 (`log p < ln 2^−1075`,
+/// as PML): with a large softmax scale on raw distances some rows drop and others count, so the
+/// mean's divisor is only known on the device after every row (centers.rs scales the weights
+/// by it there). Squared euclidean at scale 100 (gaps of a few units: logits hundreds apart)
+/// and euclidean at 1e4 (only rows whose own proxy is nearest, or nearly, count), plus a batch
+/// where every row drops (loss 0, zero gradients). Each case must drop some rows but not all,
+/// with the same count as the reference.
+#[test]
+fn center_losses_proxy_nca_drops_underflowed_rows() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let mut failures = Vec::new();
+    let cases = [
+        (Distance::SquaredEuclidean, 100.0, 40, 4, 5, false),
+        (Distance::Euclidean, 1e4, 37, 3, 4, false),
+        (Distance::SquaredEuclidean, 100.0, 300, 6, 12, false),
+        (Distance::Euclidean, 1e4, 9, 3, 3, true),
+    ];
+    for (si, &(distance, scale, n, d, k, all_drop)) in cases.iter().enumerate() {
+        let loss = Loss::ProxyNca(ProxyNcaConfig {
+            metric: Metric::new(distance, false),
+            softmax_scale: scale,
+        });
+        let mut x = normal(n * d, 1200 + si as u64);
+        let c = normal(k * d, 1250 + si as u64);
+        let labels: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
+        if all_drop {
+            // Each sample sits on a proxy other than its own: its own is at least as far as
+            // that one plus the gap, far past 745 / 1e4.
+            for (i, row) in x.chunks_exact_mut(d).enumerate() {
+                let other = (i + 1) % k;
+                row.copy_from_slice(&c[other * d..(other + 1) * d]);
+            }
+        }
+        let case = format!("{distance:?} scale {scale} n={n} d={d} k={k}");
+        let result = Embeddings::new(&x, n, d)
+            .and_then(|emb| {
+                let centers = Embeddings::named(&c, k, d, "centers")?;
+                LossInput::new(emb, &labels, Some(centers))
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|input| {
+                let want = ReferenceBackend
+                    .host_loss(&loss, &input)
+                    .map_err(|e| e.to_string())?;
+                let counted = want.stats.active;
+                let mixed = if all_drop {
+                    counted == 0
+                } else {
+                    counted > 0 && counted < n as u64
+                };
+                if !mixed {
+                    return Err(format!(
+                        "{case}: the reference counts {counted} of {n} rows"
+                    ));
+                }
+                check(&cuda, &ReferenceBackend, &loss, &input, &case)?;
+                let got = cuda.loss(&loss, &input).map_err(|e| e.to_string())?;
+                if got.stats.active != counted {
+                    return Err(format!(
+                        "{case}: {} counted rows vs {counted}",
+                        got.stats.active
+                    ));
+                }
+                println!(
+                    "{case}: {counted} of {n} rows counted, loss {}",
+                    got.stats.loss
+                );
+                Ok(())
+            });
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -260,8 +347,17 @@ fn large_batches_match_the_cpu_backend() {
     .map(Loss::default_for)
     .to_vec();
     pml.push(hard);
-    // Proxy-anchor: K = 16 proxies, then 300 (ten blocks of 32), with N past a block's rows.
-    pml.push(Loss::default_for(LossKind::ProxyAnchor));
+    // Proxy-anchor: K = 16 proxies, then 300 (ten blocks of 32), with N past a block's rows;
+    // the proxy-softmax losses on the same shapes (rows of K = 300 longer than a block).
+    pml.extend(
+        [
+            LossKind::ProxyAnchor,
+            LossKind::ProxyNca,
+            LossKind::NormalizedSoftmax,
+            LossKind::CosFace,
+        ]
+        .map(Loss::default_for),
+    );
     for loss in &pml {
         for shape in [(2100usize, 64usize, 16usize), (1500, 24, 300)] {
             if let Err(e) = compare(&cuda, &cpu, loss, shape, 10) {

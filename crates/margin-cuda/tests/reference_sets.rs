@@ -2,7 +2,7 @@
 //! every supported loss x distance x mining on random rectangles (M < N, M > N, rows longer
 //! than a block, with and without a self index), the device API with `CudaSlice` inputs and no
 //! host copy of the embeddings, the batch-all quadruplet's in-place chunks past the stream
-//! budget, and the rejection of n-pair, triplet-center and proxy-anchor. Without a usable
+//! budget, and the rejection of n-pair and every loss with centers. Without a usable
 //! GPU each test prints "skipping: <reason>" and passes. (The PML fixtures run in the cross-
 //! backend harness, `tests/tests/reference_sets.rs`; both run without a GPU on the emulated
 //! kernels through `shaders/cuda/emu/host_check.sh`.)
@@ -243,6 +243,9 @@ fn npair_and_the_center_losses_reject_a_reference_set() {
         LossKind::NPair,
         LossKind::TripletCenter,
         LossKind::ProxyAnchor,
+        LossKind::ProxyNca,
+        LossKind::NormalizedSoftmax,
+        LossKind::CosFace,
     ] {
         let loss = Loss::default_for(kind);
         let input = DeviceLossInput {

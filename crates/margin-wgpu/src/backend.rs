@@ -144,7 +144,9 @@ impl Backend for WgpuBackend {
         let (n, d) = (input.n, input.d);
         let gpu = &self.gpu;
         gpu.scoped(|| match loss {
-            Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+            // Triplet-center, proxy-anchor and the proxy-softmax family (proxy-nca,
+            // normalized-softmax, cosface).
+            _ if loss.needs_centers() => {
                 let centers = input
                     .centers
                     .ok_or_else(|| MarginError::input(format!("{} needs centers", loss.kind())))?;
@@ -153,10 +155,10 @@ impl Backend for WgpuBackend {
                 if input.reference.is_some() {
                     return Err(loss.reference_unsupported());
                 }
-                let run = if matches!(loss, Loss::ProxyAnchor(_)) {
-                    losses::proxy_anchor_loss
-                } else {
-                    losses::triplet_center_loss
+                let run = match loss {
+                    Loss::TripletCenter(_) => losses::triplet_center_loss,
+                    Loss::ProxyAnchor(_) => losses::proxy_anchor_loss,
+                    _ => losses::proxy_softmax_loss,
                 };
                 run(
                     gpu,

@@ -52,6 +52,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "triplet_center",
         include_str!("../../../shaders/wgsl/triplet_center.wgsl"),
     ),
+    (
+        "proxy_softmax",
+        include_str!("../../../shaders/wgsl/proxy_softmax.wgsl"),
+    ),
     ("npair", include_str!("../../../shaders/wgsl/npair.wgsl")),
     (
         "lifted_lse",
@@ -133,6 +137,8 @@ pub struct Kernels {
     pub triplet_smooth: Kernel,
     pub triplet_hard: Kernel,
     pub triplet_center: Kernel,
+    /// Proxy-nca, normalized-softmax and cosface (one log-sum-exp per sample over the centers).
+    pub proxy_softmax: Kernel,
     pub npair: Kernel,
     pub lifted_lse: Kernel,
     pub lifted: Kernel,
@@ -178,6 +184,7 @@ impl Kernels {
             triplet_smooth: k("triplet_smooth", "main")?,
             triplet_hard: k("triplet_hard", "main")?,
             triplet_center: k("triplet_center", "main")?,
+            proxy_softmax: k("proxy_softmax", "main")?,
             npair: k("npair", "main")?,
             lifted_lse: k("lifted_lse", "main")?,
             lifted: k("lifted", "main")?,

@@ -8,12 +8,17 @@
 //! losses (multi-similarity, circle, NT-Xent, SupCon, generalized lifted structure) are one
 //! workgroup per row with its log-sum-exps; hard-mined quadruplet reads back O(N) per-row
 //! candidates and forms its few non-zero weights on the host. The losses against centers take
-//! their gradient too: triplet-center (the N x K matrix, one thread per sample) and proxy-anchor,
-//! whose log-sum-exps run per proxy over the samples and so on the transposed K x N matrix, one
-//! workgroup per proxy (`losses/proxy_anchor.rs`).
+//! their gradient too, and share one skeleton (`losses/centers.rs`: normalization of both sides,
+//! the matrix in slabs, the chain and both products, normalization backward): triplet-center
+//! (the N x K matrix, one thread per sample); proxy-anchor, whose log-sum-exps run per proxy over
+//! the samples and so on the transposed K x N matrix, one workgroup per proxy
+//! (`losses/proxy_anchor.rs`); and the proxy-softmax family, proxy-nca, normalized-softmax and
+//! cosface, one kernel for the three: a softmax cross-entropy per sample over the centers, one
+//! workgroup per sample of the N x K matrix (`losses/proxy_softmax.rs`; proxy-nca's mean over the
+//! samples whose target probability does not underflow is scaled once its count is known).
 //!
-//! Reference sets (docs/REFERENCE_SETS.md; every loss but n-pair, triplet-center and
-//! proxy-anchor, whose centers are their reference): the same kernels run on the N x M matrix
+//! Reference sets (docs/REFERENCE_SETS.md; every loss but n-pair and the losses against centers,
+//! whose centers are their reference): the same kernels run on the N x M matrix
 //! between the batch and the reference rows, told the column labels and each row's excluded
 //! column (its own copy); PML's lifted-structure index aliasing and its mine-then-remove-self
 //! rule for batch-hard triplet and quadruplet are reproduced. The chain then has no `W + Wᵀ`:
@@ -35,8 +40,8 @@
 //! does not (N > 5792 on lavapipe's 128 MiB, N > 23170 on GPUs that bind 2 GiB), every loss runs
 //! in slabs of rows that each fit (`losses/slabs.rs`; more passes over the slabs for
 //! contrastive's two counts, lifted structure's log-sum-exps and the quadruplet's steps), and so
-//! do n-pair's k x k, triplet-center's N x K and proxy-anchor's K x N (slabs of proxies, each
-//! complete in one pass) matrices. Any other buffer beyond the limit (the N x D rows, the
+//! do n-pair's k x k, triplet-center's and the proxy-softmax family's N x K (slabs of samples)
+//! and proxy-anchor's K x N (slabs of proxies) matrices, each slab complete in one pass. Any other buffer beyond the limit (the N x D rows, the
 //! quadruplet's positive-pair lists) returns `MarginError::OutOfMemory` saying so.
 //! Device allocation failures and validation errors are caught with error scopes.
 

@@ -72,6 +72,9 @@ fn workgroup_tiled_products_match_reference() {
         LossKind::Contrastive,
         LossKind::TripletCenter,
         LossKind::ProxyAnchor,
+        LossKind::ProxyNca,
+        LossKind::NormalizedSoftmax,
+        LossKind::CosFace,
         LossKind::NPair,
         LossKind::Triplet,
         LossKind::Quadruplet,
@@ -331,6 +334,9 @@ kind_tests! {
     triplet_matches_reference => Triplet,
     triplet_center_matches_reference => TripletCenter,
     proxy_anchor_matches_reference => ProxyAnchor,
+    proxy_nca_matches_reference => ProxyNca,
+    normalized_softmax_matches_reference => NormalizedSoftmax,
+    cosface_matches_reference => CosFace,
     npair_matches_reference => NPair,
     // The f64 reference enumerates quadruplets: smaller batches.
     quadruplet_matches_reference => Quadruplet

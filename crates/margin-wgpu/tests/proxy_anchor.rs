@@ -5,27 +5,13 @@
 
 mod common;
 
-use common::{backend, loss_close, normal, rel_norm, rng};
+use common::centers::{Labels, assert_matches, inputs, want};
+use common::{adapter_of, backend, normal, rng};
 use margin_core::{
-    Backend, DeviceLossInput, DeviceReference, Distance, Loss, LossInput, LossKind, LossStats,
-    MarginError, Metric, ProxyAnchorConfig,
+    Backend, DeviceLossInput, DeviceReference, Distance, Loss, LossInput, LossKind, MarginError,
+    Metric, ProxyAnchorConfig,
 };
-use margin_cpu::reference;
 use margin_wgpu::{Tiling, WgpuBackend};
-use rand::Rng;
-
-/// How a case draws its labels in `0..K`.
-#[derive(Debug, Clone, Copy)]
-enum Labels {
-    /// Uniform over all K proxies (small N leaves some without a positive).
-    Random,
-    /// Uniform over the first `c` proxies only: the others have no positive.
-    FirstOf(usize),
-    /// Every sample of proxy 0 (K = 1: no proxy has a negative).
-    OneClass,
-    /// N = K, one sample per proxy, shuffled.
-    AllDistinct,
-}
 
 /// `(n, d, k, labels)`: N not a multiple of the workgroup size, K in {1, 3, 10}.
 const CASES: &[(usize, usize, usize, Labels)] = &[
@@ -39,21 +25,6 @@ const CASES: &[(usize, usize, usize, Labels)] = &[
     (10, 5, 10, Labels::AllDistinct),
     (37, 7, 10, Labels::FirstOf(4)),
 ];
-
-fn draw_labels(r: &mut rand::rngs::StdRng, n: usize, k: usize, kind: Labels) -> Vec<i64> {
-    match kind {
-        Labels::Random => (0..n).map(|_| r.random_range(0..k as i64)).collect(),
-        Labels::FirstOf(c) => (0..n).map(|_| r.random_range(0..c as i64)).collect(),
-        Labels::OneClass => vec![0; n],
-        Labels::AllDistinct => {
-            let mut y: Vec<i64> = (0..n as i64).collect();
-            for i in (1..n).rev() {
-                y.swap(i, r.random_range(0..=i));
-            }
-            y
-        }
-    }
-}
 
 /// Proxy-anchor with PML's defaults (alpha 32, margin 0.1) on `metric`.
 fn proxy_anchor(metric: Metric) -> Loss {
@@ -69,51 +40,6 @@ fn metrics() -> Vec<Metric> {
         .into_iter()
         .flat_map(|d| [false, true].map(|on| Metric::new(d, on)))
         .collect()
-}
-
-/// One random case: `(x, centers, labels)`.
-fn inputs(seed: u64, n: usize, d: usize, k: usize, kind: Labels) -> (Vec<f32>, Vec<f32>, Vec<i64>) {
-    let mut r = rng(seed);
-    let x = normal(&mut r, n, d);
-    let c = normal(&mut r, k, d);
-    let y = draw_labels(&mut r, n, k, kind);
-    (x, c, y)
-}
-
-/// The f64 reference: stats, dL/dX and dL/dC.
-fn want(loss: &Loss, x: &[f32], c: &[f32], y: &[i64], d: usize) -> reference::RefOutput {
-    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let c64: Vec<f64> = c.iter().map(|&v| f64::from(v)).collect();
-    let (n, k) = (x.len() / d, c.len() / d);
-    reference::evaluate(loss, &x64, n, d, y, Some((&c64, k)))
-        .unwrap_or_else(|e| panic!("reference {loss:?}: {e}"))
-}
-
-/// Loss (1e-4 relative), both gradients (1e-3 relative norm) and the exact active counts.
-fn assert_matches(
-    ctx: &str,
-    stats: &LossStats,
-    grad: &[f32],
-    center_grad: Option<&[f32]>,
-    want: &reference::RefOutput,
-) {
-    assert!(
-        loss_close(stats.loss, want.stats.loss),
-        "{ctx}: loss {} vs reference {}",
-        stats.loss,
-        want.stats.loss
-    );
-    assert_eq!(
-        stats.active_terms, want.stats.active_terms,
-        "{ctx}: active counts"
-    );
-    let gerr = rel_norm(grad, &want.grad);
-    assert!(gerr <= 1e-3, "{ctx}: gradient rel err {gerr}");
-    if let Some(cg) = center_grad {
-        let wc = want.center_grad.as_deref().unwrap_or_default();
-        let cerr = rel_norm(cg, wc);
-        assert!(cerr <= 1e-3, "{ctx}: center gradient rel err {cerr}");
-    }
 }
 
 /// Runs one case through the host API (which asks for the center gradient) and checks it.
@@ -195,15 +121,6 @@ fn proxy_anchor_in_slabs_of_proxies() {
             assert!(held.iter().all(|&(_, size)| size <= cap), "{held:?}");
         }
     }
-}
-
-/// The adapter name inside `name()` ("wgpu (<adapter name>, <backend>)").
-fn adapter_of(b: &WgpuBackend) -> String {
-    let name = b.name();
-    name.strip_prefix("wgpu (")
-        .and_then(|s| s.rsplit_once(", "))
-        .map(|(a, _)| a.to_string())
-        .unwrap_or_else(|| panic!("unexpected backend name {name}"))
 }
 
 /// On the device without a center gradient (the proxies' product is skipped): the embeddings'

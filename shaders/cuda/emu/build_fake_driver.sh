@@ -9,7 +9,7 @@ BUILD=${1:-$(mktemp -d)}
 mkdir -p "$BUILD"
 cat "$SRC/common.cuh" "$SRC/distance.cu" "$SRC/chain.cu" "$SRC/reduce.cu" "$SRC/pair_losses.cu" \
     "$SRC/triplet.cu" "$SRC/quadruplet.cu" "$SRC/pml_losses.cu" "$SRC/quad_hard.cu" \
-    "$SRC/proxy_anchor.cu" "$SRC/knn.cu" >"$BUILD/all.cu"
+    "$SRC/proxy_anchor.cu" "$SRC/proxy_softmax.cu" "$SRC/knn.cu" >"$BUILD/all.cu"
 {
     echo '#define KERNELS(X) \'
     grep -ho 'extern "C" __global__ void [a-z0-9_]*' "$BUILD/all.cu" \

@@ -1,11 +1,12 @@
-//! Losses between two row sets: triplet-center and proxy-anchor (embeddings against centers or
-//! proxies) and n-pair (anchors against positives). All are `O(N K)` after the distances.
+//! Losses between two row sets: triplet-center, proxy-anchor and the proxy-softmax losses
+//! (embeddings against centers or proxies) and n-pair (anchors against positives). All are
+//! `O(N K)` after the distances.
 
 use super::chain;
 use super::classes::Classes;
 use super::geometry::{Rows, cross_block, sign};
 use super::linalg::zeros;
-use margin_core::{LossStats, Metric, Result};
+use margin_core::{LossStats, Metric, ProxySoftmax, Result};
 
 /// Gradients w.r.t. the raw rows of both sets.
 pub(crate) struct CrossGrad {
@@ -139,6 +140,58 @@ pub(crate) fn proxy_anchor(
     }
     let g = backward(x, c, metric, &mut w, &e)?;
     Ok((LossStats::new(loss, cpos as u64, with_neg as u64), g))
+}
+
+/// The proxy-softmax losses (proxy-nca, normalized-softmax, cosface): per sample a cross-entropy
+/// over the K centers with logits `scale · (−e_ic − target_margin · [c = y_i])`, Mean over the
+/// counted samples (reference/proxy_softmax.rs); labels are in `0..K`.
+pub(crate) fn proxy_softmax(
+    x: &Rows,
+    c: &Rows,
+    labels: &[i64],
+    metric: Metric,
+    form: ProxySoftmax,
+) -> Result<(LossStats, CrossGrad)> {
+    let (n, k) = (x.n, c.n);
+    let e = e_matrix(x, c, metric)?;
+    let mut w = zeros(n * k, "the center weights")?;
+    // Per sample: the logits' LSE, and whether it counts; weights written unscaled (p − onehot)
+    // and scaled by −scale / count once the count is known.
+    let mut counted = 0u64;
+    let mut loss = 0.0f64;
+    for (i, (row, wrow)) in e.chunks_exact(k).zip(w.chunks_exact_mut(k)).enumerate() {
+        let y = labels[i] as usize;
+        let z = |cc: usize, v: f32| {
+            let target = if cc == y { form.target_margin } else { 0.0 };
+            form.scale * (-f64::from(v) - target)
+        };
+        let top = row
+            .iter()
+            .enumerate()
+            .map(|(cc, &v)| z(cc, v))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = row
+            .iter()
+            .enumerate()
+            .map(|(cc, &v)| (z(cc, v) - top).exp())
+            .sum();
+        let lse = top + sum.ln();
+        let log_p = z(y, row[y]) - lse;
+        if form.drop_underflow && log_p < ProxySoftmax::UNDERFLOW {
+            continue;
+        }
+        counted += 1;
+        loss -= log_p;
+        for (cc, (wv, &v)) in wrow.iter_mut().zip(row).enumerate() {
+            let onehot = if cc == y { 1.0 } else { 0.0 };
+            *wv = ((z(cc, v) - lse).exp() - onehot) as f32;
+        }
+    }
+    // ∂L/∂e = (p − onehot) · (−scale) / count.
+    let scale = (-form.scale / counted.max(1) as f64) as f32;
+    w.iter_mut().for_each(|v| *v *= scale);
+    let g = backward(x, c, metric, &mut w, &e)?;
+    Ok((LossStats::new(loss / counted.max(1) as f64, counted, 0), g))
 }
 
 /// N-pair: anchors and positives are the first two samples of every label with at least two,

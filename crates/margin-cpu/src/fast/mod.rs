@@ -158,7 +158,7 @@ impl CpuBackend {
             Loss::NTXent(_) | Loss::SupCon(_) if npos == 0 || classes.members.len() < 2 => {
                 return Ok(empty(n, d, grad));
             }
-            Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+            _ if loss.needs_centers() || matches!(loss, Loss::NPair(_)) => {
                 return Err(MarginError::device("internal: not a self-pair loss"));
             }
             _ => {
@@ -223,17 +223,18 @@ impl Backend for CpuBackend {
         let x = &input.embeddings[..n * d];
         let metric = loss.metric();
         match *loss {
-            Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+            _ if loss.needs_centers() => {
                 let Some((cbuf, k)) = input.centers else {
                     return Err(MarginError::input(format!("{} needs centers", loss.kind())));
                 };
                 let xr = Rows::new(x, n, d, metric);
                 let cr = Rows::new(&cbuf[..k * d], k, d, metric);
-                let (stats, g) = match *loss {
-                    Loss::ProxyAnchor(c) => {
+                let (stats, g) = match (loss.proxy_softmax(), *loss) {
+                    (Some(form), _) => cross::proxy_softmax(&xr, &cr, input.labels, metric, form)?,
+                    (None, Loss::ProxyAnchor(c)) => {
                         cross::proxy_anchor(&xr, &cr, input.labels, metric, (c.margin, c.alpha))?
                     }
-                    Loss::TripletCenter(c) => {
+                    (None, Loss::TripletCenter(c)) => {
                         cross::triplet_center(&xr, &cr, input.labels, metric, c.margin)?
                     }
                     _ => return Err(MarginError::device("internal: not a center loss")),

@@ -71,7 +71,12 @@ pub(crate) fn loss(
             let (a, g) = lifted(&rect, &classes, s * c.pos_margin, s * c.neg_margin, npos)?;
             (LossStats::new(avg(a.loss[0], npos), a.count[0], 0), g)
         }
-        Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+        Loss::NPair(_)
+        | Loss::TripletCenter(_)
+        | Loss::ProxyAnchor(_)
+        | Loss::ProxyNca(_)
+        | Loss::NormalizedSoftmax(_)
+        | Loss::CosFace(_) => {
             return Err(loss.reference_unsupported());
         }
         _ => row_losses::run(loss, &classes, n, npos, &rect)?,

@@ -8,7 +8,7 @@
 //! 3. One file per loss (`contrastive.rs`, `triplet.rs`, `triplet_center.rs`, `n_pair.rs`,
 //!    `quadruplet.rs` and `quadruplet_hard.rs`, `lifted_structure.rs`, `multi_similarity.rs`,
 //!    `circle.rs`, `nt_xent.rs`, `supcon.rs`, `generalized_lifted_structure.rs`,
-//!    `proxy_anchor.rs`): the loss, its
+//!    `proxy_anchor.rs`, `proxy_softmax.rs`): the loss, its
 //!    active counts and `W = ∂L/∂D`, by visiting every pair, triplet or quadruplet the definition
 //!    names (none is ever stored).
 //! 4. `distance.rs` again: the chain rule from `W` to the (normalized) rows.
@@ -36,6 +36,7 @@ mod n_pair;
 mod normalize;
 mod nt_xent;
 mod proxy_anchor;
+mod proxy_softmax;
 mod quadruplet;
 mod quadruplet_hard;
 mod rect;
@@ -87,9 +88,13 @@ pub fn evaluate(
     let metric = loss.metric();
     let xs = Normalized::new(x, n, d, metric.normalizes());
 
-    let center_weights = |dist: &[f64], k: usize| match loss {
-        Loss::ProxyAnchor(cfg) => Some(proxy_anchor::weights(cfg, dist, n, k, labels)),
-        Loss::TripletCenter(cfg) => Some(triplet_center::weights(cfg, dist, n, k, labels)),
+    let center_weights = |dist: &[f64], k: usize| match (loss, loss.proxy_softmax()) {
+        (_, Some(form)) => {
+            let sim = proxy_softmax::is_similarity(metric.distance);
+            Some(proxy_softmax::weights(form, sim, dist, (n, k), labels))
+        }
+        (Loss::ProxyAnchor(cfg), _) => Some(proxy_anchor::weights(cfg, dist, n, k, labels)),
+        (Loss::TripletCenter(cfg), _) => Some(triplet_center::weights(cfg, dist, n, k, labels)),
         _ => None,
     };
     if let Some((c, k)) = centers {
@@ -127,7 +132,11 @@ pub fn evaluate(
             generalized_lifted_structure::weights(cfg, &dist, n, labels)
         }
         // Validation guarantees centers for these, handled above.
-        Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+        Loss::TripletCenter(_)
+        | Loss::ProxyAnchor(_)
+        | Loss::ProxyNca(_)
+        | Loss::NormalizedSoftmax(_)
+        | Loss::CosFace(_) => {
             return Err(margin_core::MarginError::input(format!(
                 "{} needs centers (K x D); none were given",
                 loss.kind()

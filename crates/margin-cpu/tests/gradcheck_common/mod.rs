@@ -11,9 +11,10 @@
 #![allow(dead_code)]
 
 use margin_core::{
-    CircleConfig, ContrastiveConfig, Distance, GeneralizedLiftedStructureConfig,
+    CircleConfig, ContrastiveConfig, CosFaceConfig, Distance, GeneralizedLiftedStructureConfig,
     LiftedStructureConfig, Loss, Metric, Mining, MultiSimilarityConfig, NPairConfig, NTXentConfig,
-    ProxyAnchorConfig, QuadrupletConfig, SupConConfig, TripletCenterConfig, TripletConfig,
+    NormalizedSoftmaxConfig, ProxyAnchorConfig, ProxyNcaConfig, QuadrupletConfig, SupConConfig,
+    TripletCenterConfig, TripletConfig,
 };
 
 pub const REL_STEP: f64 = 1e-6;
@@ -36,20 +37,27 @@ pub enum Variant {
     SupCon,
     GeneralizedLiftedStructure,
     ProxyAnchor,
+    ProxyNca,
+    NormalizedSoftmax,
+    CosFace,
 }
 
 impl Variant {
     /// False for the losses that reject a reference set (n-pair, triplet-center, proxy-anchor).
     pub fn supports_reference(self) -> bool {
-        !matches!(
-            self,
-            Variant::TripletCenter | Variant::NPair | Variant::ProxyAnchor
-        )
+        !matches!(self, Variant::NPair) && !self.has_centers()
     }
 
     /// True for the losses against centers (triplet-center, proxy-anchor).
     pub fn has_centers(self) -> bool {
-        matches!(self, Variant::TripletCenter | Variant::ProxyAnchor)
+        matches!(
+            self,
+            Variant::TripletCenter
+                | Variant::ProxyAnchor
+                | Variant::ProxyNca
+                | Variant::NormalizedSoftmax
+                | Variant::CosFace
+        )
     }
 }
 
@@ -77,13 +85,21 @@ pub fn variants() -> Vec<Variant> {
         Variant::SupCon,
         Variant::GeneralizedLiftedStructure,
         Variant::ProxyAnchor,
+        Variant::ProxyNca,
+        Variant::NormalizedSoftmax,
+        Variant::CosFace,
     ]);
     out
 }
 
-/// The metrics a variant accepts: circle is cosine only (as PML's).
+/// The metrics a variant accepts: circle and cosface are cosine only (as PML's), normalized-softmax
+/// normalizes.
 pub fn accepts(variant: Variant, metric: Metric) -> bool {
-    !matches!(variant, Variant::Circle) || metric.distance == Distance::Cosine
+    match variant {
+        Variant::Circle | Variant::CosFace => metric.distance == Distance::Cosine,
+        Variant::NormalizedSoftmax => metric.normalizes(),
+        _ => true,
+    }
 }
 
 /// `variant / distance / normalized|raw`, for failure messages.
@@ -144,6 +160,26 @@ pub fn fit_loss(
                 alpha: 4.0 / (quantile(c, 0.75) - quantile(c, 0.25)),
             })
         }
+        // Softmax scales that keep the logits within a few units of each other.
+        Variant::ProxyNca => {
+            let c = to_centers.expect("proxy-nca needs the distances to its proxies");
+            Loss::ProxyNca(ProxyNcaConfig {
+                metric,
+                softmax_scale: 2.0 / (quantile(c, 0.75) - quantile(c, 0.25)),
+            })
+        }
+        Variant::NormalizedSoftmax => {
+            let c = to_centers.expect("normalized-softmax needs the distances to its weights");
+            Loss::NormalizedSoftmax(NormalizedSoftmaxConfig {
+                metric,
+                temperature: (quantile(c, 0.75) - quantile(c, 0.25)) / 2.0,
+            })
+        }
+        Variant::CosFace => Loss::CosFace(CosFaceConfig {
+            metric,
+            margin: 0.2,
+            scale: 4.0,
+        }),
         Variant::NPair => Loss::NPair(NPairConfig { metric }),
         Variant::Quadruplet { mining } => Loss::Quadruplet(QuadrupletConfig {
             metric,

@@ -1,12 +1,16 @@
 //! Stage 3 and the orchestration of a whole loss call. Losses over the N x N matrix, or the N x M
 //! matrix against a reference set, share [`square_loss`] (in slabs of rows past one storage
-//! binding: [`slabs`]); triplet-center (N x K, [`triplet_center`]), proxy-anchor (K x N, the
-//! proxies as rows, [`proxy_anchor`]) and n-pair (k x k between anchors and positives, [`npair`])
-//! have their own paths, in slabs of rows the same way.
+//! binding: [`slabs`]). The losses against centers share the skeleton of [`centers`]:
+//! triplet-center (N x K, [`triplet_center`]), proxy-anchor (K x N, the proxies as rows,
+//! [`proxy_anchor`]) and proxy-nca, normalized-softmax and cosface (N x K, [`proxy_softmax`]).
+//! N-pair (k x k between anchors and positives, [`npair`]) has its own path. All run in slabs of
+//! rows the same way.
 
+mod centers;
 mod lifted;
 mod npair;
 mod proxy_anchor;
+mod proxy_softmax;
 mod quad_hard;
 mod quadruplet;
 mod row_local;
@@ -23,6 +27,7 @@ use wgpu::Buffer;
 
 pub(crate) use npair::npair_loss;
 pub(crate) use proxy_anchor::proxy_anchor_loss;
+pub(crate) use proxy_softmax::proxy_softmax_loss;
 pub(crate) use triplet_center::triplet_center_loss;
 
 /// The labels of the N x M loss matrix as dense group ids (in order of first appearance over the

@@ -11,15 +11,15 @@
 //! `1/|C+|` and `1/K` follow from the host labels before any launch, so the kernel writes final
 //! weights; it returns each proxy's unscaled `[A_c, B_c]`, divided and added on the host in f64.
 //!
-//! Stage 4 is triplet-center's with the roles swapped (slabs.rs `SlabProducts`): the rows'
-//! product gives the proxies' gradient, the columns' the embeddings'. The rows' product is
+//! Stage 4 is triplet-center's with the roles swapped (centers.rs with [`Side::Centers`]): the
+//! rows' product gives the proxies' gradient, the columns' the embeddings'. The rows' product is
 //! skipped when the caller asks for no center gradient.
 
-use super::slabs::{SlabProducts, SlabRows, rows_per_slab};
+use super::centers::{CenterRun, Placed, Side, Slab};
 use super::softmax::{ADD_ONE, MODE_PROXY_ANCHOR};
 use super::{NONE, RowTotals, divides_in_place};
-use crate::context::{Gpu, Groups, Params};
-use crate::stages::{self, PairMode};
+use crate::context::{Batch, Gpu, Groups, Params};
+use crate::stages;
 use margin_core::{Loss, LossStats, MarginError, ProxyAnchorConfig, Result};
 use wgpu::Buffer;
 
@@ -39,71 +39,45 @@ pub(crate) fn proxy_anchor_loss(
     let Loss::ProxyAnchor(cfg) = loss else {
         return Err(MarginError::device("internal: not a proxy-anchor loss"));
     };
-    let metric = cfg.metric;
-    let (c, k) = centers;
-    // Labels are in 0..K (checked by check_device_input).
-    let lab: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-    let scales = Scales::new(&lab, k);
-    let rows = rows_per_slab(gpu, k, n, "one row of the K x N proxy matrix")?;
-    stages::u32_of(2 * rows + n, "the label count")?;
-    let e = gpu.scratch("e", rows * n)?;
-    let rstat = gpu.scratch("rstat", 2 * rows)?;
-    let rcnt = gpu.scratch("rcnt", 4 * rows)?;
-    let unread = gpu.scratch("unread", 1)?;
-
-    let mut b = gpu.batch();
-    let on = metric.normalizes();
-    let xs = stages::normalize(gpu, &mut b, (x, n, d), on, stages::BATCH)?;
-    let cs = stages::normalize(gpu, &mut b, (c, k, d), on, stages::OTHER)?;
-    b.clear(grad);
-    if let Some(cg) = center_grad {
-        b.clear(cg);
-    }
-    b.submit();
-    let slab = SlabRows::new(gpu, (&cs.h, &cs.sq), k, rows, d)?;
-    let mut total = RowTotals::default();
-    for r0 in (0..k).step_by(rows) {
-        let len = rows.min(k - r0);
-        let grp = gpu.upload("groups", &packed_groups(r0, len, &lab))?;
-        let mut b = gpu.batch();
-        let mode = PairMode::for_loss(metric);
-        slab.distances(gpu, &mut b, (r0, len), (&xs.h, &xs.sq, n), mode, &e)?;
-        let p = params(cfg, len, n, &scales);
+    let run = CenterRun::begin(
+        gpu,
+        cfg.metric,
+        (x, n, d),
+        labels,
+        centers,
+        grad,
+        center_grad,
+    )?;
+    let k = run.k;
+    let scales = Scales::new(&run.labels, k);
+    // rstat / rcnt hold one slab's proxies: read after each slab, before the next overwrites them.
+    let rstat = |len: usize| gpu.scratch("rstat", 2 * len);
+    let rcnt = |len: usize| gpu.scratch("rcnt", 4 * len);
+    let weights = |b: &mut Batch<'_>, s: &Slab<'_>| -> Result<Placed> {
+        stages::u32_of(2 * s.len + n, "the label count")?;
+        let grp = gpu.upload("groups", &packed_groups(s.r0, s.len, &run.labels))?;
+        let p = params(cfg, s.len, n, &scales);
+        let bufs = [s.e, &grp, &rstat(s.len)?, &rcnt(s.len)?];
         b.run(
             &gpu.kernels.split_lse,
             p,
-            &[&e, &grp, &rstat, &rcnt],
-            Groups::Linear(len as u64),
+            &bufs,
+            Groups::Linear(s.len as u64),
         )?;
-        // The weights are in place (already divided by the euclidean distance there): the chain
-        // reads no distance.
-        let chain = stages::chain_mode(metric, true);
-        stages::chain_cross(gpu, &mut b, &e, &unread, len, n, chain, 1.0, 1.0)?;
-        let products = SlabProducts {
-            c: &e,
-            len,
-            m: n,
-            d,
-            r0,
-            rows: &cs.h,
-            slab_rows: slab.rows(),
-            cols: &xs.h,
-            g_rows: center_grad,
-            g_cols: Some(grad),
-        };
-        products.record(gpu, &mut b, metric)?;
-        b.submit();
-        // rstat / rcnt hold this slab's rows only: read before the next slab overwrites them.
-        total += RowTotals::read(gpu, &rstat, &rcnt, len)?;
-    }
-    let mut b = gpu.batch();
-    if on {
-        stages::normalize_backward(gpu, &mut b, &xs.h, &xs.norms, grad, n, d)?;
-        if let Some(cg) = center_grad {
-            stages::normalize_backward(gpu, &mut b, &cs.h, &cs.norms, cg, k, d)?;
-        }
-    }
-    b.submit();
+        Ok(Placed::InPlace)
+    };
+    let mut total = RowTotals::default();
+    let after = |s: &Slab<'_>| -> Result<()> {
+        total += RowTotals::read(gpu, &rstat(s.len)?, &rcnt(s.len)?, s.len)?;
+        Ok(())
+    };
+    run.slabs(
+        Side::Centers,
+        "one row of the K x N proxy matrix",
+        weights,
+        after,
+    )?;
+    run.finish(1.0)?;
     let value = total.loss[0] / scales.pos_div + total.loss[1] / scales.neg_div;
     Ok(LossStats::new(value, total.count[0], total.count[1]))
 }

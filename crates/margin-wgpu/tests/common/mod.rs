@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod centers;
+
 use margin_core::Backend;
 use margin_wgpu::{WgpuBackend, list_adapters};
 use rand::{Rng, SeedableRng};
@@ -36,13 +38,18 @@ pub fn backend() -> Option<WgpuBackend> {
 /// The test adapter with the workgroup-memory (GPU) product kernels forced, so a CPU adapter
 /// also runs them.
 pub fn tiled_backend() -> Option<WgpuBackend> {
-    let name = backend()?.name();
-    // name() is "wgpu (<adapter name>, <backend>)".
-    let adapter = name
-        .strip_prefix("wgpu (")
-        .and_then(|s| s.rsplit_once(", "))
-        .map(|(a, _)| a.to_string())?;
+    let adapter = adapter_of(&backend()?);
     Some(WgpuBackend::with_adapter_tiling(&adapter, margin_wgpu::Tiling::Workgroup).unwrap())
+}
+
+/// The adapter name inside `name()` ("wgpu (<adapter name>, <backend>)"), to open another
+/// backend on the same adapter (other tiling, capped binding).
+pub fn adapter_of(b: &WgpuBackend) -> String {
+    let name = b.name();
+    name.strip_prefix("wgpu (")
+        .and_then(|s| s.rsplit_once(", "))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| panic!("unexpected backend name {name}"))
 }
 
 /// `n x d` standard normal values.

@@ -82,7 +82,12 @@ pub fn evaluate_with_reference(
         Loss::SupCon(cfg) => softmax::supcon(cfg, &g),
         Loss::GeneralizedLiftedStructure(cfg) => rowwise::generalized_lifted_structure(cfg, &g),
         // Validation rejects these; kept as an error rather than a panic.
-        Loss::NPair(_) | Loss::TripletCenter(_) | Loss::ProxyAnchor(_) => {
+        Loss::NPair(_)
+        | Loss::TripletCenter(_)
+        | Loss::ProxyAnchor(_)
+        | Loss::ProxyNca(_)
+        | Loss::NormalizedSoftmax(_)
+        | Loss::CosFace(_) => {
             return Err(loss.reference_unsupported());
         }
     };
