@@ -148,3 +148,55 @@ fn proxy_softmax_losses_match_reference() {
         }
     }
 }
+
+/// Every sample close to its own class weight at cosface's scale 64: the target probability is
+/// within about e^-20 of 1, so each weight is tiny and `p_y − 1` would round to 0 in f32; the
+/// target's weight comes from `expm1(log p_y)` and keeps its relative precision.
+#[test]
+fn confident_proxy_softmax_rows_keep_their_gradient() {
+    use margin_core::{Backend, LossInput};
+    let (n, d, k) = (50, 16, 10);
+    let c = fast_common::normal(k, d, 5);
+    let noise = fast_common::normal(n, d, 6);
+    let y: Vec<i64> = (0..n as i64).map(|i| i % k as i64).collect();
+    let x: Vec<f32> = (0..n * d)
+        .map(|t| c[(y[t / d] as usize) * d + t % d] + 0.05 * noise[t])
+        .collect();
+    for kind in [
+        LossKind::CosFace,
+        LossKind::NormalizedSoftmax,
+        LossKind::ProxyNca,
+    ] {
+        let mut loss = margin_core::Loss::default_for(kind);
+        if let margin_core::Loss::ProxyNca(cfg) = &mut loss {
+            cfg.softmax_scale = 16.0;
+        }
+        let input = LossInput::from_slices(&x, n, d, &y, Some((&c[..], k, d))).unwrap();
+        let got = CpuBackend::new().loss(&loss, &input).unwrap();
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let c64: Vec<f64> = c.iter().map(|&v| f64::from(v)).collect();
+        let want = margin_cpu::reference::evaluate(&loss, &x64, n, d, &y, Some((&c64, k))).unwrap();
+        let rel = |a: &[f32], b: &[f64]| {
+            let num: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(&p, q)| (f64::from(p) - q).powi(2))
+                .sum();
+            let den: f64 = b.iter().map(|q| q * q).sum();
+            (num / den).sqrt()
+        };
+        let (l, lr) = (got.stats.loss, want.stats.loss);
+        assert!(
+            lr > 0.0 && lr < 1e-3,
+            "{kind}: reference loss {lr} is not a confident case"
+        );
+        assert!((l - lr).abs() <= 1e-4 * lr, "{kind}: loss {l} vs {lr}");
+        let g = rel(&got.grad, &want.grad);
+        assert!(g <= 1e-3, "{kind}: grad rel err {g}");
+        let cg = rel(
+            got.center_grad.as_deref().unwrap(),
+            want.center_grad.as_deref().unwrap(),
+        );
+        assert!(cg <= 1e-3, "{kind}: center grad rel err {cg}");
+    }
+}

@@ -1,12 +1,12 @@
-//! Losses between two row sets: triplet-center, proxy-anchor and the proxy-softmax losses
-//! (embeddings against centers or proxies) and n-pair (anchors against positives). All are
+//! Losses between two row sets: triplet-center (embeddings against centers) and n-pair (anchors
+//! against positives), and the pieces the proxy losses (proxies.rs) share with them. All are
 //! `O(N K)` after the distances.
 
 use super::chain;
 use super::classes::Classes;
 use super::geometry::{Rows, cross_block, sign};
 use super::linalg::zeros;
-use margin_core::{LossStats, Metric, ProxySoftmax, Result};
+use margin_core::{LossStats, Metric, Result};
 
 /// Gradients w.r.t. the raw rows of both sets.
 pub(crate) struct CrossGrad {
@@ -14,7 +14,7 @@ pub(crate) struct CrossGrad {
     pub gb: Vec<f32>,
 }
 
-fn e_matrix(a: &Rows, b: &Rows, metric: Metric) -> Result<Vec<f32>> {
+pub(super) fn e_matrix(a: &Rows, b: &Rows, metric: Metric) -> Result<Vec<f32>> {
     let mut e = zeros(a.n * b.n, "the center distance matrix")?;
     cross_block(
         metric.distance,
@@ -31,7 +31,13 @@ fn e_matrix(a: &Rows, b: &Rows, metric: Metric) -> Result<Vec<f32>> {
 }
 
 /// Chains `W = ∂L/∂e` (overwritten) back to both raw row sets.
-fn backward(a: &Rows, b: &Rows, metric: Metric, w: &mut [f32], e: &[f32]) -> Result<CrossGrad> {
+pub(super) fn backward(
+    a: &Rows,
+    b: &Rows,
+    metric: Metric,
+    w: &mut [f32],
+    e: &[f32],
+) -> Result<CrossGrad> {
     let s = sign(metric);
     for v in w.iter_mut() {
         *v *= s;
@@ -75,123 +81,6 @@ pub(crate) fn triplet_center(
     }
     let g = backward(x, c, metric, &mut w, &e)?;
     Ok((LossStats::new(loss * inv, active, 0), g))
-}
-
-/// Proxy-anchor: per proxy c, `log(1 + Σ_{y_i = c} e^{α (e_ic − m')})` over the proxies with a
-/// positive, divided by their number, plus `log(1 + Σ_{y_i ≠ c} e^{α (−m' − e_ic)})` over all K,
-/// divided by K, with `m' = sign · margin` (reference/proxy_anchor.rs); labels are in `0..K`.
-pub(crate) fn proxy_anchor(
-    x: &Rows,
-    c: &Rows,
-    labels: &[i64],
-    metric: Metric,
-    (margin, alpha): (f64, f64),
-) -> Result<(LossStats, CrossGrad)> {
-    let (n, k) = (x.n, c.n);
-    let e = e_matrix(x, c, metric)?;
-    let m = f64::from(sign(metric)) * margin;
-    let mut with_pos = vec![false; k];
-    for &y in labels {
-        with_pos[y as usize] = true;
-    }
-    let cpos = with_pos.iter().filter(|&&p| p).count();
-    let with_neg = (0..k)
-        .filter(|&cc| labels.iter().any(|&y| y as usize != cc))
-        .count();
-    let (pos_div, neg_div) = (cpos.max(1) as f64, k as f64);
-    let exponent = |i: usize, cc: usize| {
-        let v = f64::from(e[i * k + cc]);
-        if labels[i] as usize == cc {
-            alpha * (v - m)
-        } else {
-            alpha * (-m - v)
-        }
-    };
-    // Per proxy and side: max(0, max x), then Σ e^{x − max} (the "1" included), then weights.
-    let side = |i: usize, cc: usize| usize::from(labels[i] as usize != cc);
-    let mut top = vec![[0.0f64; 2]; k];
-    for i in 0..n {
-        for (cc, t) in top.iter_mut().enumerate() {
-            t[side(i, cc)] = t[side(i, cc)].max(exponent(i, cc));
-        }
-    }
-    let mut sums: Vec<[f64; 2]> = top.iter().map(|t| [(-t[0]).exp(), (-t[1]).exp()]).collect();
-    for i in 0..n {
-        for (cc, (s, t)) in sums.iter_mut().zip(&top).enumerate() {
-            s[side(i, cc)] += (exponent(i, cc) - t[side(i, cc)]).exp();
-        }
-    }
-    let lse: Vec<[f64; 2]> = top
-        .iter()
-        .zip(&sums)
-        .map(|(t, s)| [t[0] + s[0].ln(), t[1] + s[1].ln()])
-        .collect();
-    let loss: f64 = lse.iter().map(|l| l[0] / pos_div + l[1] / neg_div).sum();
-    let mut w = zeros(n * k, "the proxy weights")?;
-    for (i, row) in w.chunks_exact_mut(k).enumerate() {
-        for (cc, (wv, l)) in row.iter_mut().zip(&lse).enumerate() {
-            let p = (exponent(i, cc) - l[side(i, cc)]).exp();
-            *wv = if side(i, cc) == 0 {
-                p * alpha / pos_div
-            } else {
-                -p * alpha / neg_div
-            } as f32;
-        }
-    }
-    let g = backward(x, c, metric, &mut w, &e)?;
-    Ok((LossStats::new(loss, cpos as u64, with_neg as u64), g))
-}
-
-/// The proxy-softmax losses (proxy-nca, normalized-softmax, cosface): per sample a cross-entropy
-/// over the K centers with logits `scale · (−e_ic − target_margin · [c = y_i])`, Mean over the
-/// counted samples (reference/proxy_softmax.rs); labels are in `0..K`.
-pub(crate) fn proxy_softmax(
-    x: &Rows,
-    c: &Rows,
-    labels: &[i64],
-    metric: Metric,
-    form: ProxySoftmax,
-) -> Result<(LossStats, CrossGrad)> {
-    let (n, k) = (x.n, c.n);
-    let e = e_matrix(x, c, metric)?;
-    let mut w = zeros(n * k, "the center weights")?;
-    // Per sample: the logits' LSE, and whether it counts; weights written unscaled (p − onehot)
-    // and scaled by −scale / count once the count is known.
-    let mut counted = 0u64;
-    let mut loss = 0.0f64;
-    for (i, (row, wrow)) in e.chunks_exact(k).zip(w.chunks_exact_mut(k)).enumerate() {
-        let y = labels[i] as usize;
-        let z = |cc: usize, v: f32| {
-            let target = if cc == y { form.target_margin } else { 0.0 };
-            form.scale * (-f64::from(v) - target)
-        };
-        let top = row
-            .iter()
-            .enumerate()
-            .map(|(cc, &v)| z(cc, v))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = row
-            .iter()
-            .enumerate()
-            .map(|(cc, &v)| (z(cc, v) - top).exp())
-            .sum();
-        let lse = top + sum.ln();
-        let log_p = z(y, row[y]) - lse;
-        if form.drop_underflow && log_p < ProxySoftmax::UNDERFLOW {
-            continue;
-        }
-        counted += 1;
-        loss -= log_p;
-        for (cc, (wv, &v)) in wrow.iter_mut().zip(row).enumerate() {
-            let onehot = if cc == y { 1.0 } else { 0.0 };
-            *wv = ((z(cc, v) - lse).exp() - onehot) as f32;
-        }
-    }
-    // ∂L/∂e = (p − onehot) · (−scale) / count.
-    let scale = (-form.scale / counted.max(1) as f64) as f32;
-    w.iter_mut().for_each(|v| *v *= scale);
-    let g = backward(x, c, metric, &mut w, &e)?;
-    Ok((LossStats::new(loss / counted.max(1) as f64, counted, 0), g))
 }
 
 /// N-pair: anchors and positives are the first two samples of every label with at least two,

@@ -38,6 +38,7 @@ mod infonce;
 mod knn;
 mod linalg;
 mod pairs;
+mod proxies;
 mod quadruplet;
 mod quadruplet_hard;
 mod rect;
@@ -230,9 +231,11 @@ impl Backend for CpuBackend {
                 let xr = Rows::new(x, n, d, metric);
                 let cr = Rows::new(&cbuf[..k * d], k, d, metric);
                 let (stats, g) = match (loss.proxy_softmax(), *loss) {
-                    (Some(form), _) => cross::proxy_softmax(&xr, &cr, input.labels, metric, form)?,
+                    (Some(form), _) => {
+                        proxies::proxy_softmax(&xr, &cr, input.labels, metric, form)?
+                    }
                     (None, Loss::ProxyAnchor(c)) => {
-                        cross::proxy_anchor(&xr, &cr, input.labels, metric, (c.margin, c.alpha))?
+                        proxies::proxy_anchor(&xr, &cr, input.labels, metric, (c.margin, c.alpha))?
                     }
                     (None, Loss::TripletCenter(c)) => {
                         cross::triplet_center(&xr, &cr, input.labels, metric, c.margin)?
