@@ -89,10 +89,13 @@ pub fn evaluate(
     let xs = Normalized::new(x, n, d, metric.normalizes());
 
     let center_weights = |dist: &[f64], k: usize| match (loss, loss.proxy_softmax()) {
-        (_, Some(form)) => {
-            let sim = proxy_softmax::is_similarity(metric.distance);
-            Some(proxy_softmax::weights(form, sim, dist, (n, k), labels))
-        }
+        (_, Some(form)) => Some(proxy_softmax::weights(
+            form,
+            metric.distance,
+            dist,
+            (n, k),
+            labels,
+        )),
         (Loss::ProxyAnchor(cfg), _) => Some(proxy_anchor::weights(cfg, dist, n, k, labels)),
         (Loss::TripletCenter(cfg), _) => Some(triplet_center::weights(cfg, dist, n, k, labels)),
         _ => None,

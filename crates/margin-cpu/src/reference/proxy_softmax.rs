@@ -13,17 +13,17 @@
 use super::Weights;
 use super::distance::farther_sign;
 use super::math::logsumexp;
-use margin_core::{LossStats, ProxySoftmax};
+use margin_core::{Distance, LossStats, ProxySoftmax};
 
 /// Loss and `W = ∂L/∂D` (`n x k`) for the embedding-to-center matrix `dist`.
 pub(crate) fn weights(
     form: ProxySoftmax,
-    similarity: bool,
+    distance: Distance,
     dist: &[f64],
     (n, k): (usize, usize),
     labels: &[i64],
 ) -> Weights {
-    let sign = if similarity { -1.0 } else { 1.0 };
+    let sign = farther_sign(distance);
     let mut w = vec![0.0; n * k];
     let mut terms = Vec::with_capacity(n);
     for i in 0..n {
@@ -55,9 +55,4 @@ pub(crate) fn weights(
         stats: LossStats::new(sum * inv, count as u64, 0),
         w,
     }
-}
-
-/// `farther_sign`'s similarity test, for callers holding a [`margin_core::Distance`].
-pub(crate) fn is_similarity(distance: margin_core::Distance) -> bool {
-    farther_sign(distance) < 0.0
 }
